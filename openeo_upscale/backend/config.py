@@ -1,0 +1,203 @@
+"""Settings of the local backend: small frozen dataclasses, loaded from TOML by `load_config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openeo_upscale.errors import ConfigError
+
+DEFAULT_USER = "demo"
+"""User name of the default account."""
+DEFAULT_PASSWORD = "demo"
+"""Password of the default account (HTTP basic)."""
+DEFAULT_CLIENT_ID = "openeo-upscale-local"
+"""OIDC client id of the default account (client-credentials grant)."""
+DEFAULT_CLIENT_SECRET = "demo-secret"
+"""OIDC client secret of the default account."""
+OIDC_PROVIDER_ID = "local"
+"""Id of the local OIDC provider in `/credentials/oidc`."""
+
+
+class Mode(str, enum.Enum):
+    """How a job computes its result."""
+
+    SIMULATED = "simulated"
+    REAL = "real"
+
+
+class LimitPolicy(str, enum.Enum):
+    """What starting a job beyond the user's run slots does."""
+
+    QUEUE = "queue"
+    """The job waits in the queue until a slot is free (most platforms)."""
+    REJECT = "reject"
+    """`POST /jobs/{id}/results` answers 400 ConcurrentJobLimit (geopyspark backends, CDSE)."""
+
+
+@dataclass(frozen=True)
+class User:
+    """An account: basic credentials and, optionally, OIDC client credentials."""
+
+    name: str
+    password: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    run_slots: int | None = None
+    """Overrides the backend's `run_slots` for this user."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A per-user token bucket: `capacity` requests at once, refilled at `per_second`."""
+
+    capacity: int = 20
+    per_second: float = 10.0
+
+
+@dataclass(frozen=True)
+class JobFailureRule:
+    """Fail the jobs whose title (or process graph) contains `match`, on these attempts (1-based)."""
+
+    match: str
+    attempts: tuple[int, ...] = (1,)
+    message: str = "Injected failure"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Seeded, reproducible fault injection. Everything is off by default.
+
+    Rates are keyed by route template (for example ``"POST /jobs"``, ``"GET /jobs/{job_id}"``)
+    or ``"*"`` for every route.
+    """
+
+    seed: int = 0
+    http_error_rate: Mapping[str, float] = field(default_factory=dict)
+    drop_rate: Mapping[str, float] = field(default_factory=dict)
+    slow_rate: Mapping[str, float] = field(default_factory=dict)
+    slow_seconds: float = 2.0
+    rate_limit: RateLimit | None = None
+    job_failure_rate: float = 0.0
+    job_failures: tuple[JobFailureRule, ...] = ()
+    stuck_rate: float = 0.0
+    """Share of started jobs that stay `queued` for `stuck_seconds` although a slot is free."""
+    stuck_seconds: float = 3600.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.http_error_rate or self.drop_rate or self.slow_rate or self.rate_limit)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Duration model of simulated jobs, in simulated seconds (multiplied by `time_scale`)."""
+
+    time_scale: float = 0.05
+    """Wall seconds per simulated second: 0.05 makes a 3-minute job take 9 s."""
+    base_seconds: float = 60.0
+    seconds_per_km2: float = 2.0
+    seconds_per_month: float = 30.0
+    jitter: float = 0.2
+    """Relative spread of the seeded jitter (0.2 means ±20%)."""
+    queue_seconds: float = 5.0
+    """Simulated time a job spends `queued` before it may run, when a slot is free."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything the local backend needs to run."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mode: Mode = Mode.SIMULATED
+    state_dir: Path = Path(".openeo-local")
+    udp_dirs: tuple[Path, ...] = ()
+    users: tuple[User, ...] = (
+        User(DEFAULT_USER, DEFAULT_PASSWORD, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
+    )
+    run_slots: int = 2
+    """Jobs a user may have running at once."""
+    limit_policy: LimitPolicy = LimitPolicy.QUEUE
+    queue_limit: int | None = None
+    """Jobs a user may have queued or running at once; beyond it a start is refused."""
+    token_ttl: float = 3600.0
+    """Seconds an access token stays valid."""
+    credits_per_cpu_hour: float = 1.0
+    credits_per_job: float = 0.5
+    simulation: Simulation = Simulation()
+    faults: Faults = Faults()
+    title: str = "openeo-upscale local backend"
+
+    def user(self, name: str) -> User | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def slots_for(self, name: str) -> int:
+        user = self.user(name)
+        return user.run_slots if user and user.run_slots else self.run_slots
+
+    def replace(self, **changes: Any) -> BackendConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build a dataclass from a TOML table, refusing unknown keys with a message naming them."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+def config_from_dict(data: Mapping[str, Any], base: BackendConfig | None = None) -> BackendConfig:
+    """Overlay a parsed TOML document on `base` (defaults when omitted)."""
+    base = base or BackendConfig()
+    data = dict(data)
+    changes: dict[str, Any] = {}
+    try:
+        if "simulation" in data:
+            changes["simulation"] = _build(Simulation, data.pop("simulation"), "[simulation]")
+        if "faults" in data:
+            faults = dict(data.pop("faults"))
+            if "rate_limit" in faults:
+                faults["rate_limit"] = _build(RateLimit, faults["rate_limit"], "[faults.rate_limit]")
+            if "job_failures" in faults:
+                faults["job_failures"] = tuple(
+                    _build(JobFailureRule, {**r, "attempts": tuple(r.get("attempts", (1,)))},
+                           "[[faults.job_failures]]")
+                    for r in faults["job_failures"]
+                )
+            changes["faults"] = _build(Faults, faults, "[faults]")
+        if "users" in data:
+            changes["users"] = tuple(_build(User, u, "[[users]]") for u in data.pop("users"))
+        if "mode" in data:
+            changes["mode"] = Mode(data.pop("mode"))
+        if "limit_policy" in data:
+            changes["limit_policy"] = LimitPolicy(data.pop("limit_policy"))
+        if "state_dir" in data:
+            changes["state_dir"] = Path(data.pop("state_dir"))
+        if "udp_dirs" in data:
+            changes["udp_dirs"] = tuple(Path(p) for p in data.pop("udp_dirs"))
+        known = {f.name for f in dataclasses.fields(BackendConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown backend setting(s) {', '.join(unknown)}")
+        changes.update(data)
+        return dataclasses.replace(base, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid backend configuration: {exc}") from exc
+
+
+def load_config(path: str | Path, base: BackendConfig | None = None) -> BackendConfig:
+    """Read a backend TOML file (see docs/local-backend.md for the keys)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read backend configuration {path}: {exc}") from exc
+    return config_from_dict(data.get("backend", data), base)

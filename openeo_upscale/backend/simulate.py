@@ -1,0 +1,190 @@
+"""Simulated execution: how long a job takes, what it uses, and a small valid GeoTIFF.
+
+The duration grows with the tile's area and the number of months asked for, with a seeded
+jitter, and is scaled by `Simulation.time_scale` so a ten-minute job can take a second in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import CRS, Transformer
+from rasterio.transform import from_bounds
+from shapely.geometry import shape
+
+from openeo_upscale.backend.config import Simulation
+
+_GEOJSON_TYPES = {"Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString",
+                  "MultiLineString", "Feature", "FeatureCollection", "GeometryCollection"}
+
+
+@dataclass(frozen=True)
+class Extent:
+    """What a job covers: a lon/lat bbox and a time range."""
+
+    west: float = 4.35
+    south: float = 51.10
+    east: float = 4.45
+    north: float = 51.20
+    start: str = "2023-05-01"
+    end: str = "2023-07-01"
+
+    @property
+    def utm_epsg(self) -> int:
+        lon = (self.west + self.east) / 2
+        lat = (self.south + self.north) / 2
+        zone = min(60, max(1, int((lon + 180) // 6) + 1))
+        return (32600 if lat >= 0 else 32700) + zone
+
+    def utm_bounds(self) -> tuple[float, float, float, float]:
+        tr = Transformer.from_crs(4326, self.utm_epsg, always_xy=True)
+        return tr.transform_bounds(self.west, self.south, self.east, self.north)
+
+    @property
+    def area_km2(self) -> float:
+        w, s, e, n = self.utm_bounds()
+        return max(0.0, (e - w) * (n - s) / 1e6)
+
+    @property
+    def months(self) -> float:
+        try:
+            d0, d1 = date.fromisoformat(self.start[:10]), date.fromisoformat(self.end[:10])
+        except ValueError:
+            return 1.0
+        return max(1.0, (d1 - d0).days / 30.44)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _bbox_of(value: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    try:
+        w, s, e, n = (float(value[k]) for k in ("west", "south", "east", "north"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    crs = value.get("crs")
+    if crs not in (None, 4326, "EPSG:4326", "4326"):
+        try:
+            tr = Transformer.from_crs(CRS.from_user_input(crs), 4326, always_xy=True)
+            w, s, e, n = tr.transform_bounds(w, s, e, n)
+        except Exception:  # an unparseable CRS only costs the simulation its extent
+            return None
+    return w, s, e, n
+
+
+def _geometry_bounds(value: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    try:
+        if value.get("type") == "FeatureCollection":
+            bounds = [shape(f["geometry"]).bounds for f in value.get("features", [])]
+            if not bounds:
+                return None
+            return (min(b[0] for b in bounds), min(b[1] for b in bounds),
+                    max(b[2] for b in bounds), max(b[3] for b in bounds))
+        geom = value.get("geometry") if value.get("type") == "Feature" else value
+        b = shape(geom).bounds
+        return (b[0], b[1], b[2], b[3])
+    except Exception:  # malformed GeoJSON: the simulation falls back to its default extent
+        return None
+
+
+def extent_of(process: Mapping[str, Any]) -> Extent:
+    """The first spatial and temporal extent found among the arguments of a process graph."""
+    bbox: tuple[float, float, float, float] | None = None
+    period: tuple[str, str] | None = None
+    stack: list[Any] = [n.get("arguments", {}) for n in process.get("process_graph", {}).values()
+                        if isinstance(n, Mapping)]
+    while stack and (bbox is None or period is None):
+        value = stack.pop(0)
+        if isinstance(value, Mapping):
+            if "process_graph" in value:
+                continue
+            if bbox is None and {"west", "south", "east", "north"} <= value.keys():
+                bbox = _bbox_of(value)
+            elif bbox is None and value.get("type") in _GEOJSON_TYPES:
+                bbox = _geometry_bounds(value)
+            else:
+                stack.extend(value.values())
+        elif isinstance(value, list):
+            if (period is None and len(value) == 2
+                    and all(isinstance(v, str) and len(v) >= 10 and v[4] == "-" for v in value)):
+                period = (value[0], value[1])
+            else:
+                stack.extend(value)
+    default = Extent()
+    w, s, e, n = bbox or (default.west, default.south, default.east, default.north)
+    start, end = period or (default.start, default.end)
+    return Extent(w, s, e, n, start, end)
+
+
+def seeded_unit(key: str, seed: int) -> float:
+    """A deterministic number in [0, 1) from a key and a seed."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def process_key(process: Mapping[str, Any]) -> str:
+    """A stable key of a process graph, for seeded decisions."""
+    return hashlib.sha256(json.dumps(process, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def simulated_seconds(extent: Extent, sim: Simulation, key: str, seed: int) -> float:
+    """Simulated run time of a job (before `time_scale`)."""
+    base = sim.base_seconds + sim.seconds_per_km2 * extent.area_km2 + sim.seconds_per_month * extent.months
+    jitter = 1.0 + sim.jitter * (2 * seeded_unit(f"duration:{key}", seed) - 1)
+    return base * jitter
+
+
+def decide(key: str, seed: int, rate: float) -> bool:
+    """A seeded coin flip: True with probability `rate`, the same answer for the same key."""
+    return rate > 0 and seeded_unit(key, seed) < rate
+
+
+def usage(extent: Extent, seconds: float, bands: int = 3) -> dict[str, dict[str, float | str]]:
+    """CDSE-style usage of a finished job."""
+    dates = max(1, round(extent.months * 30.44 / 5))
+    megapixels = extent.area_km2 * 1e4 * bands * dates / 1e6
+    return {
+        "cpu": {"value": round(seconds * 2.0, 3), "unit": "cpu-seconds"},
+        "memory": {"value": round(seconds * 2048.0, 3), "unit": "mb-seconds"},
+        "duration": {"value": round(seconds, 3), "unit": "seconds"},
+        "input_pixel": {"value": round(megapixels, 3), "unit": "mega-pixel"},
+    }
+
+
+def write_geotiff(path: Path, extent: Extent, size: int = 64) -> dict[str, Any]:
+    """Write a small valid GeoTIFF over the extent, in its UTM zone; returns its `proj:` fields.
+
+    Values are a smooth synthetic field of the absolute UTM position, so neighbouring tiles
+    look continuous. Written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    epsg = extent.utm_epsg
+    w, s, e, n = extent.utm_bounds()
+    if e - w <= 0 or n - s <= 0:
+        e, n = w + 1000.0, s + 1000.0
+    transform = from_bounds(w, s, e, n, size, size)
+    xs = w + (np.arange(size) + 0.5) * (e - w) / size
+    ys = n - (np.arange(size) + 0.5) * (n - s) / size
+    xx, yy = np.meshgrid(xs, ys)
+    ndvi = 0.45 + 0.35 * np.sin(xx / 1700.0) * np.cos(yy / 2300.0)
+    data = (ndvi * 10000).astype("int16")[np.newaxis]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=1, dtype="int16",
+                       crs=f"EPSG:{epsg}", transform=transform, nodata=-32768) as dst:
+        dst.write(data)
+        dst.set_band_description(1, "NDVI")
+    tmp.replace(path)
+    return {"proj:epsg": epsg, "proj:shape": [size, size], "proj:bbox": [w, s, e, n],
+            "raster:bands": [{"name": "NDVI", "data_type": "int16", "nodata": -32768}]}
+
+
+__all__ = ["Extent", "decide", "extent_of", "process_key", "simulated_seconds", "usage",
+           "write_geotiff"]
