@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from pyproj import CRS, Transformer
-from rasterio.transform import from_bounds
+from affine import Affine
 from shapely.geometry import shape
 
 from openeo_upscale.backend.config import Simulation
@@ -169,7 +169,8 @@ def write_geotiff(path: Path, extent: Extent, size: int = 64) -> dict[str, Any]:
     w, s, e, n = extent.utm_bounds()
     if e - w <= 0 or n - s <= 0:
         e, n = w + 1000.0, s + 1000.0
-    transform = from_bounds(w, s, e, n, size, size)
+    # Built directly: rasterio's from_bounds warns under affine 3 (operator deprecation).
+    transform = Affine((e - w) / size, 0.0, w, 0.0, -(n - s) / size, n)
     xs = w + (np.arange(size) + 0.5) * (e - w) / size
     ys = n - (np.arange(size) + 0.5) * (n - s) / size
     xx, yy = np.meshgrid(xs, ys)
