@@ -24,7 +24,8 @@ from openeo_upscale.backend.state import tokens
 class Authenticator:
     """Issues and checks access tokens."""
 
-    def __init__(self, engine: sa.Engine, config: BackendConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: sa.Engine, config: BackendConfig,
+                 clock: Callable[[], float] = time.time) -> None:
         self._db = engine
         self._config = config
         self._clock = clock
@@ -45,7 +46,8 @@ class Authenticator:
     def client_credentials(self, client_id: str | None, client_secret: str | None) -> tuple[str, int]:
         """OIDC client-credentials grant: (access token, lifetime in seconds)."""
         user = next((u for u in self._config.users if u.client_id and u.client_id == client_id), None)
-        if user is None or not client_secret or not hmac.compare_digest(user.client_secret or "", client_secret):
+        if (user is None or not user.client_secret or not client_secret
+                or not hmac.compare_digest(user.client_secret, client_secret)):
             raise e.CredentialsInvalid("invalid_client")
         return self._issue(user, "oidc"), int(self._config.token_ttl)
 

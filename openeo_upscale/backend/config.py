@@ -24,14 +24,14 @@ OIDC_PROVIDER_ID = "local"
 """Id of the local OIDC provider in `/credentials/oidc`."""
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """How a job computes its result."""
 
     SIMULATED = "simulated"
     REAL = "real"
 
 
-class LimitPolicy(str, enum.Enum):
+class LimitPolicy(enum.StrEnum):
     """What starting a job beyond the user's run slots does."""
 
     QUEUE = "queue"

@@ -154,6 +154,9 @@ async def _drop(send: Send) -> None:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is not None:
         transport.close()
+        # Let the loop run the server's connection_lost, so it sees a disconnect rather than
+        # an app that returned without a response (which uvicorn logs as an error).
+        await asyncio.sleep(0)
         return
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", b"1000")]})

@@ -8,7 +8,6 @@ import logging
 import socket
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from pyproj import CRS, Transformer
 from affine import Affine
+from pyproj import CRS, Transformer
 from shapely.geometry import shape
 
 from openeo_upscale.backend.config import Simulation
