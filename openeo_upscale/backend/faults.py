@@ -80,7 +80,8 @@ class FaultPlan:
         return seeded_unit(f"{kind}:{route}:{n}", self.faults.seed) < rate
 
     def slow(self, route: str) -> float:
-        return self.faults.slow_seconds if self._draw("slow", route, self._rate(self.faults.slow_rate, route)) else 0.0
+        slow = self._draw("slow", route, self._rate(self.faults.slow_rate, route))
+        return self.faults.slow_seconds if slow else 0.0
 
     def drop(self, route: str) -> bool:
         return self._draw("drop", route, self._rate(self.faults.drop_rate, route))
@@ -96,7 +97,8 @@ class FaultPlan:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.setdefault(caller, _Bucket(float(limit.capacity), now))
-            bucket.tokens = min(float(limit.capacity), bucket.tokens + (now - bucket.stamp) * limit.per_second)
+            refill = (now - bucket.stamp) * limit.per_second
+            bucket.tokens = min(float(limit.capacity), bucket.tokens + refill)
             bucket.stamp = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -121,7 +123,9 @@ class FaultMiddleware:
         if delay:
             await asyncio.sleep(delay)
         headers = dict(scope.get("headers") or [])
-        caller = (headers.get(b"authorization") or str(scope.get("client")).encode()).decode("latin-1")
+        # Anonymous callers share a bucket per host: the client's port changes per connection.
+        client = scope.get("client") or ("anonymous",)
+        caller = (headers.get(b"authorization") or str(client[0]).encode()).decode("latin-1")
         wait = self.plan.retry_after(caller)
         if wait is not None:
             await _error(send, 429, "TooManyRequests",

@@ -11,6 +11,7 @@ once if that moment has passed); `queued` jobs stay queued and take slots as usu
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
@@ -19,7 +20,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ _log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """openEO batch job statuses."""
 
     CREATED = "created"
@@ -74,6 +75,7 @@ class JobService:
         self._results = results_dir
         self._clock = clock
         self._wake = threading.Condition()
+        self._write_lock = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -92,6 +94,13 @@ class JobService:
             self._thread.join(timeout)
             self._thread = None
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """One write transaction at a time: sequence numbers (job `seq`, log `n`) are read
+        and incremented inside it, and SQLite serialises writers anyway."""
+        with self._write_lock, self._db.begin() as conn:
+            yield conn
+
     def _poke(self) -> None:
         with self._wake:
             self._wake.notify_all()
@@ -104,7 +113,7 @@ class JobService:
         now = self._clock()
         job_id = "j-" + uuid.uuid4().hex[:24]
         extent = simulate.extent_of(process)
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(jobs.c.seq), 0))).scalar_one() + 1
             conn.execute(sa.insert(jobs).values(
                 id=job_id, seq=seq, user=user, title=title, description=description,
@@ -123,7 +132,8 @@ class JobService:
             raise e.JobNotFound(f"The batch job '{job_id}' does not exist.")
         return self._with_progress(dict(row))
 
-    def list(self, user: str, limit: int, before_seq: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    def list_page(self, user: str, limit: int,
+                  before_seq: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Newest first; returns the page and the cursor of the next page (None at the end)."""
         query = sa.select(*_LISTED).where(jobs.c.user == user)
         if before_seq is not None:
@@ -143,12 +153,12 @@ class JobService:
         if "process" in values:
             values["extent"] = simulate.extent_of(values["process"]).to_dict()
         values["updated"] = self._clock()
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
 
     def delete(self, user: str, job_id: str) -> None:
         self.get(user, job_id)
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             conn.execute(sa.delete(logs).where(logs.c.job_id == job_id))
             conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
         shutil.rmtree(self._results / job_id, ignore_errors=True)
@@ -161,7 +171,7 @@ class JobService:
         if status in ACTIVE:
             return  # starting a queued or running job is a no-op, as the API says
         limit = self._config.slots_for(user)
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             busy = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
                 jobs.c.user == user, jobs.c.status.in_([s.value for s in ACTIVE]))).scalar_one()
             if self._config.limit_policy is LimitPolicy.REJECT and busy >= limit:
@@ -199,7 +209,7 @@ class JobService:
         if status not in ACTIVE:
             return
         now = self._clock()
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             done = conn.execute(sa.update(jobs).where(
                 jobs.c.id == job_id, jobs.c.status == status.value).values(
                 status=JobStatus.CANCELED.value, finished_at=now, updated=now))
@@ -289,7 +299,7 @@ class JobService:
         return next_due
 
     def _run(self, job_id: str, now: float) -> bool:
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             job = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if job is None or job["status"] != JobStatus.QUEUED.value:
                 return False
@@ -307,7 +317,7 @@ class JobService:
     def _finish(self, job: dict[str, Any], now: float) -> None:
         job_id = job["id"]
         if job["fail_message"]:
-            with self._db.begin() as conn:
+            with self._transaction() as conn:
                 done = conn.execute(sa.update(jobs).where(
                     jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value).values(
                     status=JobStatus.ERROR.value, finished_at=now, updated=now))
@@ -330,7 +340,7 @@ class JobService:
         used = simulate.usage(extent, sim_seconds)
         cpu_hours = float(used["cpu"]["value"]) / 3600.0
         costs = round(self._config.credits_per_job + cpu_hours * self._config.credits_per_cpu_hour, 4)
-        with self._db.begin() as conn:
+        with self._transaction() as conn:
             done = conn.execute(sa.update(jobs).where(
                 jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value).values(
                 status=JobStatus.FINISHED.value, finished_at=now, updated=now, progress=100.0,

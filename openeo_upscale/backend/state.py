@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -16,7 +17,7 @@ metadata = sa.MetaData()
 jobs = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.String, primary_key=True),
-    sa.Column("seq", sa.Integer, nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False, unique=True),
     sa.Column("user", sa.String, nullable=False, index=True),
     sa.Column("title", sa.String),
     sa.Column("description", sa.Text),
@@ -79,7 +80,7 @@ settings = sa.Table(
 )
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -20,8 +20,8 @@ from openeo.extra.job_management import (
     MultiBackendJobManager,
     ProcessBasedJobCreator,
     create_job_db,
+    process_based,
 )
-from openeo.extra.job_management import process_based
 from openeo.internal.processes.parse import Process
 from pyproj import Transformer
 
