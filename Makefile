@@ -24,3 +24,18 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# openeo-test-suite's general API compliance tests against a freshly started local backend, with
+# the openEO API spec beside the clone. The suite gets its own venv: it pins its own pytest and
+# openapi-core. Reports go to test-artifacts/compliance/.
+COMPLIANCE_VENV := .venv-compliance
+COMPLIANCE_STAMP := $(COMPLIANCE_VENV)/.installed
+OPENEO_API_SPEC ?= ../shared/openeo-api
+
+$(COMPLIANCE_STAMP): requirements-compliance.lock
+	@test -x $(COMPLIANCE_VENV)/bin/python || $(PYTHON) -m venv $(COMPLIANCE_VENV)
+	$(COMPLIANCE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-compliance.lock
+	@touch $(COMPLIANCE_STAMP)
+
+compliance: $(STAMP) $(COMPLIANCE_STAMP)
+	$(BIN)/python scripts/compliance.py --suite-python $(COMPLIANCE_VENV)/bin/python --api-spec $(OPENEO_API_SPEC)

@@ -233,7 +233,11 @@ def create_app(config: BackendConfig) -> FastAPI:
 
     @app.post("/oidc/token")
     async def oidc_token(request: Request) -> JSONResponse:
-        form = await request.form()
+        # OAuth token requests are urlencoded forms; parsed here, as Starlette's `request.form()`
+        # needs python-multipart, which is not a dependency.
+        from urllib.parse import parse_qsl
+
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         grant = form.get("grant_type")
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         header = request.headers.get("authorization", "")
@@ -373,7 +377,7 @@ def create_app(config: BackendConfig) -> FastAPI:
     def list_jobs(request: Request, user: User,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   page: Annotated[int | None, Query()] = None) -> dict[str, Any]:
-        rows, next_seq = backend.jobs.list(user, limit, page)
+        rows, next_seq = backend.jobs.list_page(user, limit, page)
         links = []
         if next_seq is not None:
             links.append({"rel": "next", "href": f"{_base(request)}/jobs?limit={limit}&page={next_seq}"})
@@ -459,7 +463,9 @@ def create_app(config: BackendConfig) -> FastAPI:
         if status is not JobStatus.FINISHED:
             raise e.JobNotFinished("Batch job has not finished computing the results yet. "
                                    "Please try again later.")
-        return JSONResponse(_stac_item(request, backend, job))
+        # The API requires OpenEO-Costs to be 0 for the job's owner while downloads are included
+        # in the job's costs, and this backend never charges for downloads.
+        return JSONResponse(_stac_item(request, backend, job), headers={"OpenEO-Costs": "0"})
 
     @app.api_route(API_PREFIX + "/jobs/{job_id}/results/assets/{name:path}", methods=["GET", "HEAD"])
     def asset(request: Request, job_id: str, name: str, expires: int | None = None,
@@ -496,7 +502,8 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
     return {
         "stac_version": "1.0.0", "type": "Feature", "id": job["id"],
         "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json",
-                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json"],
+                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
         "bbox": [w, s, east, n],
         "geometry": {"type": "Polygon", "coordinates": [[[w, s], [east, s], [east, n], [w, n], [w, s]]]},
         "properties": {
