@@ -7,16 +7,22 @@ local OIDC provider lives under `/oidc`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import logging
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -29,15 +35,13 @@ from openeo_upscale.backend import simulate
 from openeo_upscale.backend.auth import Authenticator
 from openeo_upscale.backend.collections import COLLECTIONS, collection_links
 from openeo_upscale.backend.config import OIDC_PROVIDER_ID, BackendConfig, Mode
-from openeo_upscale.backend.faults import FaultMiddleware, FaultPlan
+from openeo_upscale.backend.faults import ASGIApp, FaultMiddleware, FaultPlan, Receive, Scope, Send
 from openeo_upscale.backend.jobs import JobService, JobStatus, isoformat
 from openeo_upscale.backend.processes import process_specs, signatures
 from openeo_upscale.backend.state import open_state, process_graphs, signing_key
 from openeo_upscale.backend.udp import UdpResolver
 from openeo_upscale.backend.validation import GraphValidator
 from openeo_upscale.udp import UDP_DIR
-
-import sqlalchemy as sa
 
 _log = logging.getLogger(__name__)
 
@@ -47,8 +51,18 @@ ASSET_LINK_SECONDS = 7 * 24 * 3600
 """How long a signed asset link stays valid."""
 _UDP_ID = re.compile(r"^\w+$")
 
-_JOB_FIELDS = ("id", "title", "description", "status", "progress", "plan", "budget", "costs",
-               "usage", "log_level")
+_JOB_FIELDS = (
+    "id",
+    "title",
+    "description",
+    "status",
+    "progress",
+    "plan",
+    "budget",
+    "costs",
+    "usage",
+    "log_level",
+)
 
 
 class Backend:
@@ -65,8 +79,11 @@ class Backend:
 
     def user_process(self, user: str, pid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(process_graphs.c.process).where(
-                process_graphs.c.user == user, process_graphs.c.id == pid)).first()
+            row = conn.execute(
+                sa.select(process_graphs.c.process).where(
+                    process_graphs.c.user == user, process_graphs.c.id == pid
+                )
+            ).first()
         return dict(row[0]) if row else None
 
     def validate(self, user: str, process: Mapping[str, Any]) -> None:
@@ -111,18 +128,21 @@ async def _read_json(request: Request) -> dict[str, Any]:
     if not raw:
         raise e.BadRequest("The request body must be a JSON object.")
     try:
-        import json
-
         return _json_body(json.loads(raw))
     except ValueError as exc:
         raise e.BadRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
-def create_app(config: BackendConfig) -> FastAPI:
+def create_app(config: BackendConfig) -> BackendApp:
     """The ASGI app of the local backend (with fault injection when configured)."""
     backend = Backend(config)
-    app = FastAPI(title=config.title, version=openeo_upscale.__version__, openapi_url=None,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=config.title,
+        version=openeo_upscale.__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.backend = backend
 
     @app.exception_handler(e.ApiError)
@@ -150,8 +170,7 @@ def create_app(config: BackendConfig) -> FastAPI:
 
     @app.get("/.well-known/openeo")
     def well_known(request: Request) -> dict[str, Any]:
-        return {"versions": [{"url": _base(request) + "/", "api_version": API_VERSION,
-                              "production": False}]}
+        return {"versions": [{"url": _base(request) + "/", "api_version": API_VERSION, "production": False}]}
 
     @app.get(API_PREFIX + "/")
     def capabilities(request: Request) -> dict[str, Any]:
@@ -161,39 +180,53 @@ def create_app(config: BackendConfig) -> FastAPI:
             path = getattr(route, "path", "")
             if path.startswith(API_PREFIX):
                 methods = sorted(m for m in getattr(route, "methods", set()) if m != "HEAD")
-                endpoints.append({"path": path[len(API_PREFIX):] or "/", "methods": methods})
+                endpoints.append({"path": path[len(API_PREFIX) :] or "/", "methods": methods})
         return {
-            "api_version": API_VERSION, "backend_version": openeo_upscale.__version__,
-            "stac_version": "1.0.0", "type": "Catalog", "id": "openeo-upscale-local",
-            "title": config.title, "production": False,
-            "description": (f"Local openEO backend of openeo-upscale, {config.mode.value} mode. "
-                            "Jobs, logs and results survive a restart."),
+            "api_version": API_VERSION,
+            "backend_version": openeo_upscale.__version__,
+            "stac_version": "1.0.0",
+            "type": "Catalog",
+            "id": "openeo-upscale-local",
+            "title": config.title,
+            "production": False,
+            "description": (
+                f"Local openEO backend of openeo-upscale, {config.mode.value} mode. "
+                "Jobs, logs and results survive a restart."
+            ),
             "endpoints": endpoints,
-            "billing": {"currency": "credits", "default_plan": "free",
-                        "plans": [{"name": "free", "description": "Local, no real cost.",
-                                   "paid": False}]},
+            "billing": {
+                "currency": "credits",
+                "default_plan": "free",
+                "plans": [{"name": "free", "description": "Local, no real cost.", "paid": False}],
+            },
             "links": [
                 {"rel": "self", "href": f"{base}/", "type": "application/json"},
                 {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
-                {"rel": "version-history", "href": str(request.base_url) + ".well-known/openeo",
-                 "type": "application/json"},
+                {
+                    "rel": "version-history",
+                    "href": str(request.base_url) + ".well-known/openeo",
+                    "type": "application/json",
+                },
                 {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
             ],
         }
 
     @app.get(API_PREFIX + "/conformance")
     def conformance() -> dict[str, Any]:
-        return {"conformsTo": [
-            "https://api.openeo.org/1.2.0",
-            "https://api.openeo.org/extensions/commercial-data/0.1.0",
-            "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
-            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-        ]}
+        return {
+            "conformsTo": [
+                "https://api.openeo.org/1.2.0",
+                "https://api.openeo.org/extensions/commercial-data/0.1.0",
+                "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+                "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+            ]
+        }
 
     @app.get(API_PREFIX + "/file_formats")
     def file_formats() -> dict[str, Any]:
         def fmt(title: str) -> dict[str, Any]:
             return {"title": title, "gis_data_types": ["raster"], "parameters": {}}
+
         return {"input": {}, "output": {"GTiff": fmt("GeoTIFF"), "netCDF": fmt("netCDF")}}
 
     @app.get(API_PREFIX + "/udf_runtimes")
@@ -213,19 +246,27 @@ def create_app(config: BackendConfig) -> FastAPI:
     @app.get(API_PREFIX + "/credentials/oidc")
     def credentials_oidc(request: Request) -> dict[str, Any]:
         issuer = str(request.base_url).rstrip("/") + "/oidc"
-        return {"providers": [{
-            "id": OIDC_PROVIDER_ID, "issuer": issuer, "title": "Local OIDC provider",
-            "scopes": ["openid"],
-            "links": [{"rel": "about", "href": issuer + "/.well-known/openid-configuration"}],
-        }]}
+        return {
+            "providers": [
+                {
+                    "id": OIDC_PROVIDER_ID,
+                    "issuer": issuer,
+                    "title": "Local OIDC provider",
+                    "scopes": ["openid"],
+                    "links": [{"rel": "about", "href": issuer + "/.well-known/openid-configuration"}],
+                }
+            ]
+        }
 
     @app.get("/oidc/.well-known/openid-configuration")
     def oidc_configuration(request: Request) -> dict[str, Any]:
         issuer = str(request.base_url).rstrip("/") + "/oidc"
         return {
-            "issuer": issuer, "token_endpoint": issuer + "/token",
+            "issuer": issuer,
+            "token_endpoint": issuer + "/token",
             "authorization_endpoint": issuer + "/authorize",
-            "jwks_uri": issuer + "/jwks", "scopes_supported": ["openid"],
+            "jwks_uri": issuer + "/jwks",
+            "scopes_supported": ["openid"],
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": ["token"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
@@ -235,21 +276,21 @@ def create_app(config: BackendConfig) -> FastAPI:
     async def oidc_token(request: Request) -> JSONResponse:
         # OAuth token requests are urlencoded forms; parsed here, as Starlette's `request.form()`
         # needs python-multipart, which is not a dependency.
-        from urllib.parse import parse_qsl
-
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         grant = form.get("grant_type")
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("basic ") and not client_secret:
-            import base64
-
-            client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
+            try:
+                client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return JSONResponse({"error": "invalid_client"}, status_code=401)
         if grant != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         try:
             token, ttl = backend.auth.client_credentials(
-                str(client_id) if client_id else None, str(client_secret) if client_secret else None)
+                str(client_id) if client_id else None, str(client_secret) if client_secret else None
+            )
         except e.ApiError:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
@@ -261,12 +302,12 @@ def create_app(config: BackendConfig) -> FastAPI:
         busy = counts[JobStatus.QUEUED.value] + counts[JobStatus.RUNNING.value]
         queue = config.queue_limit
         return {
-            "user_id": user, "name": user, "default_plan": "free",
+            "user_id": user,
+            "name": user,
+            "default_plan": "free",
             "limits": {
-                "running_jobs": {"max": slots,
-                                 "remaining": max(0, slots - counts[JobStatus.RUNNING.value])},
-                "queued_jobs": {"max": queue,
-                                "remaining": None if queue is None else max(0, queue - busy)},
+                "running_jobs": {"max": slots, "remaining": max(0, slots - counts[JobStatus.RUNNING.value])},
+                "queued_jobs": {"max": queue, "remaining": None if queue is None else max(0, queue - busy)},
                 "concurrent_job_policy": config.limit_policy.value,
             },
             "links": [{"rel": "related", "href": f"{_base(request)}/jobs", "title": "Batch jobs"}],
@@ -277,8 +318,10 @@ def create_app(config: BackendConfig) -> FastAPI:
     @app.get(API_PREFIX + "/collections")
     def collections(request: Request) -> dict[str, Any]:
         base = _base(request)
-        return {"collections": [collection_links(c, base) for c in COLLECTIONS.values()],
-                "links": [{"rel": "self", "href": f"{base}/collections"}]}
+        return {
+            "collections": [collection_links(c, base) for c in COLLECTIONS.values()],
+            "links": [{"rel": "self", "href": f"{base}/collections"}],
+        }
 
     @app.get(API_PREFIX + "/collections/{collection_id}")
     def collection(request: Request, collection_id: str) -> dict[str, Any]:
@@ -300,16 +343,21 @@ def create_app(config: BackendConfig) -> FastAPI:
     @app.get(API_PREFIX + "/udp")
     def udp_listing(request: Request) -> dict[str, Any]:
         base = _base(request)
-        return {"processes": [{"id": n, "href": f"{base}/udp/{n}.json"}
-                              for n in backend.resolver.local_names()], "links": []}
+        return {
+            "processes": [{"id": n, "href": f"{base}/udp/{n}.json"} for n in backend.resolver.local_names()],
+            "links": [],
+        }
 
     # ----- user-defined processes -------------------------------------------------------------
 
     @app.get(API_PREFIX + "/process_graphs")
     def list_process_graphs(user: User) -> dict[str, Any]:
         with backend.engine.connect() as conn:
-            rows = conn.execute(sa.select(process_graphs.c.process).where(
-                process_graphs.c.user == user).order_by(process_graphs.c.id)).all()
+            rows = conn.execute(
+                sa.select(process_graphs.c.process)
+                .where(process_graphs.c.user == user)
+                .order_by(process_graphs.c.id)
+            ).all()
         listed = [{k: v for k, v in r[0].items() if k != "process_graph"} for r in rows]
         return {"processes": listed, "links": []}
 
@@ -332,16 +380,22 @@ def create_app(config: BackendConfig) -> FastAPI:
         doc["id"] = process_graph_id
         backend.validate(user, doc)
         with backend.engine.begin() as conn:
-            conn.execute(sa.delete(process_graphs).where(
-                process_graphs.c.user == user, process_graphs.c.id == process_graph_id))
+            conn.execute(
+                sa.delete(process_graphs).where(
+                    process_graphs.c.user == user, process_graphs.c.id == process_graph_id
+                )
+            )
             conn.execute(sa.insert(process_graphs).values(user=user, id=process_graph_id, process=doc))
         return Response(status_code=200)
 
     @app.delete(API_PREFIX + "/process_graphs/{process_graph_id}")
     def delete_process_graph(process_graph_id: str, user: User) -> Response:
         with backend.engine.begin() as conn:
-            done = conn.execute(sa.delete(process_graphs).where(
-                process_graphs.c.user == user, process_graphs.c.id == process_graph_id))
+            done = conn.execute(
+                sa.delete(process_graphs).where(
+                    process_graphs.c.user == user, process_graphs.c.id == process_graph_id
+                )
+            )
         if done.rowcount == 0:
             raise e.ProcessGraphNotFound(f"User-defined process '{process_graph_id}' does not exist.")
         return Response(status_code=204)
@@ -363,20 +417,28 @@ def create_app(config: BackendConfig) -> FastAPI:
         backend.validate(user, process)
         extent = simulate.extent_of(process)
         if extent.area_km2 > 400:
-            raise e.ApiError("The process is too complex for synchronous processing. "
-                             "Please use a batch job instead.", status=400,
-                             code="ProcessGraphComplexity")
+            raise e.ApiError(
+                "The process is too complex for synchronous processing. Please use a batch job instead.",
+                status=400,
+                code="ProcessGraphComplexity",
+            )
         tmp = Path(tempfile.mkdtemp(prefix="openeo-sync-")) / "result.tif"
         simulate.write_geotiff(tmp, extent)
-        return FileResponse(tmp, media_type="image/tiff; application=geotiff",
-                            background=BackgroundTask(_remove_tree, tmp.parent))
+        return FileResponse(
+            tmp,
+            media_type="image/tiff; application=geotiff",
+            background=BackgroundTask(_remove_tree, tmp.parent),
+        )
 
     # ----- batch jobs ---------------------------------------------------------------------------
 
     @app.get(API_PREFIX + "/jobs")
-    def list_jobs(request: Request, user: User,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  page: Annotated[int | None, Query()] = None) -> dict[str, Any]:
+    def list_jobs(
+        request: Request,
+        user: User,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        page: Annotated[int | None, Query()] = None,
+    ) -> dict[str, Any]:
         rows, next_seq = backend.jobs.list_page(user, limit, page)
         links = []
         if next_seq is not None:
@@ -391,10 +453,18 @@ def create_app(config: BackendConfig) -> FastAPI:
             raise e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")
         backend.validate(user, process)
         job_id = backend.jobs.create(
-            user, process, title=doc.get("title"), description=doc.get("description"),
-            plan=doc.get("plan"), budget=doc.get("budget"), log_level=doc.get("log_level"))
-        return Response(status_code=201, headers={
-            "Location": f"{_base(request)}/jobs/{job_id}", "OpenEO-Identifier": job_id})
+            user,
+            process,
+            title=doc.get("title"),
+            description=doc.get("description"),
+            plan=doc.get("plan"),
+            budget=doc.get("budget"),
+            log_level=doc.get("log_level"),
+        )
+        return Response(
+            status_code=201,
+            headers={"Location": f"{_base(request)}/jobs/{job_id}", "OpenEO-Identifier": job_id},
+        )
 
     @app.get(API_PREFIX + "/jobs/{job_id}")
     def get_job(job_id: str, user: User) -> dict[str, Any]:
@@ -426,13 +496,23 @@ def create_app(config: BackendConfig) -> FastAPI:
         seconds = simulate.simulated_seconds(extent, config.simulation, job_id, config.faults.seed)
         cpu_hours = seconds * 2.0 / 3600
         costs = round(config.credits_per_job + cpu_hours * config.credits_per_cpu_hour, 4)
-        return {"costs": costs, "duration": f"PT{round(seconds)}S", "size": 64 * 64 * 2 + 1024,
-                "downloads_included": None, "expires": isoformat(time.time() + 86400)}
+        return {
+            "costs": costs,
+            "duration": f"PT{round(seconds)}S",
+            "size": 64 * 64 * 2 + 1024,
+            "downloads_included": None,
+            "expires": isoformat(time.time() + 86400),
+        }
 
     @app.get(API_PREFIX + "/jobs/{job_id}/logs")
-    def job_logs(request: Request, job_id: str, user: User, offset: str | None = None,
-                 level: str | None = None,
-                 limit: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    def job_logs(
+        request: Request,
+        job_id: str,
+        user: User,
+        offset: str | None = None,
+        level: str | None = None,
+        limit: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
         entries, next_offset = backend.jobs.logs(user, job_id, offset, level, limit)
         links = []
         if next_offset is not None:
@@ -461,18 +541,28 @@ def create_app(config: BackendConfig) -> FastAPI:
             last = entries[-1] if entries else {"id": "0", "level": "error", "message": "Job failed."}
             return JSONResponse(last, status_code=424)
         if status is not JobStatus.FINISHED:
-            raise e.JobNotFinished("Batch job has not finished computing the results yet. "
-                                   "Please try again later.")
+            raise e.JobNotFinished(
+                "Batch job has not finished computing the results yet. Please try again later."
+            )
         # The API requires OpenEO-Costs to be 0 for the job's owner while downloads are included
         # in the job's costs, and this backend never charges for downloads.
         return JSONResponse(_stac_item(request, backend, job), headers={"OpenEO-Costs": "0"})
 
     @app.api_route(API_PREFIX + "/jobs/{job_id}/results/assets/{name:path}", methods=["GET", "HEAD"])
-    def asset(request: Request, job_id: str, name: str, expires: int | None = None,
-              signature: str | None = None,
-              authorization: Annotated[str | None, Header()] = None) -> Response:
-        signed = (expires is not None and signature is not None and expires > time.time()
-                  and hmac.compare_digest(backend.sign(job_id, name, expires), signature))
+    def asset(
+        request: Request,
+        job_id: str,
+        name: str,
+        expires: int | None = None,
+        signature: str | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        signed = (
+            expires is not None
+            and signature is not None
+            and expires > time.time()
+            and hmac.compare_digest(backend.sign(job_id, name, expires), signature)
+        )
         if not signed:
             user = backend.auth.user_for(authorization)
             backend.jobs.get(user, job_id)
@@ -482,11 +572,10 @@ def create_app(config: BackendConfig) -> FastAPI:
 
     if config.mode is Mode.REAL:
         _log.warning("real mode evaluates nothing yet; jobs are simulated")
-    wrapped: Any = _collapse_slashes(app)
+    asgi: ASGIApp = app
     if config.faults.enabled:
-        wrapped = FaultMiddleware(wrapped, FaultPlan(config.faults), API_PREFIX)
-    wrapped.backend = backend
-    return wrapped
+        asgi = FaultMiddleware(asgi, FaultPlan(config.faults), API_PREFIX)
+    return BackendApp(asgi, backend)
 
 
 def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> dict[str, Any]:
@@ -496,20 +585,29 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
     assets = {}
     for name, asset in (job.get("assets") or {}).items():
         sig = backend.sign(job["id"], name, expires)
-        assets[name] = {**asset,
-                        "href": f"{base}/jobs/{job['id']}/results/assets/{name}?expires={expires}&signature={sig}"}
+        assets[name] = {
+            **asset,
+            "href": f"{base}/jobs/{job['id']}/results/assets/{name}?expires={expires}&signature={sig}",
+        }
     w, s, east, n = extent.west, extent.south, extent.east, extent.north
     return {
-        "stac_version": "1.0.0", "type": "Feature", "id": job["id"],
-        "stac_extensions": ["https://stac-extensions.github.io/file/v2.1.0/schema.json",
-                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+        "stac_version": "1.0.0",
+        "type": "Feature",
+        "id": job["id"],
+        "stac_extensions": [
+            "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+        ],
         "bbox": [w, s, east, n],
         "geometry": {"type": "Polygon", "coordinates": [[[w, s], [east, s], [east, n], [w, n], [w, s]]]},
         "properties": {
-            "datetime": None, "start_datetime": f"{extent.start[:10]}T00:00:00Z",
-            "end_datetime": f"{extent.end[:10]}T00:00:00Z", "title": job.get("title"),
-            "created": isoformat(job["created"]), "updated": isoformat(job["updated"]),
+            "datetime": None,
+            "start_datetime": f"{extent.start[:10]}T00:00:00Z",
+            "end_datetime": f"{extent.end[:10]}T00:00:00Z",
+            "title": job.get("title"),
+            "created": isoformat(job["created"]),
+            "updated": isoformat(job["updated"]),
             "openeo:status": job["status"],
         },
         "assets": assets,
@@ -518,19 +616,19 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _collapse_slashes(app: Any) -> Any:
-    """Accept `//jobs` for `/jobs`: some clients join URLs carelessly."""
+class BackendApp:
+    """The ASGI app of the local backend, with the `Backend` (state and services) behind it."""
 
-    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+    def __init__(self, app: ASGIApp, backend: Backend) -> None:
+        self.app = app
+        self.backend = backend
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Accept `//jobs` for `/jobs`: some clients join URLs carelessly.
         if scope["type"] == "http" and "//" in scope["path"]:
             scope = dict(scope)
             scope["path"] = re.sub("/{2,}", "/", scope["path"])
-        await app(scope, receive, send)
-
-    wrapper.app = app  # type: ignore[attr-defined]
-    return wrapper
+        await self.app(scope, receive, send)

@@ -24,8 +24,9 @@ from openeo_upscale.backend.state import tokens
 class Authenticator:
     """Issues and checks access tokens."""
 
-    def __init__(self, engine: sa.Engine, config: BackendConfig,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, engine: sa.Engine, config: BackendConfig, clock: Callable[[], float] = time.time
+    ) -> None:
         self._db = engine
         self._config = config
         self._clock = clock
@@ -46,8 +47,12 @@ class Authenticator:
     def client_credentials(self, client_id: str | None, client_secret: str | None) -> tuple[str, int]:
         """OIDC client-credentials grant: (access token, lifetime in seconds)."""
         user = next((u for u in self._config.users if u.client_id and u.client_id == client_id), None)
-        if (user is None or not user.client_secret or not client_secret
-                or not hmac.compare_digest(user.client_secret, client_secret)):
+        if (
+            user is None
+            or not user.client_secret
+            or not client_secret
+            or not hmac.compare_digest(user.client_secret, client_secret)
+        ):
             raise e.CredentialsInvalid("invalid_client")
         return self._issue(user, "oidc"), int(self._config.token_ttl)
 
@@ -70,8 +75,9 @@ class Authenticator:
         else:
             raise e.AuthenticationSchemeInvalid("Authentication method not supported.")
         with self._db.connect() as conn:
-            row = conn.execute(sa.select(tokens.c.user, tokens.c.method, tokens.c.expires).where(
-                tokens.c.token == token)).first()
+            row = conn.execute(
+                sa.select(tokens.c.user, tokens.c.method, tokens.c.expires).where(tokens.c.token == token)
+            ).first()
         if row is None or row.method != method or row.expires < self._clock():
             raise e.TokenInvalid("Authorization token has expired or is invalid. Please authenticate again.")
         return str(row.user)
@@ -81,6 +87,9 @@ class Authenticator:
         now = self._clock()
         with self._db.begin() as conn:
             conn.execute(sa.delete(tokens).where(tokens.c.expires < now))
-            conn.execute(sa.insert(tokens).values(token=token, user=user.name, method=method,
-                                                  expires=now + self._config.token_ttl))
+            conn.execute(
+                sa.insert(tokens).values(
+                    token=token, user=user.name, method=method, expires=now + self._config.token_ttl
+                )
+            )
         return token

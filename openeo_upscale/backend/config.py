@@ -168,8 +168,11 @@ def config_from_dict(data: Mapping[str, Any], base: BackendConfig | None = None)
                 faults["rate_limit"] = _build(RateLimit, faults["rate_limit"], "[faults.rate_limit]")
             if "job_failures" in faults:
                 faults["job_failures"] = tuple(
-                    _build(JobFailureRule, {**r, "attempts": tuple(r.get("attempts", (1,)))},
-                           "[[faults.job_failures]]")
+                    _build(
+                        JobFailureRule,
+                        {**r, "attempts": tuple(r.get("attempts", (1,)))},
+                        "[[faults.job_failures]]",
+                    )
                     for r in faults["job_failures"]
                 )
             changes["faults"] = _build(Faults, faults, "[faults]")

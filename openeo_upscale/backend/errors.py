@@ -17,8 +17,14 @@ class ApiError(UpscaleError):
     status = 500
     code = "Internal"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:

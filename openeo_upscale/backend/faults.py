@@ -40,7 +40,7 @@ _TEMPLATES = [
 def route_key(method: str, path: str, prefix: str) -> str:
     """`"GET /jobs/{job_id}"` for `GET <prefix>/jobs/j-123`."""
     if path.startswith(prefix):
-        path = path[len(prefix):] or "/"
+        path = path[len(prefix) :] or "/"
     path = re.sub("/+", "/", path)
     if len(path) > 1:
         path = path.rstrip("/")
@@ -128,15 +128,25 @@ class FaultMiddleware:
         caller = (headers.get(b"authorization") or str(client[0]).encode()).decode("latin-1")
         wait = self.plan.retry_after(caller)
         if wait is not None:
-            await _error(send, 429, "TooManyRequests",
-                         f"Too many requests: retry after {wait} s.", {"retry-after": str(wait)})
+            await _error(
+                send,
+                429,
+                "TooManyRequests",
+                f"Too many requests: retry after {wait} s.",
+                {"retry-after": str(wait)},
+            )
             return
         if self.plan.drop(route):
             await _drop(send)
             return
         if self.plan.server_error(route):
-            await _error(send, 503, "ServiceUnavailable",
-                         "Service is not available at the moment (injected fault).", {})
+            await _error(
+                send,
+                503,
+                "ServiceUnavailable",
+                "Service is not available at the moment (injected fault).",
+                {},
+            )
             return
         await self.app(scope, receive, send)
 
@@ -162,6 +172,5 @@ async def _drop(send: Send) -> None:
         # an app that returned without a response (which uvicorn logs as an error).
         await asyncio.sleep(0)
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", b"1000")]})
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
     await send({"type": "http.response.body", "body": b"{", "more_body": False})

@@ -68,8 +68,9 @@ def isoformat(ts: float | None) -> str | None:
 class JobService:
     """All job operations of the backend, for one state database and results folder."""
 
-    def __init__(self, engine: sa.Engine, config: BackendConfig, results_dir: Path,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self, engine: sa.Engine, config: BackendConfig, results_dir: Path, clock: Clock = time.time
+    ) -> None:
         self._db = engine
         self._config = config
         self._results = results_dir
@@ -107,33 +108,59 @@ class JobService:
 
     # ----- operations ------------------------------------------------------------------------
 
-    def create(self, user: str, process: Mapping[str, Any], *, title: str | None = None,
-               description: str | None = None, plan: str | None = None,
-               budget: float | None = None, log_level: str | None = None) -> str:
+    def create(
+        self,
+        user: str,
+        process: Mapping[str, Any],
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        plan: str | None = None,
+        budget: float | None = None,
+        log_level: str | None = None,
+    ) -> str:
         now = self._clock()
         job_id = "j-" + uuid.uuid4().hex[:24]
         extent = simulate.extent_of(process)
         with self._transaction() as conn:
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(jobs.c.seq), 0))).scalar_one() + 1
-            conn.execute(sa.insert(jobs).values(
-                id=job_id, seq=seq, user=user, title=title, description=description,
-                process=dict(process), plan=plan, budget=budget, log_level=log_level or "info",
-                status=JobStatus.CREATED.value, progress=0.0, created=now, updated=now,
-                extent=extent.to_dict(), attempt=0,
-            ))
+            conn.execute(
+                sa.insert(jobs).values(
+                    id=job_id,
+                    seq=seq,
+                    user=user,
+                    title=title,
+                    description=description,
+                    process=dict(process),
+                    plan=plan,
+                    budget=budget,
+                    log_level=log_level or "info",
+                    status=JobStatus.CREATED.value,
+                    progress=0.0,
+                    created=now,
+                    updated=now,
+                    extent=extent.to_dict(),
+                    attempt=0,
+                )
+            )
             self._append_log(conn, job_id, "info", f"Job created by {user}.")
         _log.info("job %s created for %s (%r)", job_id, user, title)
         return job_id
 
     def get(self, user: str, job_id: str) -> dict[str, Any]:
         with self._db.connect() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id, jobs.c.user == user)).mappings().first()
+            row = (
+                conn.execute(sa.select(jobs).where(jobs.c.id == job_id, jobs.c.user == user))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise e.JobNotFound(f"The batch job '{job_id}' does not exist.")
         return self._with_progress(dict(row))
 
-    def list_page(self, user: str, limit: int,
-                  before_seq: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    def list_page(
+        self, user: str, limit: int, before_seq: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Newest first; returns the page and the cursor of the next page (None at the end)."""
         query = sa.select(*_LISTED).where(jobs.c.user == user)
         if before_seq is not None:
@@ -172,15 +199,20 @@ class JobService:
             return  # starting a queued or running job is a no-op, as the API says
         limit = self._config.slots_for(user)
         with self._transaction() as conn:
-            busy = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                jobs.c.user == user, jobs.c.status.in_([s.value for s in ACTIVE]))).scalar_one()
+            busy = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(jobs)
+                .where(jobs.c.user == user, jobs.c.status.in_([s.value for s in ACTIVE]))
+            ).scalar_one()
             if self._config.limit_policy is LimitPolicy.REJECT and busy >= limit:
                 raise e.ConcurrentJobLimit(
-                    f"Job was not started because concurrent job limit ({limit}) is reached.")
+                    f"Job was not started because concurrent job limit ({limit}) is reached."
+                )
             queue_limit = self._config.queue_limit
             if queue_limit is not None and busy >= queue_limit:
                 raise e.ConcurrentJobLimit(
-                    f"Job was not started because the queue limit ({queue_limit}) is reached.")
+                    f"Job was not started because the queue limit ({queue_limit}) is reached."
+                )
             attempt = self._next_attempt(conn, user, job)
             now = self._clock()
             sim = self._config.simulation
@@ -190,11 +222,24 @@ class JobService:
             stuck = simulate.decide(f"stuck:{key}:{attempt}", faults.seed, faults.stuck_rate)
             if stuck:
                 eligible = now + faults.stuck_seconds
-            done = conn.execute(sa.update(jobs).where(
-                jobs.c.id == job_id, jobs.c.status == status.value).values(
-                status=JobStatus.QUEUED.value, queued_at=now, eligible_at=eligible, started_at=None,
-                finished_at=None, progress=0.0, updated=now, attempt=attempt, usage=None,
-                costs=None, assets=None, fail_message=self._failure(job, key, attempt)))
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == status.value)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    queued_at=now,
+                    eligible_at=eligible,
+                    started_at=None,
+                    finished_at=None,
+                    progress=0.0,
+                    updated=now,
+                    attempt=attempt,
+                    usage=None,
+                    costs=None,
+                    assets=None,
+                    fail_message=self._failure(job, key, attempt),
+                )
+            )
             if done.rowcount != 1:
                 return  # another request moved the job first
             self._append_log(conn, job_id, "info", f"Job queued (attempt {attempt}).")
@@ -210,34 +255,46 @@ class JobService:
             return
         now = self._clock()
         with self._transaction() as conn:
-            done = conn.execute(sa.update(jobs).where(
-                jobs.c.id == job_id, jobs.c.status == status.value).values(
-                status=JobStatus.CANCELED.value, finished_at=now, updated=now))
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == status.value)
+                .values(status=JobStatus.CANCELED.value, finished_at=now, updated=now)
+            )
             if done.rowcount == 1:
                 self._append_log(conn, job_id, "info", f"Job canceled by {user}.")
         self._poke()
 
-    def logs(self, user: str, job_id: str, offset: str | None, level: str | None,
-             limit: int | None) -> tuple[list[dict[str, Any]], str | None]:
+    def logs(
+        self, user: str, job_id: str, offset: str | None, level: str | None, limit: int | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         self.get(user, job_id)
         min_rank = LOG_LEVELS.index(level) if level in LOG_LEVELS else 0
         start = int(offset) if offset and offset.isdigit() else 0
-        query = (sa.select(logs).where(logs.c.job_id == job_id, logs.c.n > start)
-                 .where(logs.c.level.in_(LOG_LEVELS[min_rank:])).order_by(logs.c.n))
+        query = (
+            sa.select(logs)
+            .where(logs.c.job_id == job_id, logs.c.n > start)
+            .where(logs.c.level.in_(LOG_LEVELS[min_rank:]))
+            .order_by(logs.c.n)
+        )
         if limit:
             query = query.limit(limit + 1)
         with self._db.connect() as conn:
             rows = list(conn.execute(query).mappings())
         more = bool(limit) and len(rows) > (limit or 0)
         rows = rows[:limit] if limit else rows
-        entries = [{"id": str(r["n"]), "level": r["level"], "message": r["message"],
-                    "time": isoformat(r["time"])} for r in rows]
+        entries = [
+            {"id": str(r["n"]), "level": r["level"], "message": r["message"], "time": isoformat(r["time"])}
+            for r in rows
+        ]
         return entries, (entries[-1]["id"] if more and entries else None)
 
     def active_counts(self, user: str) -> dict[str, int]:
         with self._db.connect() as conn:
-            rows = conn.execute(sa.select(jobs.c.status, sa.func.count()).where(
-                jobs.c.user == user, jobs.c.status.in_([s.value for s in ACTIVE])).group_by(jobs.c.status)).all()
+            rows = conn.execute(
+                sa.select(jobs.c.status, sa.func.count())
+                .where(jobs.c.user == user, jobs.c.status.in_([s.value for s in ACTIVE]))
+                .group_by(jobs.c.status)
+            ).all()
         counts = {s.value: 0 for s in ACTIVE}
         counts.update({status: n for status, n in rows})
         return counts
@@ -272,8 +329,9 @@ class JobService:
         now = self._clock()
         next_due = 60.0
         with self._db.connect() as conn:
-            running = list(conn.execute(sa.select(jobs).where(
-                jobs.c.status == JobStatus.RUNNING.value)).mappings())
+            running = list(
+                conn.execute(sa.select(jobs).where(jobs.c.status == JobStatus.RUNNING.value)).mappings()
+            )
         per_user: dict[str, int] = {}
         for job in running:
             end = job["started_at"] + job["duration"]
@@ -285,8 +343,13 @@ class JobService:
                 per_user[job["user"]] = per_user.get(job["user"], 0) + 1
                 next_due = min(next_due, end - now)
         with self._db.connect() as conn:
-            queued = list(conn.execute(sa.select(jobs.c.id, jobs.c.user, jobs.c.eligible_at).where(
-                jobs.c.status == JobStatus.QUEUED.value).order_by(jobs.c.queued_at, jobs.c.seq)).mappings())
+            queued = list(
+                conn.execute(
+                    sa.select(jobs.c.id, jobs.c.user, jobs.c.eligible_at)
+                    .where(jobs.c.status == JobStatus.QUEUED.value)
+                    .order_by(jobs.c.queued_at, jobs.c.seq)
+                ).mappings()
+            )
         for job in queued:
             if job["eligible_at"] > now:
                 next_due = min(next_due, job["eligible_at"] - now)
@@ -305,22 +368,37 @@ class JobService:
                 return False
             sim = self._config.simulation
             extent = simulate.Extent(**job["extent"])
-            seconds = simulate.simulated_seconds(extent, sim, f"{job_id}:{job['attempt']}", self._config.faults.seed)
-            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(
-                status=JobStatus.RUNNING.value, started_at=now, updated=now,
-                duration=seconds * sim.time_scale))
-            self._append_log(conn, job_id, "info",
-                             f"Job running: {extent.area_km2:.1f} km2 in EPSG:{extent.utm_epsg}, "
-                             f"{extent.start} to {extent.end}.")
+            seconds = simulate.simulated_seconds(
+                extent, sim, f"{job_id}:{job['attempt']}", self._config.faults.seed
+            )
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    started_at=now,
+                    updated=now,
+                    duration=seconds * sim.time_scale,
+                )
+            )
+            self._append_log(
+                conn,
+                job_id,
+                "info",
+                f"Job running: {extent.area_km2:.1f} km2 in EPSG:{extent.utm_epsg}, "
+                f"{extent.start} to {extent.end}.",
+            )
         return True
 
     def _finish(self, job: dict[str, Any], now: float) -> None:
         job_id = job["id"]
         if job["fail_message"]:
             with self._transaction() as conn:
-                done = conn.execute(sa.update(jobs).where(
-                    jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value).values(
-                    status=JobStatus.ERROR.value, finished_at=now, updated=now))
+                done = conn.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                    .values(status=JobStatus.ERROR.value, finished_at=now, updated=now)
+                )
                 if done.rowcount == 1:
                     self._append_log(conn, job_id, "error", job["fail_message"])
             _log.info("job %s failed: %s", job_id, job["fail_message"])
@@ -331,9 +409,13 @@ class JobService:
         proj = simulate.write_geotiff(path, extent)
         data = path.read_bytes()
         asset = {
-            "href": "openEO.tif", "type": "image/tiff; application=geotiff", "roles": ["data"],
-            "title": "openEO.tif", "file:size": len(data),
-            "file:checksum": "1220" + hashlib.sha256(data).hexdigest(), **proj,
+            "href": "openEO.tif",
+            "type": "image/tiff; application=geotiff",
+            "roles": ["data"],
+            "title": "openEO.tif",
+            "file:size": len(data),
+            "file:checksum": "1220" + hashlib.sha256(data).hexdigest(),
+            **proj,
         }
         sim = self._config.simulation
         sim_seconds = job["duration"] / sim.time_scale if sim.time_scale else job["duration"]
@@ -341,10 +423,19 @@ class JobService:
         cpu_hours = float(used["cpu"]["value"]) / 3600.0
         costs = round(self._config.credits_per_job + cpu_hours * self._config.credits_per_cpu_hour, 4)
         with self._transaction() as conn:
-            done = conn.execute(sa.update(jobs).where(
-                jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value).values(
-                status=JobStatus.FINISHED.value, finished_at=now, updated=now, progress=100.0,
-                usage=used, costs=costs, assets={"openEO.tif": asset}))
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.FINISHED.value,
+                    finished_at=now,
+                    updated=now,
+                    progress=100.0,
+                    usage=used,
+                    costs=costs,
+                    assets={"openEO.tif": asset},
+                )
+            )
             if done.rowcount == 1:
                 self._append_log(conn, job_id, "info", f"Job finished: 1 asset, {costs} credits.")
         if done.rowcount != 1:
@@ -364,9 +455,15 @@ class JobService:
         return job
 
     def _append_log(self, conn: sa.Connection, job_id: str, level: str, message: str) -> None:
-        n = conn.execute(sa.select(sa.func.coalesce(sa.func.max(logs.c.n), 0)).where(
-            logs.c.job_id == job_id)).scalar_one() + 1
-        conn.execute(sa.insert(logs).values(job_id=job_id, n=n, time=self._clock(), level=level, message=message))
+        n = (
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(logs.c.n), 0)).where(logs.c.job_id == job_id)
+            ).scalar_one()
+            + 1
+        )
+        conn.execute(
+            sa.insert(logs).values(job_id=job_id, n=n, time=self._clock(), level=level, message=message)
+        )
 
     @staticmethod
     def _fault_key(job: Mapping[str, Any]) -> str:
@@ -374,11 +471,14 @@ class JobService:
 
     def _next_attempt(self, conn: sa.Connection, user: str, job: Mapping[str, Any]) -> int:
         key = self._fault_key(job)
-        row = conn.execute(sa.select(attempts.c.count).where(
-            attempts.c.user == user, attempts.c.key == key)).first()
+        row = conn.execute(
+            sa.select(attempts.c.count).where(attempts.c.user == user, attempts.c.key == key)
+        ).first()
         count = (row[0] if row else 0) + 1
         if row:
-            conn.execute(sa.update(attempts).where(attempts.c.user == user, attempts.c.key == key).values(count=count))
+            conn.execute(
+                sa.update(attempts).where(attempts.c.user == user, attempts.c.key == key).values(count=count)
+            )
         else:
             conn.execute(sa.insert(attempts).values(user=user, key=key, count=count))
         return count
@@ -391,6 +491,5 @@ class JobService:
             if rule.match in text and attempt in rule.attempts:
                 return f"{rule.message} (attempt {attempt})."
         if simulate.decide(f"fail:{key}:{attempt}", faults.seed, faults.job_failure_rate):
-            return (f"Injected failure (attempt {attempt}): the simulated job ran out of "
-                    "executor memory.")
+            return f"Injected failure (attempt {attempt}): the simulated job ran out of executor memory."
         return None

@@ -60,12 +60,14 @@ class LocalBackend:
         sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
         self._app = create_app(self.config)
-        uv_config = uvicorn.Config(self._app, log_level="warning", access_log=False,
-                                   lifespan="off", timeout_keep_alive=30)
+        uv_config = uvicorn.Config(
+            self._app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
+        )
         self._server = uvicorn.Server(uv_config)
         self._app.backend.jobs.start_dispatcher()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"openeo-local-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"openeo-local-{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -88,8 +90,9 @@ class LocalBackend:
     def __enter__(self) -> LocalBackend:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -101,5 +104,3 @@ def serve(config: BackendConfig) -> None:
         uvicorn.run(app, host=config.host, port=config.port, log_level="info", lifespan="off")
     finally:
         app.backend.jobs.stop_dispatcher()
-
-

@@ -22,8 +22,17 @@ from shapely.geometry import shape
 
 from openeo_upscale.backend.config import Simulation
 
-_GEOJSON_TYPES = {"Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString",
-                  "MultiLineString", "Feature", "FeatureCollection", "GeometryCollection"}
+_GEOJSON_TYPES = {
+    "Polygon",
+    "MultiPolygon",
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Feature",
+    "FeatureCollection",
+    "GeometryCollection",
+}
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,12 @@ def _geometry_bounds(value: Mapping[str, Any]) -> tuple[float, float, float, flo
             bounds = [shape(f["geometry"]).bounds for f in value.get("features", [])]
             if not bounds:
                 return None
-            return (min(b[0] for b in bounds), min(b[1] for b in bounds),
-                    max(b[2] for b in bounds), max(b[3] for b in bounds))
+            return (
+                min(b[0] for b in bounds),
+                min(b[1] for b in bounds),
+                max(b[2] for b in bounds),
+                max(b[3] for b in bounds),
+            )
         geom = value.get("geometry") if value.get("type") == "Feature" else value
         b = shape(geom).bounds
         return (b[0], b[1], b[2], b[3])
@@ -99,8 +112,9 @@ def extent_of(process: Mapping[str, Any]) -> Extent:
     """The first spatial and temporal extent found among the arguments of a process graph."""
     bbox: tuple[float, float, float, float] | None = None
     period: tuple[str, str] | None = None
-    stack: list[Any] = [n.get("arguments", {}) for n in process.get("process_graph", {}).values()
-                        if isinstance(n, Mapping)]
+    stack: list[Any] = [
+        n.get("arguments", {}) for n in process.get("process_graph", {}).values() if isinstance(n, Mapping)
+    ]
     while stack and (bbox is None or period is None):
         value = stack.pop(0)
         if isinstance(value, Mapping):
@@ -113,8 +127,11 @@ def extent_of(process: Mapping[str, Any]) -> Extent:
             else:
                 stack.extend(value.values())
         elif isinstance(value, list):
-            if (period is None and len(value) == 2
-                    and all(isinstance(v, str) and len(v) >= 10 and v[4] == "-" for v in value)):
+            if (
+                period is None
+                and len(value) == 2
+                and all(isinstance(v, str) and len(v) >= 10 and v[4] == "-" for v in value)
+            ):
                 period = (value[0], value[1])
             else:
                 stack.extend(value)
@@ -178,14 +195,27 @@ def write_geotiff(path: Path, extent: Extent, size: int = 64) -> dict[str, Any]:
     data = (ndvi * 10000).astype("int16")[np.newaxis]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=1, dtype="int16",
-                       crs=f"EPSG:{epsg}", transform=transform, nodata=-32768) as dst:
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="int16",
+        crs=f"EPSG:{epsg}",
+        transform=transform,
+        nodata=-32768,
+    ) as dst:
         dst.write(data)
         dst.set_band_description(1, "NDVI")
     tmp.replace(path)
-    return {"proj:epsg": epsg, "proj:shape": [size, size], "proj:bbox": [w, s, e, n],
-            "raster:bands": [{"name": "NDVI", "data_type": "int16", "nodata": -32768}]}
+    return {
+        "proj:epsg": epsg,
+        "proj:shape": [size, size],
+        "proj:bbox": [w, s, e, n],
+        "raster:bands": [{"name": "NDVI", "data_type": "int16", "nodata": -32768}],
+    }
 
 
-__all__ = ["Extent", "decide", "extent_of", "process_key", "simulated_seconds", "usage",
-           "write_geotiff"]
+__all__ = ["Extent", "decide", "extent_of", "process_key", "simulated_seconds", "usage", "write_geotiff"]

@@ -15,7 +15,8 @@ from sqlalchemy import event
 metadata = sa.MetaData()
 
 jobs = sa.Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False, unique=True),
     sa.Column("user", sa.String, nullable=False, index=True),
@@ -43,7 +44,8 @@ jobs = sa.Table(
 )
 
 logs = sa.Table(
-    "logs", metadata,
+    "logs",
+    metadata,
     sa.Column("job_id", sa.String, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("n", sa.Integer, primary_key=True),
     sa.Column("time", sa.Float, nullable=False),
@@ -52,7 +54,8 @@ logs = sa.Table(
 )
 
 tokens = sa.Table(
-    "tokens", metadata,
+    "tokens",
+    metadata,
     sa.Column("token", sa.String, primary_key=True),
     sa.Column("user", sa.String, nullable=False),
     sa.Column("method", sa.String, nullable=False),
@@ -60,21 +63,24 @@ tokens = sa.Table(
 )
 
 process_graphs = sa.Table(
-    "process_graphs", metadata,
+    "process_graphs",
+    metadata,
     sa.Column("user", sa.String, primary_key=True),
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("process", sa.JSON, nullable=False),
 )
 
 attempts = sa.Table(
-    "attempts", metadata,
+    "attempts",
+    metadata,
     sa.Column("user", sa.String, primary_key=True),
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
 )
 
 settings = sa.Table(
-    "settings", metadata,
+    "settings",
+    metadata,
     sa.Column("name", sa.String, primary_key=True),
     sa.Column("value", sa.String, nullable=False),
 )

@@ -24,8 +24,9 @@ _log = logging.getLogger(__name__)
 class UdpResolver:
     """Loads UDP documents (`{id, parameters, process_graph, ...}`) and caches them."""
 
-    def __init__(self, udp_dirs: tuple[Path, ...] = (), *, allow_http: bool = True,
-                 http_timeout: float = 10.0) -> None:
+    def __init__(
+        self, udp_dirs: tuple[Path, ...] = (), *, allow_http: bool = True, http_timeout: float = 10.0
+    ) -> None:
         self._dirs = tuple(Path(d) for d in udp_dirs)
         self._allow_http = allow_http
         self._timeout = http_timeout
@@ -80,9 +81,7 @@ class UdpResolver:
         local = self._local_file(path.name if path.suffix else f"{namespace}.json")
         if local:
             return self._load_file(local)
-        raise ProcessUnsupported(
-            f"Process '{process_id}' is not available in namespace '{namespace}'."
-        )
+        raise ProcessUnsupported(f"Process '{process_id}' is not available in namespace '{namespace}'.")
 
     def _download(self, url: str, process_id: str) -> dict[str, Any]:
         try:

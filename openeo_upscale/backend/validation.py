@@ -42,28 +42,49 @@ class GraphValidator:
         if found:
             raise found[0]
 
-    def _graph(self, graph: Mapping[str, Any], lookup: UserProcessLookup,
-               found: list[e.ApiError], depth: int, where: str) -> None:
+    def _graph(
+        self,
+        graph: Mapping[str, Any],
+        lookup: UserProcessLookup,
+        found: list[e.ApiError],
+        depth: int,
+        where: str,
+    ) -> None:
         if depth > _MAX_DEPTH:
-            found.append(e.ProcessGraphInvalid(f"Process graph nested deeper than {_MAX_DEPTH} levels{where}."))
+            found.append(
+                e.ProcessGraphInvalid(f"Process graph nested deeper than {_MAX_DEPTH} levels{where}.")
+            )
             return
         results = [nid for nid, node in graph.items() if isinstance(node, Mapping) and node.get("result")]
         if len(results) != 1:
-            found.append(e.ProcessGraphInvalid(
-                f"Process graph{where} must have exactly one result node, found {len(results)}."))
+            found.append(
+                e.ProcessGraphInvalid(
+                    f"Process graph{where} must have exactly one result node, found {len(results)}."
+                )
+            )
         for node_id, node in graph.items():
             if not isinstance(node, Mapping) or not isinstance(node.get("process_id"), str):
                 found.append(e.ProcessGraphInvalid(f"Node '{node_id}'{where} has no process_id."))
                 continue
             self._node(str(node_id), node, graph, lookup, found, depth, where)
 
-    def _node(self, node_id: str, node: Mapping[str, Any], graph: Mapping[str, Any],
-              lookup: UserProcessLookup, found: list[e.ApiError], depth: int, where: str) -> None:
+    def _node(
+        self,
+        node_id: str,
+        node: Mapping[str, Any],
+        graph: Mapping[str, Any],
+        lookup: UserProcessLookup,
+        found: list[e.ApiError],
+        depth: int,
+        where: str,
+    ) -> None:
         pid: str = node["process_id"]
         namespace = node.get("namespace")
         args = node.get("arguments") or {}
         if not isinstance(args, Mapping):
-            found.append(e.ProcessGraphInvalid(f"Node '{node_id}' ({pid}){where}: arguments must be an object."))
+            found.append(
+                e.ProcessGraphInvalid(f"Node '{node_id}' ({pid}){where}: arguments must be an object.")
+            )
             return
         self._references(node_id, pid, args, graph, found, where)
 
@@ -72,14 +93,20 @@ class GraphValidator:
         elif namespace in (None, "user"):
             udp = lookup(pid)
             if udp is None:
-                found.append(e.ProcessUnsupported(
-                    f"Node '{node_id}'{where}: process '{pid}' is not available"
-                    + (f" in namespace '{namespace}'." if namespace else ".")))
+                found.append(
+                    e.ProcessUnsupported(
+                        f"Node '{node_id}'{where}: process '{pid}' is not available"
+                        + (f" in namespace '{namespace}'." if namespace else ".")
+                    )
+                )
                 return
             self._udp_call(node_id, pid, udp, args, lookup, found, depth, where)
         elif namespace == "backend":
-            found.append(e.ProcessUnsupported(
-                f"Node '{node_id}'{where}: process '{pid}' is not available in namespace 'backend'."))
+            found.append(
+                e.ProcessUnsupported(
+                    f"Node '{node_id}'{where}: process '{pid}' is not available in namespace 'backend'."
+                )
+            )
         else:
             try:
                 udp = self._resolver.resolve(str(namespace), pid)
@@ -97,41 +124,68 @@ class GraphValidator:
                     inner = f" in callback '{label}' of node '{node_id}'{where}"
                     self._graph(cb["process_graph"], lookup, found, depth + 1, inner)
 
-    def _predefined(self, node_id: str, pid: str, args: Mapping[str, Any],
-                    found: list[e.ApiError], where: str) -> None:
+    def _predefined(
+        self, node_id: str, pid: str, args: Mapping[str, Any], found: list[e.ApiError], where: str
+    ) -> None:
         params = self._signatures[pid]
         names = {n for n, _ in params}
         for name, optional in params:
             if not optional and name not in args:
-                found.append(e.ProcessParameterRequired(
-                    f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."))
+                found.append(
+                    e.ProcessParameterRequired(
+                        f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."
+                    )
+                )
         for name in args:
             if name not in names:
-                found.append(e.ProcessParameterUnsupported(
-                    f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."))
+                found.append(
+                    e.ProcessParameterUnsupported(
+                        f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."
+                    )
+                )
             elif pid == "load_collection" and name == "properties":
                 value = args[name]
                 if value is not None and not isinstance(value, Mapping):
-                    found.append(e.ProcessParameterInvalid(
-                        f"Node '{node_id}'{where}: parameter 'properties' of process "
-                        "'load_collection' must map property names to child process graphs."))
+                    found.append(
+                        e.ProcessParameterInvalid(
+                            f"Node '{node_id}'{where}: parameter 'properties' of process "
+                            "'load_collection' must map property names to child process graphs."
+                        )
+                    )
             elif callback_parameters(pid, name) is not None:
                 value = args[name]
-                ok = (value is None or (isinstance(value, Mapping)
-                      and ("process_graph" in value or "from_parameter" in value)))
+                ok = value is None or (
+                    isinstance(value, Mapping) and ("process_graph" in value or "from_parameter" in value)
+                )
                 if not ok:
-                    found.append(e.ProcessParameterInvalid(
-                        f"Node '{node_id}'{where}: parameter '{name}' of process '{pid}' "
-                        "must be a child process graph."))
+                    found.append(
+                        e.ProcessParameterInvalid(
+                            f"Node '{node_id}'{where}: parameter '{name}' of process '{pid}' "
+                            "must be a child process graph."
+                        )
+                    )
         if pid == "load_collection":
             cid = args.get("id")
             if isinstance(cid, str) and cid not in COLLECTIONS:
-                found.append(e.ApiError(
-                    f"Node '{node_id}'{where}: collection '{cid}' does not exist.",
-                    status=400, code="CollectionNotFound"))
+                found.append(
+                    e.ApiError(
+                        f"Node '{node_id}'{where}: collection '{cid}' does not exist.",
+                        status=400,
+                        code="CollectionNotFound",
+                    )
+                )
 
-    def _udp_call(self, node_id: str, pid: str, udp: Mapping[str, Any], args: Mapping[str, Any],
-                  lookup: UserProcessLookup, found: list[e.ApiError], depth: int, where: str) -> None:
+    def _udp_call(
+        self,
+        node_id: str,
+        pid: str,
+        udp: Mapping[str, Any],
+        args: Mapping[str, Any],
+        lookup: UserProcessLookup,
+        found: list[e.ApiError],
+        depth: int,
+        where: str,
+    ) -> None:
         declared = udp.get("parameters") or []
         known = {p.get("name") for p in declared if isinstance(p, Mapping)}
         for param in declared:
@@ -140,19 +194,28 @@ class GraphValidator:
             name = param.get("name")
             required = not param.get("optional", False) and "default" not in param
             if required and name not in args:
-                found.append(e.ProcessParameterRequired(
-                    f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."))
+                found.append(
+                    e.ProcessParameterRequired(
+                        f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."
+                    )
+                )
         for name in args:
             if name not in known:
-                found.append(e.ProcessParameterUnsupported(
-                    f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."))
+                found.append(
+                    e.ProcessParameterUnsupported(
+                        f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."
+                    )
+                )
         graph = udp.get("process_graph")
         if isinstance(graph, Mapping):
-            self._graph(graph, lookup, found, depth + 1, f" in process '{pid}' called by node '{node_id}'{where}")
+            self._graph(
+                graph, lookup, found, depth + 1, f" in process '{pid}' called by node '{node_id}'{where}"
+            )
 
     @staticmethod
-    def _references(node_id: str, pid: str, args: Any, graph: Mapping[str, Any],
-                    found: list[e.ApiError], where: str) -> None:
+    def _references(
+        node_id: str, pid: str, args: Any, graph: Mapping[str, Any], found: list[e.ApiError], where: str
+    ) -> None:
         stack = [args]
         while stack:
             value = stack.pop()
@@ -161,8 +224,11 @@ class GraphValidator:
                     continue  # a callback has its own scope, checked on its own
                 ref = value.get("from_node")
                 if isinstance(ref, str) and len(value) == 1 and ref not in graph:
-                    found.append(e.ProcessGraphInvalid(
-                        f"Node '{node_id}' ({pid}){where} refers to node '{ref}', which does not exist."))
+                    found.append(
+                        e.ProcessGraphInvalid(
+                            f"Node '{node_id}' ({pid}){where} refers to node '{ref}', which does not exist."
+                        )
+                    )
                 stack.extend(value.values())
             elif isinstance(value, list):
                 stack.extend(value)
