@@ -26,10 +26,24 @@ def _free_port() -> int:
 def test_backend_serve_prints_url_and_credentials(tmp_path: Path, udp_dir: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "openeo_upscale.cli", "backend", "serve", "--port", str(port),
-         "--state-dir", str(tmp_path / "state"), "--udp-dir", str(udp_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "openeo_upscale.cli",
+            "backend",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--udp-dir",
+            str(udp_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         assert proc.stdout is not None
         banner = [proc.stdout.readline() for _ in range(5)]
@@ -59,6 +73,13 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     cfg.write_text("run_slotz = 3\n")
     assert main(["backend", "serve", "--config", str(cfg)]) == 2
     assert "run_slotz" in capsys.readouterr().err
+
+
+def test_real_mode_is_refused_until_the_engine_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backend", "serve", "--mode", "real", "--state-dir", str(tmp_path)]) == 2
+    assert "mode 'real'" in capsys.readouterr().err
 
 
 def test_demo_runs_a_job_and_writes_a_geotiff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

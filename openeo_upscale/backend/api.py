@@ -41,6 +41,7 @@ from openeo_upscale.backend.processes import process_specs, signatures
 from openeo_upscale.backend.state import open_state, process_graphs, signing_key
 from openeo_upscale.backend.udp import UdpResolver
 from openeo_upscale.backend.validation import GraphValidator
+from openeo_upscale.errors import ConfigError
 from openeo_upscale.udp import UDP_DIR
 
 _log = logging.getLogger(__name__)
@@ -135,6 +136,12 @@ async def _read_json(request: Request) -> dict[str, Any]:
 
 def create_app(config: BackendConfig) -> BackendApp:
     """The ASGI app of the local backend (with fault injection when configured)."""
+    if config.mode is Mode.REAL:
+        # Refused rather than silently simulated: a user asking for real results must not get
+        # synthetic ones.
+        raise ConfigError(
+            "mode 'real' needs the process-graph engine, which is not available yet; use mode 'simulated'"
+        )
     backend = Backend(config)
     app = FastAPI(
         title=config.title,
@@ -570,8 +577,6 @@ def create_app(config: BackendConfig) -> BackendApp:
         media = "image/tiff; application=geotiff" if name.endswith(".tif") else None
         return FileResponse(path, media_type=media, filename=Path(name).name)
 
-    if config.mode is Mode.REAL:
-        _log.warning("real mode evaluates nothing yet; jobs are simulated")
     asgi: ASGIApp = app
     if config.faults.enabled:
         asgi = FaultMiddleware(asgi, FaultPlan(config.faults), API_PREFIX)
