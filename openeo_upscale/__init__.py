@@ -1,7 +1,7 @@
 """openeo-upscale: run one parametrized openEO process over a large area."""
 
-from openeo_upscale.errors import ConfigError, UpscaleError
+from openeo_upscale.errors import ConfigError, GridError, UpscaleError
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "UpscaleError", "__version__"]
+__all__ = ["ConfigError", "GridError", "UpscaleError", "__version__"]

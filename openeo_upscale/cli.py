@@ -46,6 +46,29 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output))
 
 
+def _grid(args: argparse.Namespace) -> int:
+    from openeo_upscale.errors import GridError
+    from openeo_upscale.grid import AoiLike, tiles, write_tiles, zone_label
+    from openeo_upscale.grid.formats import vector_format
+
+    vector_format(args.output)  # an unusable output name fails before the tiling work
+    aoi: AoiLike = args.aoi
+    if args.bbox is not None:
+        try:
+            aoi = tuple(float(v) for v in args.bbox.split(","))
+        except ValueError:
+            raise GridError(f"--bbox must be W,S,E,N in degrees, got {args.bbox!r}") from None
+    grid = tiles(aoi, args.size, overlap=args.overlap, clip=args.clip,
+                 min_coverage=args.min_coverage, max_tiles=args.max_tiles)
+    path = write_tiles(grid, args.output)
+    counts = grid["epsg"].value_counts().sort_index()
+    zones = ", ".join(f"{zone_label(int(e))} (EPSG:{e}) {n:,}" for e, n in counts.items())
+    print(f"{len(grid):,} tiles of {args.size} m in {len(counts)} zone(s): {zones or '-'}")
+    print(f"total {grid['area_km2'].sum():,.1f} km²")
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openeo-upscale", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -65,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a job on the embedded local backend")
     demo.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
     demo.set_defaults(func=_demo)
+
+    grid = sub.add_parser("grid", help="cut an area of interest into UTM tiles")
+    where = grid.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bbox", help="W,S,E,N in degrees (write --bbox=W,S,E,N when W is negative)")
+    where.add_argument("--aoi", help="AOI file: GeoJSON, GeoPackage, GeoParquet or Shapefile")
+    grid.add_argument("--size", type=int, default=5000, help="tile edge in metres (default 5000)")
+    grid.add_argument("--overlap", type=int, default=0, help="metres added on every side (default 0)")
+    grid.add_argument("--clip", action="store_true", help="clip tile geometries to the AOI")
+    grid.add_argument("--min-coverage", type=float, default=0.0,
+                      help="drop tiles with a smaller share covered by the AOI (0..1, default 0)")
+    grid.add_argument("--max-tiles", type=int, default=2_000_000,
+                      help="refuse grids with more tiles (default 2000000)")
+    grid.add_argument("-o", "--output", required=True, help="tiles.geojson, tiles.gpkg or tiles.parquet")
+    grid.set_defaults(func=_grid)
     return parser
 
 

@@ -9,3 +9,7 @@ class UpscaleError(Exception):
 
 class ConfigError(UpscaleError):
     """A configuration file or value is invalid; the message names the key and the rule."""
+
+
+class GridError(UpscaleError):
+    """An area of interest or tiling option is unusable; the message names the problem."""
