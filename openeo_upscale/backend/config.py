@@ -54,7 +54,8 @@ class User:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """A per-user token bucket: `capacity` requests at once, refilled at `per_second`."""
+    """A token bucket per caller (its access token, or its address when anonymous):
+    `capacity` requests at once, refilled at `per_second`."""
 
     capacity: int = 20
     per_second: float = 10.0
