@@ -24,6 +24,7 @@ from openeo_upscale.backend import (
 )
 from openeo_upscale.backend.faults import FaultPlan, route_key
 from openeo_upscale.errors import ConfigError
+from tests.backend.client_helpers import wait_until
 from tests.conftest import FAST, MAX_NDVI_URL
 
 PREFIX = "/openeo/1.2"
@@ -32,15 +33,6 @@ TERMINAL = {"finished", "error", "canceled"}
 
 
 # ----- helpers ------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
-    """Poll `predicate` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def make_config(state_dir: Path, udp_dir: Path, faults: Faults, **changes: Any) -> BackendConfig:
@@ -252,7 +244,7 @@ def test_slow_responses_take_slow_seconds(start_backend: Callable[..., LocalBack
 def _run_to_end(con: openeo.Connection, jobs: dict[str, openeo.BatchJob]) -> dict[str, str]:
     for job in jobs.values():
         job.start()
-    wait_for(lambda: all(j.status() in TERMINAL for j in jobs.values()), timeout=30, interval=0.1)
+    wait_until(lambda: all(j.status() in TERMINAL for j in jobs.values()), "all jobs to end", interval=0.1)
     return {title: job.status() for title, job in jobs.items()}
 
 
