@@ -13,3 +13,7 @@ class ConfigError(UpscaleError):
 
 class GridError(UpscaleError):
     """An area of interest or tiling option is unusable; the message names the problem."""
+
+
+class StoreError(UpscaleError):
+    """The task store refused an operation or could not be used; the message says why."""

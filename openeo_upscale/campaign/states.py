@@ -1,0 +1,94 @@
+"""Closed vocabularies of the campaign: our task states and the backend's job statuses."""
+
+from __future__ import annotations
+
+import enum
+
+
+class TaskState(enum.StrEnum):
+    """Where a task (one tile) is in *our* lifecycle; never mixed with the backend's job status."""
+
+    PENDING = "pending"
+    CREATING = "creating"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+    def is_active(self) -> bool:
+        """True while the task holds a backend job or a download."""
+        return self in TASK_ACTIVE
+
+    def is_terminal(self) -> bool:
+        """True when nothing more happens to the task unless it is explicitly retried."""
+        return self in TASK_TERMINAL
+
+
+TASK_ACTIVE: frozenset[TaskState] = frozenset(
+    {TaskState.CREATING, TaskState.QUEUED, TaskState.RUNNING, TaskState.DOWNLOADING}
+)
+"""States that occupy a backend slot or a download worker."""
+
+TASK_TERMINAL: frozenset[TaskState] = frozenset(
+    {TaskState.DONE, TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED}
+)
+"""States the scheduler never leaves on its own."""
+
+_S = TaskState
+
+# Why these edges: a task only moves forward through one backend job, except that
+# - any state holding a job (creating/queued/running) may fall back to pending, so a task whose job
+#   vanished or errored on the backend can be retried without a detour through failed;
+# - queued -> finished is allowed because one polling tick can miss the short running phase;
+# - downloading -> finished re-arms a download that broke off (the job's results are still there);
+# - failed/canceled/skipped -> pending are the explicit "retry"/"resume" operations;
+# - every state that is not terminal (pending, active ones, finished) may be canceled by the user.
+# Nothing ever leaves done: a finished tile is never run twice.
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    _S.PENDING: frozenset({_S.CREATING, _S.SKIPPED, _S.CANCELED}),
+    _S.CREATING: frozenset({_S.QUEUED, _S.PENDING, _S.FAILED, _S.CANCELED}),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED}),
+    _S.RUNNING: frozenset({_S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED}),
+    _S.FINISHED: frozenset({_S.DOWNLOADING, _S.CANCELED}),
+    _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED, _S.FINISHED, _S.CANCELED}),
+    _S.DONE: frozenset(),
+    _S.FAILED: frozenset({_S.PENDING}),
+    _S.CANCELED: frozenset({_S.PENDING}),
+    _S.SKIPPED: frozenset({_S.PENDING}),
+}
+"""Allowed task transitions: ``to in TASK_TRANSITIONS[from]``."""
+
+
+def is_allowed(from_state: TaskState, to_state: TaskState) -> bool:
+    """Whether a task may move from ``from_state`` to ``to_state``."""
+    return to_state in TASK_TRANSITIONS[from_state]
+
+
+class JobStatus(enum.StrEnum):
+    """A batch job's status as the openEO backend reports it (openEO API 1.2)."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+    def is_active(self) -> bool:
+        """True while the backend may still change the job's status on its own."""
+        return self in JOB_ACTIVE
+
+    def is_terminal(self) -> bool:
+        """True once the backend will not change the job's status on its own."""
+        return self in JOB_TERMINAL
+
+
+JOB_ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+"""Backend statuses of a started job still in progress (``created`` is not started yet)."""
+
+JOB_TERMINAL: frozenset[JobStatus] = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELED})
+"""Backend statuses from which a job does not move by itself."""

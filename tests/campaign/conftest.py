@@ -1,0 +1,78 @@
+"""Store fixtures: a SQLite file in tmp_path, and PostgreSQL at 127.0.0.1 in a throwaway database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from openeo_upscale.campaign import Store
+from tests.conftest import IN_CI
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USERS = ("postgres", "root")
+PG_ADMIN_DATABASE = "test"
+
+
+def _admin_connection() -> tuple[psycopg.Connection[tuple[object, ...]], str]:
+    """An autocommit connection to the admin database, and the user it worked for."""
+    problems: list[str] = []
+    for user in PG_USERS:
+        try:
+            conn = psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=PG_ADMIN_DATABASE,
+                                   connect_timeout=3, autocommit=True)
+        except psycopg.OperationalError as exc:
+            problems.append(f"{user}: {str(exc).strip()}")
+        else:
+            return conn, user
+    message = f"PostgreSQL at {PG_HOST}:{PG_PORT} not reachable: {'; '.join(problems)}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database created for this test session and dropped afterwards; yields its URL."""
+    admin, user = _admin_connection()
+    name = f"upscale_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A fresh schema in the session's database per test (cheaper than a database per test)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            # libpq's `options` puts the schema first on every connection's search path.
+            yield f"{postgres_database}?options=-csearch_path%3D{schema}"
+        finally:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives: a SQLite file path or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "campaign.sqlite")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(store_target: str) -> Iterator[Store]:
+    """An open, empty store on each backend."""
+    with Store.open(store_target) as opened:
+        yield opened

@@ -1,0 +1,38 @@
+"""The closed vocabularies and the transition table."""
+
+from __future__ import annotations
+
+from openeo_upscale.campaign import (
+    JOB_ACTIVE,
+    JOB_TERMINAL,
+    TASK_ACTIVE,
+    TASK_TERMINAL,
+    TASK_TRANSITIONS,
+    JobStatus,
+    TaskState,
+    is_allowed,
+)
+
+
+def test_vocabularies_are_the_documented_strings() -> None:
+    assert [s.value for s in TaskState] == ["pending", "creating", "queued", "running", "finished",
+                                            "downloading", "done", "failed", "canceled", "skipped"]
+    assert [s.value for s in JobStatus] == ["created", "queued", "running", "finished", "error", "canceled"]
+    assert TaskState("queued") == "queued"
+
+
+def test_active_and_terminal_sets_are_disjoint() -> None:
+    assert not TASK_ACTIVE & TASK_TERMINAL
+    assert not JOB_ACTIVE & JOB_TERMINAL
+    assert TaskState.RUNNING.is_active() and not TaskState.RUNNING.is_terminal()
+    assert JobStatus.ERROR.is_terminal()
+
+
+def test_transition_table_covers_every_state() -> None:
+    assert set(TASK_TRANSITIONS) == set(TaskState)
+    assert TASK_TRANSITIONS[TaskState.DONE] == frozenset()
+    for state in TASK_ACTIVE:
+        assert is_allowed(state, TaskState.CANCELED), state
+    for state in TASK_TERMINAL - {TaskState.DONE}:
+        assert TASK_TRANSITIONS[state] == {TaskState.PENDING}, state
+    assert not is_allowed(TaskState.PENDING, TaskState.DONE)
