@@ -33,7 +33,8 @@ class GraphValidator:
         graph = process.get("process_graph") if isinstance(process, Mapping) else None
         if not isinstance(graph, Mapping) or not graph:
             return [e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")]
-        self._graph(graph, user_processes, found, depth=0, where="")
+        walk = _Walk(self._resolver, self._signatures, user_processes, found)
+        walk.graph(graph, depth=0, where="")
         return found
 
     def check(self, process: Mapping[str, Any], user_processes: UserProcessLookup) -> None:
@@ -42,39 +43,51 @@ class GraphValidator:
         if found:
             raise found[0]
 
-    def _graph(
+
+class _Walk:
+    """One validation pass: the graph walk, with the caller's UDP lookup and the problems found."""
+
+    def __init__(
         self,
-        graph: Mapping[str, Any],
+        resolver: UdpResolver,
+        signatures: dict[str, list[tuple[str, bool]]],
         lookup: UserProcessLookup,
         found: list[e.ApiError],
+    ) -> None:
+        self.resolver = resolver
+        self.signatures = signatures
+        self.lookup = lookup
+        self.found = found
+
+    def graph(
+        self,
+        graph: Mapping[str, Any],
         depth: int,
         where: str,
     ) -> None:
         if depth > _MAX_DEPTH:
-            found.append(
+            self.found.append(
                 e.ProcessGraphInvalid(f"Process graph nested deeper than {_MAX_DEPTH} levels{where}.")
             )
             return
         results = [nid for nid, node in graph.items() if isinstance(node, Mapping) and node.get("result")]
         if len(results) != 1:
-            found.append(
+            self.found.append(
                 e.ProcessGraphInvalid(
                     f"Process graph{where} must have exactly one result node, found {len(results)}."
                 )
             )
         for node_id, node in graph.items():
             if not isinstance(node, Mapping) or not isinstance(node.get("process_id"), str):
-                found.append(e.ProcessGraphInvalid(f"Node '{node_id}'{where} has no process_id."))
+                self.found.append(e.ProcessGraphInvalid(f"Node '{node_id}'{where} has no process_id."))
                 continue
-            self._node(str(node_id), node, graph, lookup, found, depth, where)
+            self._node(str(node_id), node, graph, depth, where)
 
     def _node(
         self,
         node_id: str,
         node: Mapping[str, Any],
         graph: Mapping[str, Any],
-        lookup: UserProcessLookup,
-        found: list[e.ApiError],
         depth: int,
         where: str,
     ) -> None:
@@ -82,38 +95,38 @@ class GraphValidator:
         namespace = node.get("namespace")
         args = node.get("arguments") or {}
         if not isinstance(args, Mapping):
-            found.append(
+            self.found.append(
                 e.ProcessGraphInvalid(f"Node '{node_id}' ({pid}){where}: arguments must be an object.")
             )
             return
-        self._references(node_id, pid, args, graph, found, where)
+        self._references(node_id, pid, args, graph, where)
 
-        if namespace in (None, "backend") and pid in self._signatures:
-            self._predefined(node_id, pid, args, found, where)
+        if namespace in (None, "backend") and pid in self.signatures:
+            self._predefined(node_id, pid, args, where)
         elif namespace in (None, "user"):
-            udp = lookup(pid)
+            udp = self.lookup(pid)
             if udp is None:
-                found.append(
+                self.found.append(
                     e.ProcessUnsupported(
                         f"Node '{node_id}'{where}: process '{pid}' is not available"
                         + (f" in namespace '{namespace}'." if namespace else ".")
                     )
                 )
                 return
-            self._udp_call(node_id, pid, udp, args, lookup, found, depth, where)
+            self._udp_call(node_id, pid, udp, args, depth, where)
         elif namespace == "backend":
-            found.append(
+            self.found.append(
                 e.ProcessUnsupported(
                     f"Node '{node_id}'{where}: process '{pid}' is not available in namespace 'backend'."
                 )
             )
         else:
             try:
-                udp = self._resolver.resolve(str(namespace), pid)
+                udp = self.resolver.resolve(str(namespace), pid)
             except e.ApiError as exc:
-                found.append(e.ProcessUnsupported(f"Node '{node_id}'{where}: {exc.message}"))
+                self.found.append(e.ProcessUnsupported(f"Node '{node_id}'{where}: {exc.message}"))
                 return
-            self._udp_call(node_id, pid, udp, args, lookup, found, depth, where)
+            self._udp_call(node_id, pid, udp, args, depth, where)
 
         for arg_name, value in args.items():
             candidates = [(arg_name, value)]
@@ -122,23 +135,21 @@ class GraphValidator:
             for label, cb in candidates:
                 if isinstance(cb, Mapping) and isinstance(cb.get("process_graph"), Mapping):
                     inner = f" in callback '{label}' of node '{node_id}'{where}"
-                    self._graph(cb["process_graph"], lookup, found, depth + 1, inner)
+                    self.graph(cb["process_graph"], depth + 1, inner)
 
-    def _predefined(
-        self, node_id: str, pid: str, args: Mapping[str, Any], found: list[e.ApiError], where: str
-    ) -> None:
-        params = self._signatures[pid]
+    def _predefined(self, node_id: str, pid: str, args: Mapping[str, Any], where: str) -> None:
+        params = self.signatures[pid]
         names = {n for n, _ in params}
         for name, optional in params:
             if not optional and name not in args:
-                found.append(
+                self.found.append(
                     e.ProcessParameterRequired(
                         f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."
                     )
                 )
         for name in args:
             if name not in names:
-                found.append(
+                self.found.append(
                     e.ProcessParameterUnsupported(
                         f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."
                     )
@@ -146,7 +157,7 @@ class GraphValidator:
             elif pid == "load_collection" and name == "properties":
                 value = args[name]
                 if value is not None and not isinstance(value, Mapping):
-                    found.append(
+                    self.found.append(
                         e.ProcessParameterInvalid(
                             f"Node '{node_id}'{where}: parameter 'properties' of process "
                             "'load_collection' must map property names to child process graphs."
@@ -158,7 +169,7 @@ class GraphValidator:
                     isinstance(value, Mapping) and ("process_graph" in value or "from_parameter" in value)
                 )
                 if not ok:
-                    found.append(
+                    self.found.append(
                         e.ProcessParameterInvalid(
                             f"Node '{node_id}'{where}: parameter '{name}' of process '{pid}' "
                             "must be a child process graph."
@@ -167,7 +178,7 @@ class GraphValidator:
         if pid == "load_collection":
             cid = args.get("id")
             if isinstance(cid, str) and cid not in COLLECTIONS:
-                found.append(
+                self.found.append(
                     e.ApiError(
                         f"Node '{node_id}'{where}: collection '{cid}' does not exist.",
                         status=400,
@@ -181,8 +192,6 @@ class GraphValidator:
         pid: str,
         udp: Mapping[str, Any],
         args: Mapping[str, Any],
-        lookup: UserProcessLookup,
-        found: list[e.ApiError],
         depth: int,
         where: str,
     ) -> None:
@@ -194,28 +203,23 @@ class GraphValidator:
             name = param.get("name")
             required = not param.get("optional", False) and "default" not in param
             if required and name not in args:
-                found.append(
+                self.found.append(
                     e.ProcessParameterRequired(
                         f"Node '{node_id}'{where}: process '{pid}' parameter '{name}' is required."
                     )
                 )
         for name in args:
             if name not in known:
-                found.append(
+                self.found.append(
                     e.ProcessParameterUnsupported(
                         f"Node '{node_id}'{where}: process '{pid}' does not support parameter '{name}'."
                     )
                 )
         graph = udp.get("process_graph")
         if isinstance(graph, Mapping):
-            self._graph(
-                graph, lookup, found, depth + 1, f" in process '{pid}' called by node '{node_id}'{where}"
-            )
+            self.graph(graph, depth + 1, f" in process '{pid}' called by node '{node_id}'{where}")
 
-    @staticmethod
-    def _references(
-        node_id: str, pid: str, args: Any, graph: Mapping[str, Any], found: list[e.ApiError], where: str
-    ) -> None:
+    def _references(self, node_id: str, pid: str, args: Any, graph: Mapping[str, Any], where: str) -> None:
         stack = [args]
         while stack:
             value = stack.pop()
@@ -224,7 +228,7 @@ class GraphValidator:
                     continue  # a callback has its own scope, checked on its own
                 ref = value.get("from_node")
                 if isinstance(ref, str) and len(value) == 1 and ref not in graph:
-                    found.append(
+                    self.found.append(
                         e.ProcessGraphInvalid(
                             f"Node '{node_id}' ({pid}){where} refers to node '{ref}', which does not exist."
                         )
