@@ -17,3 +17,19 @@ class GridError(UpscaleError):
 
 class StoreError(UpscaleError):
     """The task store refused an operation or could not be used; the message says why."""
+
+
+class ParameterError(UpscaleError):
+    """A task's UDP parameters break the UDP's schema; the message names the task, parameter and rule.
+
+    `task_id`, `parameter` and `rule` are set for a single problem; a campaign-wide refusal lists
+    every problem found (up to a limit) in `problems`.
+    """
+
+    def __init__(self, message: str, *, task_id: str | None = None, parameter: str | None = None,
+                 rule: str | None = None, problems: tuple[ParameterError, ...] = ()) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.parameter = parameter
+        self.rule = rule
+        self.problems = problems

@@ -1,7 +1,8 @@
-"""The campaign engine: the task store and the task model (scheduler, creator and results to come)."""
+"""The campaign engine: the task store, the task model and the job creator's parameter logic."""
 
 from __future__ import annotations
 
+from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign, validate_parameters
 from openeo_upscale.campaign.models import Event, Task
 from openeo_upscale.campaign.states import (
     JOB_ACTIVE,
@@ -14,7 +15,7 @@ from openeo_upscale.campaign.states import (
     is_allowed,
 )
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
-from openeo_upscale.errors import StoreError
+from openeo_upscale.errors import ParameterError, StoreError
 
 __all__ = [
     "JOB_ACTIVE",
@@ -25,9 +26,14 @@ __all__ = [
     "TASK_TRANSITIONS",
     "Event",
     "JobStatus",
+    "ParameterError",
     "Store",
     "StoreError",
     "Task",
     "TaskState",
+    "Udp",
     "is_allowed",
+    "parameters_for",
+    "validate_campaign",
+    "validate_parameters",
 ]

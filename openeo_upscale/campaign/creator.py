@@ -1,0 +1,371 @@
+"""The job creator's parameter logic: which value each UDP parameter gets for one task, and the checks.
+
+Where a value comes from, first match wins:
+
+1. the task: a column named like the parameter, or the column `column_map` names for it;
+2. the campaign `defaults`;
+3. the `default` of the parameter in the UDP.
+
+Spatial parameters are derived from the tile instead (a mapped or same-named column may hold the
+geometry to use: a shapely geometry, WKT or a GeoJSON mapping):
+
+- a `geojson` parameter gets the tile geometry as GeoJSON in EPSG:4326;
+- a `bounding-box` parameter whose schema declares a `crs` property gets the tile's native extent,
+  ``{"west", "south", "east", "north", "crs": epsg}`` in UTM metres, exactly the tile;
+- a `bounding-box` parameter whose schema has no `crs` property gets the lon/lat bounds of the tile
+  geometry: without a `crs` field the backend reads the box as EPSG:4326, so UTM metres would land
+  somewhere else entirely (the shared max_ndvi.json does declare `crs`, so it gets the UTM box);
+- a parameter whose schema is a choice (`anyOf`, `oneOf` or a list of schemas) is a bounding box if
+  one branch is, since the box is the exact tile; otherwise GeoJSON if one branch is GeoJSON.
+
+Columns that are not UDP parameters (tile_id, epsg, west ... north, geometry, area_km2,
+aoi_fraction, state, job_id, backend, attempts, ...) are never passed. A missing cell (None, NaN)
+counts as absent, so the next source applies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+import shapely.geometry
+from shapely.geometry.base import BaseGeometry
+
+from openeo_upscale.errors import ParameterError
+from openeo_upscale.grid.aoi import transform
+
+__all__ = ["MAX_PROBLEMS", "Udp", "parameters_for", "validate_campaign", "validate_parameters"]
+
+MAX_PROBLEMS = 20
+"""How many problems a campaign-wide refusal lists before it only counts."""
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Udp:
+    """A user-defined process: its id, where it lives, its declared parameters and its whole document."""
+
+    process_id: str
+    namespace: str | None
+    parameters: list[dict[str, Any]]
+    definition: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], namespace: str | None = None) -> Udp:
+        """Build from a process document (a dict with `id`, `parameters`, `process_graph`, ...)."""
+        process_id = doc.get("id")
+        if not isinstance(process_id, str) or not process_id:
+            raise ParameterError("UDP document has no 'id'", rule="id")
+        parameters = doc.get("parameters") or []
+        if not isinstance(parameters, list) or not all(
+                isinstance(p, dict) and isinstance(p.get("name"), str) for p in parameters):
+            raise ParameterError(f"UDP {process_id!r}: 'parameters' must be a list of objects with a 'name'",
+                                 rule="parameters")
+        return cls(process_id=process_id, namespace=namespace, parameters=[dict(p) for p in parameters],
+                   definition=dict(doc))
+
+    @classmethod
+    def from_file(cls, path: str | Path, namespace: str | None = None) -> Udp:
+        """Read a process document from a JSON file."""
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"cannot read UDP from {path}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ParameterError(f"UDP file {path} does not hold a JSON object")
+        return cls.from_dict(doc, namespace)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """The declared parameter names, in order."""
+        return [p["name"] for p in self.parameters]
+
+
+# -- values ---------------------------------------------------------------------------------------------
+
+
+def parameters_for(udp: Udp, task_row: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None,
+                   column_map: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The UDP arguments for one task (see the module docstring for the order and the spatial rule).
+
+    A parameter with no value anywhere is left out; `validate_parameters` reports it if required.
+    """
+    defaults = defaults or {}
+    column_map = column_map or {}
+    values: dict[str, Any] = {}
+    for spec in udp.parameters:
+        name = spec["name"]
+        column = column_map.get(name, name)
+        cell = _cell(task_row, column)
+        kind = _spatial_kind(spec.get("schema"))
+        if kind is not None:
+            value: Any = _spatial_value(kind, spec.get("schema"), task_row,
+                                        None if cell is _MISSING else cell)
+        elif cell is not _MISSING:
+            value = cell
+        elif name in defaults and not _is_missing(defaults[name]):
+            value = defaults[name]
+        elif "default" in spec:
+            value = spec["default"]
+        else:
+            continue
+        if value is not _MISSING:
+            values[name] = _plain(value)
+    return values
+
+
+def _cell(row: Mapping[str, Any], column: str) -> Any:
+    """The row's value in `column`, or `_MISSING` where absent or empty."""
+    if column not in row:
+        return _MISSING
+    value = row[column]
+    return _MISSING if _is_missing(value) else value
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+def _branches(schema: Any) -> list[dict[str, Any]]:
+    """The alternative schemas of a choice (a list, anyOf or oneOf), flattened; a plain schema is one."""
+    if isinstance(schema, list):
+        return [b for s in schema for b in _branches(s)]
+    if isinstance(schema, dict):
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list):
+                return [b for s in schema[key] for b in _branches(s)]
+        return [schema]
+    return []
+
+
+def _spatial_kind(schema: Any) -> str | None:
+    """'bbox-crs', 'bbox-lonlat', 'geojson' or None (not a spatial parameter)."""
+    branches = _branches(schema)
+    for branch in branches:
+        if branch.get("subtype") == "bounding-box":
+            return "bbox-crs" if "crs" in (branch.get("properties") or {}) else "bbox-lonlat"
+    if any(branch.get("subtype") == "geojson" for branch in branches):
+        return "geojson"
+    return None
+
+
+def _spatial_value(kind: str, schema: Any, row: Mapping[str, Any], source: Any) -> Any:
+    """The tile as the parameter wants it, or `_MISSING` when the row has nothing to derive it from."""
+    geometry = _geometry(source if source is not None else _cell(row, "geometry"))
+    if kind == "bbox-crs":
+        extent = [_cell(row, key) for key in ("epsg", "west", "south", "east", "north")]
+        if source is None and all(v is not _MISSING for v in extent):
+            epsg, west, south, east, north = extent
+            return {"west": west, "south": south, "east": east, "north": north, "crs": int(epsg)}
+        if geometry is None:
+            return _MISSING
+        west, south, east, north = geometry.bounds
+        return {"west": west, "south": south, "east": east, "north": north, "crs": 4326}
+    if geometry is None:
+        geometry = _native_box(row)
+        if geometry is None:
+            return _MISSING
+    if kind == "bbox-lonlat":
+        west, south, east, north = geometry.bounds
+        return {"west": west, "south": south, "east": east, "north": north}
+    return shapely.geometry.mapping(geometry)
+
+
+def _geometry(value: Any) -> BaseGeometry | None:
+    """A shapely geometry (EPSG:4326) from a shapely object, WKT text or a GeoJSON mapping."""
+    if value is None or value is _MISSING:
+        return None
+    if isinstance(value, BaseGeometry):
+        return value
+    if isinstance(value, str):
+        return shapely.from_wkt(value)
+    if isinstance(value, Mapping):
+        return shapely.geometry.shape(value)
+    raise ParameterError(f"cannot read a geometry from a {type(value).__name__}", rule="geometry")
+
+
+def _native_box(row: Mapping[str, Any]) -> BaseGeometry | None:
+    """The tile's native extent transformed to EPSG:4326, where the row has no geometry."""
+    extent = [_cell(row, key) for key in ("epsg", "west", "south", "east", "north")]
+    if any(v is _MISSING for v in extent):
+        return None
+    epsg, west, south, east, north = extent
+    return transform(shapely.geometry.box(west, south, east, north), int(epsg), 4326)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-serialisable plain Python: numpy scalars and arrays, tuples and mappings converted."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+# -- validation -----------------------------------------------------------------------------------------
+# A hand-written subset of JSON Schema: `jsonschema` is not a dependency of this project, and openEO
+# parameter schemas only use type, enum, minimum/maximum, minItems/maxItems, items, required,
+# properties and anyOf/oneOf (or a list of schemas) in practice.
+
+_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, Mapping),
+    "array": lambda v: isinstance(v, list | tuple),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+def _check(schema: Any, value: Any) -> tuple[str, str] | None:
+    """The first broken rule as (rule, detail), or None when `value` fits `schema`."""
+    branches = _branches(schema)
+    if isinstance(schema, list) or (isinstance(schema, dict) and ("anyOf" in schema or "oneOf" in schema)):
+        results = [_check(b, value) for b in branches]
+        if not branches or any(r is None for r in results):
+            return None
+        rule = "anyOf" if not isinstance(schema, dict) or "anyOf" in schema else "oneOf"
+        details = "; ".join(f"{r[0]}: {r[1]}" for r in results if r is not None)
+        return rule, f"{_show(value)} fits none of the {len(branches)} allowed schemas ({details})"
+    if not isinstance(schema, dict):
+        return None
+    declared = schema.get("type")
+    if declared is not None:
+        types = declared if isinstance(declared, list) else [declared]
+        if not any(_TYPES.get(t, lambda v: True)(value) for t in types):
+            return "type", f"{_show(value)} is not of type {' or '.join(map(str, types))}"
+    if "enum" in schema and value not in schema["enum"]:
+        return "enum", f"{_show(value)} is not one of {schema['enum']}"
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            return "minimum", f"{_show(value)} is below the minimum {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return "maximum", f"{_show(value)} is above the maximum {schema['maximum']}"
+    if isinstance(value, list | tuple):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            return "minItems", f"{len(value)} items, fewer than minItems {schema['minItems']}"
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return "maxItems", f"{len(value)} items, more than maxItems {schema['maxItems']}"
+        if "items" in schema:
+            for index, item in enumerate(value):
+                problem = _check(schema["items"], item)
+                if problem is not None:
+                    return problem[0], f"item {index}: {problem[1]}"
+    if isinstance(value, Mapping):
+        for key in schema.get("required") or []:
+            if key not in value:
+                return "required", f"property {key!r} is missing"
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                problem = _check(sub, value[key])
+                if problem is not None:
+                    return problem[0], f"property {key!r}: {problem[1]}"
+    return None
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _problems(udp: Udp, values: Mapping[str, Any], task_id: str) -> list[ParameterError]:
+    problems: list[ParameterError] = []
+
+    def add(name: str, rule: str, detail: str) -> None:
+        problems.append(ParameterError(f"task {task_id}: parameter {name!r} breaks rule {rule!r}: {detail}",
+                                       task_id=task_id, parameter=name, rule=rule))
+
+    declared = set(udp.parameter_names)
+    for name in values:
+        if name not in declared:
+            add(name, "unknown", f"UDP {udp.process_id!r} declares no such parameter")
+    for spec in udp.parameters:
+        name = spec["name"]
+        if name not in values:
+            if not spec.get("optional", False) and "default" not in spec:
+                add(name, "required", "no value in the task, the campaign defaults or the UDP")
+            continue
+        problem = _check(spec.get("schema"), values[name])
+        if problem is not None:
+            add(name, *problem)
+    return problems
+
+
+def validate_parameters(udp: Udp, values: Mapping[str, Any], *, task_id: str) -> None:
+    """Check one task's arguments against the UDP's parameters; `ParameterError` on the first problem."""
+    problems = _problems(udp, _plain(values), str(task_id))
+    if problems:
+        raise problems[0]
+
+
+def _rows(tasks: Iterable[Mapping[str, Any]] | pd.DataFrame) -> Iterable[Mapping[str, Any]]:
+    if isinstance(tasks, pd.DataFrame):
+        return (row for _, row in tasks.iterrows())
+    return tasks
+
+
+def _task_id(row: Mapping[str, Any], index: int) -> str:
+    for key in ("tile_id", "id"):
+        value = _cell(row, key)
+        if value is not _MISSING:
+            return str(value)
+    return f"#{index}"
+
+
+def validate_campaign(udp: Udp, tasks: Iterable[Mapping[str, Any]] | pd.DataFrame, *,
+                      defaults: Mapping[str, Any] | None = None, column_map: Mapping[str, str] | None = None,
+                      max_problems: int = MAX_PROBLEMS) -> None:
+    """Check every task before any job is created; one `ParameterError` listing the problems found.
+
+    Also refuses campaign `defaults` or a `column_map` naming parameters the UDP does not declare
+    (a typo there would otherwise be ignored silently).
+    """
+    defaults = defaults or {}
+    column_map = column_map or {}
+    declared = set(udp.parameter_names)
+    unknown = sorted((set(defaults) | set(column_map)) - declared)
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ParameterError(f"campaign defaults or column_map name parameters UDP {udp.process_id!r} "
+                             f"does not declare: {names} (declared: {sorted(declared)})",
+                             parameter=unknown[0], rule="unknown")
+    found: list[ParameterError] = []
+    bad_tasks = 0
+    total = 0
+    problem_count = 0
+    for index, row in enumerate(_rows(tasks)):
+        total += 1
+        task_id = _task_id(row, index)
+        try:
+            values = parameters_for(udp, row, defaults=defaults, column_map=column_map)
+        except ParameterError as exc:
+            task_problems = [ParameterError(f"task {task_id}: {exc}", task_id=task_id, rule=exc.rule)]
+        else:
+            task_problems = _problems(udp, values, task_id)
+        if task_problems:
+            bad_tasks += 1
+            problem_count += len(task_problems)
+            found.extend(task_problems[: max(0, max_problems - len(found))])
+    if bad_tasks:
+        more = f"; ... ({len(found)} of {problem_count} problems shown)" if problem_count > len(found) else ""
+        listing = "; ".join(str(p) for p in found)
+        raise ParameterError(f"{bad_tasks} of {total} tasks have invalid parameters for UDP "
+                             f"{udp.process_id!r}: {listing}{more}", problems=tuple(found))
