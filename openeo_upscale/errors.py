@@ -33,3 +33,15 @@ class ParameterError(UpscaleError):
         self.parameter = parameter
         self.rule = rule
         self.problems = problems
+
+
+class DownloadError(UpscaleError):
+    """A result asset could not be downloaded or verified, or its name is unsafe.
+
+    `href` (the asset's link) and `asset` (its name) are set where known, and are in the message.
+    """
+
+    def __init__(self, message: str, *, href: str | None = None, asset: str | None = None) -> None:
+        super().__init__(message)
+        self.href = href
+        self.asset = asset

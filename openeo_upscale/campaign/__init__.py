@@ -1,8 +1,9 @@
-"""The campaign engine: the task store, the task model and the job creator's parameter logic."""
+"""The campaign engine: the task store, the task model, the job creator's parameter logic, downloads."""
 
 from __future__ import annotations
 
 from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign, validate_parameters
+from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
 from openeo_upscale.campaign.models import Event, Task
 from openeo_upscale.campaign.states import (
     JOB_ACTIVE,
@@ -15,7 +16,7 @@ from openeo_upscale.campaign.states import (
     is_allowed,
 )
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
-from openeo_upscale.errors import ParameterError, StoreError
+from openeo_upscale.errors import DownloadError, ParameterError, StoreError
 
 __all__ = [
     "JOB_ACTIVE",
@@ -24,6 +25,7 @@ __all__ = [
     "TASK_ACTIVE",
     "TASK_TERMINAL",
     "TASK_TRANSITIONS",
+    "DownloadError",
     "Event",
     "JobStatus",
     "ParameterError",
@@ -32,8 +34,11 @@ __all__ = [
     "Task",
     "TaskState",
     "Udp",
+    "download_asset",
+    "download_results",
     "is_allowed",
     "parameters_for",
+    "safe_asset_path",
     "validate_campaign",
     "validate_parameters",
 ]
