@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ _GEOJSON_TYPES = {
 }
 
 
+@cache
+def _lonlat_to(epsg: int) -> Transformer:
+    """A lon/lat -> EPSG transformer, built once per zone: job start, usage and logs all ask."""
+    return Transformer.from_crs(4326, epsg, always_xy=True)
+
+
 @dataclass(frozen=True)
 class Extent:
     """What a job covers: a lon/lat bbox and a time range."""
@@ -54,7 +61,7 @@ class Extent:
         return (32600 if lat >= 0 else 32700) + zone
 
     def utm_bounds(self) -> tuple[float, float, float, float]:
-        tr = Transformer.from_crs(4326, self.utm_epsg, always_xy=True)
+        tr = _lonlat_to(self.utm_epsg)
         return tr.transform_bounds(self.west, self.south, self.east, self.north)
 
     @property
