@@ -45,3 +45,44 @@ class DownloadError(UpscaleError):
         super().__init__(message)
         self.href = href
         self.asset = asset
+
+
+class CampaignError(UpscaleError):
+    """A campaign cannot be created, opened or run as asked; the message says what to change."""
+
+
+class BackendError(UpscaleError):
+    """An openEO backend refused or failed a request made for a task.
+
+    `backend`, `task_id` and `job_id` are set where known and are part of the message; `status`
+    is the HTTP status (None for a connection failure) and `code` the openEO error code.
+    """
+
+    def __init__(self, message: str, *, backend: str | None = None, task_id: int | str | None = None,
+                 job_id: str | None = None, status: int | None = None, code: str | None = None) -> None:
+        where = ", ".join(f"{key} {value}" for key, value in
+                          (("backend", backend), ("task", task_id), ("job", job_id)) if value is not None)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.backend = backend
+        self.task_id = task_id
+        self.job_id = job_id
+        self.status = status
+        self.code = code
+        self.reason = message
+        """The message without the backend/task/job suffix."""
+
+
+class TransientError(BackendError):
+    """Worth retrying later: a connection failure, a 5xx answer or a 429; `retry_after` in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class CapacityError(BackendError):
+    """The backend refused to start a job because too many run at once (`ConcurrentJobLimit`)."""
+
+
+class PermanentError(BackendError):
+    """The backend rejected the request itself (invalid parameters, unknown collection, ...): no retry."""

@@ -1,10 +1,17 @@
-"""The campaign engine: the task store, the task model, the job creator's parameter logic, downloads."""
+"""The campaign engine: store, task model, job creator, scheduler, downloads, and the `Campaign` API."""
 
 from __future__ import annotations
 
+from openeo_upscale.campaign.campaign import Campaign
+from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign, validate_parameters
 from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
 from openeo_upscale.campaign.models import Event, Task
+from openeo_upscale.campaign.pacing import Backoff, Pacer
+from openeo_upscale.campaign.results import Downloader
+from openeo_upscale.campaign.runner import Runner
+from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
+from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.states import (
     JOB_ACTIVE,
     JOB_TERMINAL,
@@ -16,7 +23,16 @@ from openeo_upscale.campaign.states import (
     is_allowed,
 )
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
-from openeo_upscale.errors import DownloadError, ParameterError, StoreError
+from openeo_upscale.errors import (
+    BackendError,
+    CampaignError,
+    CapacityError,
+    DownloadError,
+    ParameterError,
+    PermanentError,
+    StoreError,
+    TransientError,
+)
 
 __all__ = [
     "JOB_ACTIVE",
@@ -25,14 +41,32 @@ __all__ = [
     "TASK_ACTIVE",
     "TASK_TERMINAL",
     "TASK_TRANSITIONS",
+    "BackendClient",
+    "BackendError",
+    "BackendSettings",
+    "BackendSlot",
+    "Backoff",
+    "Campaign",
+    "CampaignError",
+    "CapacityError",
     "DownloadError",
+    "Downloader",
     "Event",
     "JobStatus",
+    "Limits",
+    "Pacer",
     "ParameterError",
+    "PermanentError",
+    "Polling",
+    "RetryPolicy",
+    "Runner",
+    "Scheduler",
     "Store",
     "StoreError",
     "Task",
     "TaskState",
+    "TickResult",
+    "TransientError",
     "Udp",
     "download_asset",
     "download_results",

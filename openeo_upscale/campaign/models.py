@@ -29,9 +29,12 @@ class Task:
     state: TaskState
     job_status: JobStatus | None
     backend: str | None
+    pinned_backend: str | None
     job_id: str | None
     client_token: str | None
     attempts: int
+    attempt_floor: int
+    """`attempts` when the task was last retried by hand: `max_attempts` counts from there."""
     created: datetime
     updated: datetime
     started: datetime | None

@@ -94,9 +94,11 @@ tasks_table = sa.Table(
     sa.Column("state", _STATE, nullable=False),
     sa.Column("job_status", _STATE),
     sa.Column("backend", sa.String(100)),
+    sa.Column("pinned_backend", sa.String(100)),
     sa.Column("job_id", sa.String(200)),
     sa.Column("client_token", sa.String(200)),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("attempt_floor", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created", _UTCDateTime, nullable=False),
     sa.Column("updated", _UTCDateTime, nullable=False),
     sa.Column("started", _UTCDateTime),
@@ -127,10 +129,11 @@ schema_info_table = sa.Table(
 )
 
 TILE_FIELDS = frozenset({"tile_id", "epsg", "west", "south", "east", "north", "geometry", "parameters",
-                         "backend"})
+                         "pinned_backend"})
 """Keys a row given to `Store.add_tasks` may carry (``tile_id`` is required)."""
 
-TRANSITION_FIELDS = frozenset({"job_status", "backend", "job_id", "client_token", "attempts", "started",
+TRANSITION_FIELDS = frozenset({"job_status", "backend", "job_id", "client_token", "attempts", "attempt_floor",
+                               "started",
                                "finished", "usage", "costs", "error", "result_paths"})
 """Columns `Store.transition` may set along with the state."""
 
@@ -256,12 +259,13 @@ class Store:
         """Insert one pending task per row in one transaction; return how many were added.
 
         Each row needs ``tile_id`` and may carry ``epsg, west, south, east, north, geometry``
-        (WKT or GeoJSON text, or an object with a ``wkt`` attribute), ``parameters`` and ``backend``.
+        (WKT or GeoJSON text, or an object with a ``wkt`` attribute), ``parameters`` and
+        ``pinned_backend`` (the only backend that may run the task).
         A tile id already in the campaign raises `StoreError` and nothing is added.
         """
         now = self._clock()
         defaults: dict[str, Any] = {"epsg": None, "west": None, "south": None, "east": None, "north": None,
-                                    "geometry": None, "parameters": {}, "backend": None}
+                                    "geometry": None, "parameters": {}, "pinned_backend": None}
 
         def normalized(row: Mapping[str, Any]) -> dict[str, Any]:
             unknown = row.keys() - TILE_FIELDS
@@ -270,7 +274,7 @@ class Store:
             if "tile_id" not in row:
                 raise StoreError(f"a task row needs a tile_id: {dict(row)!r}")
             values = {**defaults, **row, "campaign_id": campaign_id, "state": TaskState.PENDING.value,
-                      "attempts": 0, "created": now, "updated": now}
+                      "attempts": 0, "attempt_floor": 0, "created": now, "updated": now}
             values["tile_id"] = str(values["tile_id"])
             geometry = values["geometry"]
             if geometry is not None and not isinstance(geometry, str):
@@ -296,12 +300,14 @@ class Store:
         """Move a task from ``from_state`` to ``to_state`` and append the event, in one transaction.
 
         ``fields`` sets other columns at the same time (see `TRANSITION_FIELDS`); a ``job_status``
-        among them is also recorded on the event. Returns False, writing nothing, when the task is
+        among them is also recorded on the event. ``from_state == to_state`` records a change of
+        the backend job within our state (a job created, adopted, or its status changed).
+        Returns False, writing nothing, when the task is
         not (or no longer) in ``from_state``: someone else moved it. Raises `StoreError` for a
         transition not in `TASK_TRANSITIONS` or an unknown field.
         """
         from_state, to_state = TaskState(from_state), TaskState(to_state)
-        if to_state not in TASK_TRANSITIONS[from_state]:
+        if to_state is not from_state and to_state not in TASK_TRANSITIONS[from_state]:
             raise StoreError(f"task {task_id}: transition {from_state} -> {to_state} is not allowed")
         unknown = fields.keys() - TRANSITION_FIELDS
         if unknown:
@@ -328,7 +334,93 @@ class Store:
             ))
         return True
 
+    def update(self, task_id: int, state: TaskState, **fields: Any) -> bool:
+        """Set columns of a task still in ``state`` without an event (bookkeeping, not a transition).
+
+        Returns False, writing nothing, when the task is no longer in ``state``.
+        """
+        unknown = fields.keys() - TRANSITION_FIELDS
+        if unknown:
+            raise StoreError(f"task {task_id}: cannot set {sorted(unknown)}; "
+                             f"allowed: {sorted(TRANSITION_FIELDS)}")
+        if fields.get("job_status") is not None:
+            fields["job_status"] = JobStatus(fields["job_status"]).value
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(tasks_table)
+                .where(tasks_table.c.id == task_id, tasks_table.c.state == TaskState(state).value)
+                .values(updated=self._clock(), **fields)
+            )
+            return bool(result.rowcount == 1)
+
+    def set_campaign_config(self, campaign_id: int, config: Mapping[str, Any]) -> None:
+        """Replace the campaign's stored configuration."""
+        with self._write() as conn:
+            conn.execute(sa.update(campaign_table).where(campaign_table.c.id == campaign_id)
+                         .values(config=dict(config)))
+
     # queries ------------------------------------------------------------------------------------
+
+    def campaign(self, campaign_id: int | None = None, *, name: str | None = None) -> dict[str, Any]:
+        """A campaign row (id, name, created, config, udp) by id, by name, or the only one there is."""
+        query = sa.select(campaign_table).order_by(campaign_table.c.id)
+        if campaign_id is not None:
+            query = query.where(campaign_table.c.id == campaign_id)
+        if name is not None:
+            query = query.where(campaign_table.c.name == name)
+        with self._read() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query.limit(2))]
+        if not rows:
+            wanted = f"id {campaign_id}" if campaign_id is not None else f"name {name!r}" if name else "any"
+            raise StoreError(f"no campaign with {wanted} in the store")
+        if len(rows) > 1:
+            raise StoreError("the store holds several campaigns; name the one to open")
+        return rows[0]
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        """Every campaign's id and name, oldest first."""
+        query = sa.select(campaign_table.c.id, campaign_table.c.name).order_by(campaign_table.c.id)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def credits(self, campaign_id: int) -> float:
+        """Credits charged so far: the sum of the tasks' recorded costs."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(tasks_table.c.costs), 0.0)).where(
+            tasks_table.c.campaign_id == campaign_id)
+        with self._read() as conn:
+            return float(conn.execute(query).scalar() or 0.0)
+
+    def backend_counts(self, campaign_id: int) -> dict[str, dict[TaskState, int]]:
+        """Per backend, how many of the campaign's tasks are in each state (tasks without one left out)."""
+        query = (sa.select(tasks_table.c.backend, tasks_table.c.state, sa.func.count())
+                 .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.backend.is_not(None))
+                 .group_by(tasks_table.c.backend, tasks_table.c.state))
+        found: dict[str, dict[TaskState, int]] = {}
+        with self._read() as conn:
+            for backend, state, count in conn.execute(query):
+                found.setdefault(backend, {})[TaskState(state)] = int(count)
+        return found
+
+    def count_events(self, campaign_id: int) -> int:
+        """How many events the campaign's tasks have (for tests and reports)."""
+        query = (sa.select(sa.func.count()).select_from(events_table.join(tasks_table))
+                 .where(tasks_table.c.campaign_id == campaign_id))
+        with self._read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def all_tasks(self, campaign_id: int, *, chunk: int = 10_000) -> Iterator[Task]:
+        """Every task of the campaign, by id, read in chunks so that memory stays bounded."""
+        last = 0
+        while True:
+            query = (sa.select(tasks_table)
+                     .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.id > last)
+                     .order_by(tasks_table.c.id).limit(chunk))
+            with self._read() as conn:
+                rows = [Task.from_row(dict(row._mapping)) for row in conn.execute(query)]
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
 
     def counts(self, campaign_id: int) -> dict[TaskState, int]:
         """How many tasks of the campaign are in each state (every state present, zeros included)."""
@@ -342,14 +434,20 @@ class Store:
         return found
 
     def tasks_in(self, campaign_id: int, states: TaskState | Iterable[TaskState],
-                 limit: int | None = None) -> list[Task]:
-        """The campaign's tasks in any of ``states``, oldest id first, at most ``limit``."""
+                 limit: int | None = None, *, runnable_on: Iterable[str] | None = None) -> list[Task]:
+        """The campaign's tasks in any of ``states``, oldest id first, at most ``limit``.
+
+        ``runnable_on`` keeps only tasks that are not pinned, or pinned to one of those backends.
+        """
         chosen = [states] if isinstance(states, str) else list(states)
         wanted = [TaskState(state).value for state in chosen]
         query = (sa.select(tasks_table)
                  .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.state.in_(wanted))
                  .order_by(tasks_table.c.id)
                  .limit(limit))
+        if runnable_on is not None:
+            query = query.where(sa.or_(tasks_table.c.pinned_backend.is_(None),
+                                       tasks_table.c.pinned_backend.in_(list(runnable_on))))
         with self._read() as conn:
             return [Task.from_row(dict(row._mapping)) for row in conn.execute(query)]
 

@@ -1,0 +1,487 @@
+"""The Python API: a campaign is a store, a UDP, tiles as tasks, and the backends that run them.
+
+campaign = Campaign.create("antwerp.sqlite", tiles, udp, defaults={"temporal_extent": [...]})
+campaign.add_backend("cdse", connection, parallel_jobs=2)
+campaign.start()          # or run() to block until every task has ended
+campaign.summary()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import geopandas as gpd
+import openeo
+import pandas as pd
+import shapely
+import sqlalchemy as sa
+
+from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
+from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign
+from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.pacing import Pacer
+from openeo_upscale.campaign.results import Downloader, recover_interrupted
+from openeo_upscale.campaign.runner import Runner
+from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
+from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.states import TASK_ACTIVE, TaskState
+from openeo_upscale.campaign.store import Store, events_table, tasks_table
+from openeo_upscale.errors import BackendError, CampaignError, StoreError
+
+log = logging.getLogger(__name__)
+
+S = TaskState
+
+TILE_COLUMNS = ("tile_id", "epsg", "west", "south", "east", "north", "geometry")
+"""Columns of a tile that the store keeps in their own columns."""
+
+PIN_COLUMN = "backend"
+"""A tiles column naming the only backend a task may run on."""
+
+
+class TaskCallback(Protocol):
+    """Called with a task that reached `done` or `failed` (from the runner's thread)."""
+
+    def __call__(self, task: Task) -> None: ...
+
+
+class Campaign:
+    """One campaign in a store; see the module docstring. Build with `create` or `open`."""
+
+    def __init__(self, store: Store, campaign_id: int, *, owns_store: bool = False) -> None:
+        self.store = store
+        self.id = campaign_id
+        row = store.campaign(campaign_id)
+        self.name: str = row["name"]
+        self.config: dict[str, Any] = dict(row["config"])
+        self.udp = Udp.from_dict(row["udp"], self.config.get("namespace")) if row["udp"] else None
+        self.uid: str = self.config["uid"]
+        self.retry_policy = RetryPolicy(**self.config.get("retry", {}))
+        self.limits = Limits(**self.config.get("limits", {}))
+        self.polling = Polling(**self.config.get("polling", {}))
+        self.output_dir = Path(self.config.get("output_dir") or "results")
+        self._owns_store = owns_store
+        self._backends: dict[str, tuple[BackendSettings, BackendClient]] = {}
+        self._thread: threading.Thread | None = None
+        self._runner: Runner | None = None
+        self._downloader: Downloader | None = None
+        self._error: BaseException | None = None
+        self._last: TickResult | None = None
+        self.on_task_done: TaskCallback | None = None
+        self.on_task_failed: TaskCallback | None = None
+
+    # building ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        store: Store | str | os.PathLike[str],
+        tiles: gpd.GeoDataFrame | Iterable[Mapping[str, Any]],
+        udp: Udp | str | os.PathLike[str] | Mapping[str, Any],
+        *,
+        name: str = "campaign",
+        defaults: Mapping[str, Any] | None = None,
+        column_map: Mapping[str, str] | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        on_exists: Literal["resume", "error"] = "resume",
+        namespace: str | None = None,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        polling: Polling | None = None,
+    ) -> Campaign:
+        """A new campaign of one task per tile, every task validated first; or the existing one.
+
+        ``udp`` is a `Udp`, a process document, or a path to one (``namespace`` then says where the
+        backends find it, for example its public URL; without one, the UDP is stored on each backend
+        as the account's own process). Nothing is written when a task's parameters break the UDP's
+        schema: `ParameterError` names the task, the parameter and the rule. With
+        ``on_exists="resume"`` a campaign of the same name in the store is opened instead.
+        """
+        opened, owns = _store(store)
+        try:
+            existing = [c for c in opened.campaigns() if c["name"] == name]
+            if existing:
+                if on_exists == "error":
+                    raise CampaignError(
+                        f"the store already holds a campaign named {name!r}; "
+                        "open it, or create with on_exists='resume'"
+                    )
+                log.info("campaign %r exists in the store; resuming it", name)
+                return cls(opened, existing[0]["id"], owns_store=owns)
+            the_udp = _udp(udp, namespace)
+            frame = _tiles_frame(tiles)
+            records = frame.to_dict("records")
+            validate_campaign(the_udp, records, defaults=defaults, column_map=column_map)
+            config = {
+                "uid": uuid.uuid4().hex[:12],
+                "namespace": the_udp.namespace,
+                "defaults": dict(defaults or {}),
+                "column_map": dict(column_map or {}),
+                "output_dir": os.fspath(Path(output_dir or f"{name}-results").resolve()),
+                "retry": dataclasses.asdict(retry or RetryPolicy()),
+                "limits": dataclasses.asdict(limits or Limits()),
+                "polling": dataclasses.asdict(polling or Polling()),
+            }
+            campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition)
+            opened.add_tasks(
+                campaign_id, (_task_row(the_udp, record, defaults, column_map) for record in records)
+            )
+            log.info("campaign %r created with %d tasks", name, len(records))
+            return cls(opened, campaign_id, owns_store=owns)
+        except BaseException:
+            if owns:
+                opened.close()
+            raise
+
+    @classmethod
+    def open(cls, store: Store | str | os.PathLike[str], name: str | None = None) -> Campaign:
+        """The campaign in a store (by name when the store holds several)."""
+        opened, owns = _store(store)
+        try:
+            row = opened.campaign(name=name)
+        except StoreError:
+            if owns:
+                opened.close()
+            raise
+        return cls(opened, row["id"], owns_store=owns)
+
+    def add_backend(
+        self,
+        name: str,
+        connection: openeo.Connection | ConnectionFactory,
+        *,
+        parallel_jobs: int = 2,
+        queue_limit: int | None = None,
+        weight: float = 1.0,
+    ) -> Campaign:
+        """Let the campaign run jobs on a backend: an authenticated connection, or a factory building one.
+
+        A factory is called again when an access token cannot be refreshed (long runs).
+        """
+        if self.running:
+            raise CampaignError("add backends before start(), or after stop()")
+        settings = BackendSettings(name, parallel_jobs=parallel_jobs, queue_limit=queue_limit, weight=weight)
+        self._backends[name] = (settings, BackendClient(name, connection))
+        return self
+
+    @property
+    def backends(self) -> dict[str, BackendClient]:
+        """The configured backends' clients by name (each counts its HTTP requests)."""
+        return {name: client for name, (_, client) in self._backends.items()}
+
+    # running ----------------------------------------------------------------------------------
+
+    def run(self, *, max_ticks: int | None = None) -> dict[str, Any]:
+        """Run until every task has ended (or ``max_ticks``); returns the `summary`."""
+        self.start(max_ticks=max_ticks)
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping; running jobs stay on their backends, run again to resume")
+            self.stop()
+            raise
+        return self.summary()
+
+    def start(self, *, max_ticks: int | None = None) -> None:
+        """Run in a background thread; `stop` ends it, `wait` waits for it."""
+        if self.running:
+            raise CampaignError(f"campaign {self.name!r} is already running")
+        if not self._backends:
+            raise CampaignError("add at least one backend first (add_backend)")
+        recover_interrupted(self.store, self.id)
+        clients = self.backends
+        runner_ref: list[Runner] = []
+        downloader = Downloader(
+            self.store,
+            self.output_dir,
+            clients,
+            retry=self.retry_policy,
+            on_end=lambda: runner_ref[0].wake() if runner_ref else None,
+        )
+        pacer = Pacer(self.polling)
+        scheduler = Scheduler(
+            self.store,
+            self.id,
+            self.uid,
+            [BackendSlot(settings, client) for settings, client in self._backends.values()],
+            self._job_spec,
+            retry=self.retry_policy,
+            limits=self.limits,
+            downloads=downloader,
+            pacer=pacer,
+            prepare=self._prepare_backend,
+        )
+        runner = Runner(scheduler, pacer, on_tick=self._ticked)
+        runner_ref.append(runner)
+        self._runner, self._downloader, self._error = runner, downloader, None
+        self._last_event = self._max_event_id()
+        self._thread = threading.Thread(
+            target=self._loop, args=(runner, downloader, max_ticks), name=f"upscale-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, runner: Runner, downloader: Downloader, max_ticks: int | None) -> None:
+        try:
+            runner.run(max_ticks=max_ticks)
+        except BaseException as exc:  # reported by wait(); the thread must not die silently
+            log.exception("campaign %r: the scheduler stopped on an error", self.name)
+            self._error = exc
+        finally:
+            downloader.shutdown(wait=not runner.stopping)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop launching and polling; returns within ``timeout`` seconds.
+
+        Jobs stay on their backends and `start` (or a later run) picks them up again. Returns
+        True when the thread has ended, False if it is still finishing a request (it ends on its
+        own; everything it writes is a complete transition).
+        """
+        if self._runner is not None:
+            self._runner.stop()
+        if self._downloader is not None:
+            self._downloader.shutdown(wait=False)
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background run to end; True if it has. Re-raises an error that stopped it."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CampaignError(f"campaign {self.name!r} stopped on an error: {error}") from error
+        return True
+
+    def close(self) -> None:
+        """Stop, and close the store if the campaign opened it."""
+        self.stop()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Campaign:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # looking ----------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per state, per backend (slots, states, HTTP requests) and credits spent."""
+        counts = self.store.counts(self.id)
+        per_backend = self.store.backend_counts(self.id)
+        backends: dict[str, Any] = {}
+        for name in sorted(set(per_backend) | set(self._backends)):
+            states = per_backend.get(name, {})
+            entry: dict[str, Any] = {
+                "counts": {str(s): n for s, n in states.items() if n},
+                "active": sum(n for s, n in states.items() if s in TASK_ACTIVE and s is not S.DOWNLOADING),
+            }
+            if name in self._backends:
+                settings, client = self._backends[name]
+                entry["parallel_jobs"] = settings.parallel_jobs
+                entry["requests"] = client.requests
+            backends[name] = entry
+        return {
+            "campaign": self.name,
+            "tasks": sum(counts.values()),
+            "counts": {str(state): n for state, n in counts.items()},
+            "backends": backends,
+            "credits": round(self.store.credits(self.id), 6),
+        }
+
+    def tasks(self) -> gpd.GeoDataFrame:
+        """Every task as a GeoDataFrame in EPSG:4326 (one row per tile, our state and the job's status)."""
+        rows = []
+        for task in self.store.all_tasks(self.id):
+            row = dataclasses.asdict(task)
+            row["state"] = str(task.state)
+            row["job_status"] = str(task.job_status) if task.job_status else None
+            row["geometry"] = shapely.from_wkt(task.geometry) if task.geometry else None
+            rows.append(row)
+        columns = [f.name for f in dataclasses.fields(Task)]
+        frame = pd.DataFrame(rows, columns=columns)
+        return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
+
+    # operations -------------------------------------------------------------------------------
+
+    def retry(self, states: Iterable[TaskState | str] = (S.FAILED,)) -> int:
+        """Put tasks in ``states`` (failed by default; canceled, skipped allowed) back to pending.
+
+        Each gets a fresh allowance of ``max_attempts`` jobs. Returns how many moved.
+        """
+        chosen = [TaskState(s) for s in states]
+        refused = [s for s in chosen if s not in (S.FAILED, S.CANCELED, S.SKIPPED)]
+        if refused:
+            raise CampaignError(f"only failed, canceled or skipped tasks can be retried, not {refused}")
+        moved = 0
+        for state in chosen:
+            for task in self.store.tasks_in(self.id, state):
+                if self.store.transition(
+                    task.id,
+                    state,
+                    S.PENDING,
+                    actor="user",
+                    reason="retry asked",
+                    attempt_floor=task.attempts,
+                    error=None,
+                ):
+                    moved += 1
+        return moved
+
+    def cancel(self) -> int:
+        """Stop the run, cancel every active job on its backend, and cancel every unfinished task.
+
+        Tasks already finished keep their results (their downloads complete on the next run).
+        Returns how many tasks were canceled.
+        """
+        self.stop()
+        canceled = 0
+        for task in self.store.tasks_in(self.id, (S.PENDING, S.CREATING, S.QUEUED, S.RUNNING)):
+            if task.job_id and task.backend in self._backends:
+                try:
+                    self._backends[task.backend][1].cancel_job(task.job_id, task_id=task.id)
+                except BackendError as exc:
+                    log.warning(
+                        "task %s (%s): could not cancel job %s: %s", task.id, task.tile_id, task.job_id, exc
+                    )
+            elif task.job_id:
+                log.warning(
+                    "task %s (%s): job %s is on backend %s, which is not configured; not canceled there",
+                    task.id,
+                    task.tile_id,
+                    task.job_id,
+                    task.backend,
+                )
+            if self.store.transition(
+                task.id, task.state, S.CANCELED, actor="user", reason="campaign canceled"
+            ):
+                canceled += 1
+        return canceled
+
+    # internals --------------------------------------------------------------------------------
+
+    def _job_spec(self, task: Task, token: str) -> tuple[dict[str, Any], str, str]:
+        assert self.udp is not None
+        node: dict[str, Any] = {
+            "process_id": self.udp.process_id,
+            "arguments": task.parameters,
+            "result": True,
+        }
+        if self.udp.namespace:
+            node["namespace"] = self.udp.namespace
+        title = f"{self.name} {task.tile_id} [{token}]"
+        description = (
+            f"openeo-upscale campaign {self.name!r}, tile {task.tile_id}, attempt {task.attempts} [{token}]"
+        )
+        return {"process_graph": {"run": node}}, title, description
+
+    def _prepare_backend(self, client: BackendClient) -> None:
+        """Store a UDP that has no namespace on the backend, as the account's own process."""
+        if self.udp is not None and not self.udp.namespace:
+            client.save_process(self.udp.process_id, self.udp.definition)
+
+    def _max_event_id(self) -> int:
+        with self.store.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.max(events_table.c.id), 0))).scalar() or 0
+            )
+
+    def _ticked(self, result: TickResult) -> None:
+        self._last = result
+        if self.on_task_done is None and self.on_task_failed is None:
+            return
+        query = (
+            sa.select(events_table.c.id, events_table.c.task_id, events_table.c.to_state)
+            .join(tasks_table, tasks_table.c.id == events_table.c.task_id)
+            .where(
+                events_table.c.id > self._last_event,
+                tasks_table.c.campaign_id == self.id,
+                events_table.c.to_state.in_([S.DONE.value, S.FAILED.value]),
+            )
+            .order_by(events_table.c.id)
+        )
+        with self.store.engine.connect() as conn:
+            found = list(conn.execute(query))
+        for event_id, task_id, to_state in found:
+            self._last_event = max(self._last_event, int(event_id))
+            callback = self.on_task_done if to_state == S.DONE.value else self.on_task_failed
+            if callback is not None:
+                try:
+                    callback(self.store.task(task_id))
+                except Exception:
+                    log.exception("the %s callback failed for task %s", to_state, task_id)
+
+
+def _store(store: Store | str | os.PathLike[str]) -> tuple[Store, bool]:
+    if isinstance(store, Store):
+        return store, False
+    return Store.open(store), True
+
+
+def _udp(udp: Udp | str | os.PathLike[str] | Mapping[str, Any], namespace: str | None) -> Udp:
+    if isinstance(udp, Udp):
+        return udp if namespace is None else dataclasses.replace(udp, namespace=namespace)
+    if isinstance(udp, Mapping):
+        return Udp.from_dict(udp, namespace)
+    return Udp.from_file(Path(udp), namespace)
+
+
+def _tiles_frame(tiles: gpd.GeoDataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Tiles as a frame with a ``tile_id`` and lon/lat geometry as WKT."""
+    if isinstance(tiles, gpd.GeoDataFrame):
+        frame = tiles
+        if frame.crs is not None and frame.crs.to_epsg() != 4326:
+            # GeoJSON parameters must be lon/lat: a projected geometry sent as-is lands elsewhere.
+            frame = frame.to_crs(4326)
+        frame = pd.DataFrame(frame)
+        name = tiles.geometry.name
+        frame[name] = [g.wkt if g is not None else None for g in frame[name]]
+        if name != "geometry":
+            frame = frame.rename(columns={name: "geometry"})
+    else:
+        frame = pd.DataFrame(list(tiles))
+    if "tile_id" not in frame.columns:
+        frame = frame.reset_index(names="tile_id")
+    frame["tile_id"] = frame["tile_id"].astype(str)
+    duplicated = frame["tile_id"][frame["tile_id"].duplicated()]
+    if not duplicated.empty:
+        raise CampaignError(f"tile ids must be unique; repeated: {sorted(set(duplicated))[:5]}")
+    if frame.empty:
+        raise CampaignError("no tiles given")
+    return frame
+
+
+def _task_row(
+    udp: Udp,
+    record: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None,
+    column_map: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {key: record.get(key) for key in TILE_COLUMNS if key in record}
+    for key in ("epsg",):
+        if row.get(key) is not None and not pd.isna(row[key]):
+            row[key] = int(row[key])
+    for key in ("west", "south", "east", "north"):
+        if key in row and row[key] is not None:
+            row[key] = None if pd.isna(row[key]) else float(row[key])
+    pin = record.get(PIN_COLUMN)
+    row["pinned_backend"] = None if pin is None or (isinstance(pin, float) and pd.isna(pin)) else str(pin)
+    row["parameters"] = parameters_for(udp, record, defaults=defaults, column_map=column_map)
+    return row

@@ -1,0 +1,213 @@
+"""The download pool: finished tasks' results fetched in parallel threads, off the scheduling path.
+
+A task moves ``finished -> downloading -> done``; its files land in ``<output>/<tile_id>/``
+next to ``item.json``, the backend's STAC item of the job's results. A failed download goes back
+to ``finished`` and is tried again later (the ``.part`` file resumes), up to
+`RetryPolicy.download_attempts`; an unsafe asset name or a malformed item fails the task at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from openeo_upscale.campaign.client import BackendClient
+from openeo_upscale.campaign.downloads import download_results, safe_asset_path
+from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.pacing import Backoff
+from openeo_upscale.campaign.settings import RetryPolicy
+from openeo_upscale.campaign.states import TaskState
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import BackendError, DownloadError, PermanentError
+
+log = logging.getLogger(__name__)
+
+ITEM_FILE = "item.json"
+"""The backend's STAC item of a job's results, kept beside the downloaded assets."""
+
+DOWNLOAD_WORKERS = 4
+"""Parallel downloads by default."""
+
+S = TaskState
+
+
+def task_folder(output_dir: Path, tile_id: str) -> Path:
+    """Where a task's results go: ``output_dir/<tile_id>``, refused if the tile id could escape it."""
+    return safe_asset_path(output_dir, tile_id)
+
+
+class Downloader:
+    """A thread pool that turns finished tasks into done ones; `submit` never blocks."""
+
+    def __init__(
+        self,
+        store: Store,
+        output_dir: Path,
+        clients: Mapping[str, BackendClient],
+        *,
+        workers: int = DOWNLOAD_WORKERS,
+        retry: RetryPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        actor: str = "downloader",
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.output_dir = Path(output_dir)
+        self.clients = clients
+        self.retry = retry or RetryPolicy()
+        self._backoff = Backoff(self.retry)
+        self._now = monotonic
+        self.actor = actor
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upscale-download")
+        self._lock = threading.Lock()
+        self._running: set[int] = set()
+        self._failures: dict[int, int] = {}
+        self._not_before: dict[int, float] = {}
+        self._closed = False
+        self.on_end = on_end
+        """Called after each download attempt ends (the runner's `wake`)."""
+
+    def submit(self, task: Task) -> bool:
+        """Queue a finished task's download unless it is queued already or waiting for a retry."""
+        with self._lock:
+            if self._closed or task.id in self._running or self._now() < self._not_before.get(task.id, 0.0):
+                return False
+            self._running.add(task.id)
+        self._pool.submit(self._guarded, task)
+        return True
+
+    def in_flight(self) -> int:
+        """Downloads queued or running."""
+        with self._lock:
+            return len(self._running)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Take no more work; drop queued downloads; with ``wait``, let running ones end."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _guarded(self, task: Task) -> None:
+        try:
+            self._download(task)
+        except Exception:
+            log.exception("task %s (%s): download of job %s crashed", task.id, task.tile_id, task.job_id)
+            self._retry_later(task, "the download crashed (see the log)")
+        finally:
+            with self._lock:
+                self._running.discard(task.id)
+            if self.on_end is not None:
+                self.on_end()
+
+    def _download(self, task: Task) -> None:
+        if not self.store.transition(
+            task.id, S.FINISHED, S.DOWNLOADING, actor=self.actor, reason="downloading results"
+        ):
+            return
+        client = self.clients.get(task.backend or "")
+        if client is None:
+            self._fail(task, f"backend {task.backend} is not configured; cannot download job {task.job_id}")
+            return
+        try:
+            folder = task_folder(self.output_dir, task.tile_id)
+            item = client.results(str(task.job_id), task_id=task.id)
+            hrefs = [a.get("href") for a in (item.get("assets") or {}).values() if isinstance(a, Mapping)]
+            session = client.download_session(str(hrefs[0]) if hrefs else "")
+            paths = download_results(session, item, folder)
+            _write_json(folder / ITEM_FILE, item)
+        except PermanentError as exc:
+            self._fail(task, f"results not available: {exc.reason}")
+            return
+        except DownloadError as exc:
+            if exc.href is None:
+                # The item itself is unacceptable (an unsafe name, a malformed asset): no retry helps.
+                self._fail(task, f"results refused: {exc}")
+            else:
+                self._retry_later(task, str(exc))
+            return
+        except (BackendError, OSError) as exc:
+            self._retry_later(task, str(exc))
+            return
+        if self.store.transition(
+            task.id,
+            S.DOWNLOADING,
+            S.DONE,
+            actor=self.actor,
+            reason=f"{len(paths)} file(s) downloaded",
+            result_paths=[str(p) for p in paths],
+        ):
+            log.info(
+                "task %s (%s): %d result file(s) of job %s in %s",
+                task.id,
+                task.tile_id,
+                len(paths),
+                task.job_id,
+                folder,
+            )
+        with self._lock:
+            self._failures.pop(task.id, None)
+            self._not_before.pop(task.id, None)
+
+    def _retry_later(self, task: Task, reason: str) -> None:
+        with self._lock:
+            failures = self._failures.get(task.id, 0) + 1
+            self._failures[task.id] = failures
+        if failures >= self.retry.download_attempts:
+            self._fail(task, f"download failed {failures} times, last: {reason}")
+            return
+        wait = self._backoff.delay(failures)
+        with self._lock:
+            self._not_before[task.id] = self._now() + wait
+        log.warning(
+            "task %s (%s): download of job %s failed (%s); retrying in %.1f s",
+            task.id,
+            task.tile_id,
+            task.job_id,
+            reason,
+            wait,
+        )
+        self.store.transition(
+            task.id,
+            S.DOWNLOADING,
+            S.FINISHED,
+            actor=self.actor,
+            reason=f"download failed, will retry: {reason}",
+        )
+
+    def _fail(self, task: Task, reason: str) -> None:
+        log.error(
+            "task %s (%s): job %s on backend %s: %s", task.id, task.tile_id, task.job_id, task.backend, reason
+        )
+        self.store.transition(task.id, S.DOWNLOADING, S.FAILED, actor=self.actor, reason=reason, error=reason)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the whole new one."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def recover_interrupted(store: Store, campaign_id: int, actor: str = "recovery") -> int:
+    """Put tasks left `downloading` by a crash back to `finished` so that they are downloaded again.
+
+    Must only run while no download pool works on the campaign. Returns how many were moved.
+    """
+    moved = 0
+    for task in store.tasks_in(campaign_id, S.DOWNLOADING):
+        if store.transition(
+            task.id,
+            S.DOWNLOADING,
+            S.FINISHED,
+            actor=actor,
+            reason="download interrupted by a stop or crash; resuming",
+        ):
+            moved += 1
+    return moved

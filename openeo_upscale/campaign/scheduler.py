@@ -1,0 +1,639 @@
+"""The engine: one `Scheduler.tick` does one round of work over every backend.
+
+A tick
+
+1. reads the active tasks (creating, queued, running) from the store: its cost grows with the
+   active jobs, not with the size of the campaign;
+2. per backend with active tasks, walks ``GET /jobs`` once (stopping at the first page that
+   resolves everything it looks for) and moves each task along with its job's status;
+3. launches pending tasks into the free slots: the task row records the client token
+   (campaign, task, attempt) *before* ``POST /jobs``, and the token goes into the job's title, so a
+   job whose creation answer was lost, or that was created just before a crash, is found in the
+   listing and adopted instead of created twice. A ``POST /jobs`` is only repeated once a complete
+   listing shows the token is not there;
+4. hands finished tasks to the download pool.
+
+Failures are classified by `BackendClient`: transient ones are retried after a backoff with
+jitter (per task, or for the whole backend on a failed listing or a 429) while everything else
+goes on; ``ConcurrentJobLimit`` keeps the job and lowers the backend's capacity for a while; a
+permanent error fails the task at once with the backend's message; a job error is retried up to
+``max_attempts`` with the job's error logs kept.
+
+Only one scheduler may run a campaign at a time (see `Campaign.start`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from openeo_upscale.campaign.client import BackendClient
+from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.pacing import Backoff, Pacer
+from openeo_upscale.campaign.settings import BackendSettings, Limits, RetryPolicy
+from openeo_upscale.campaign.states import JobStatus, TaskState
+from openeo_upscale.campaign.store import Store, utc_now
+from openeo_upscale.errors import BackendError, CapacityError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+S = TaskState
+ACTIVE_STATES = (S.CREATING, S.QUEUED, S.RUNNING)
+"""Task states that hold a backend slot."""
+
+TOKEN_PATTERN = re.compile(r"\[(ou-[0-9a-f]{6,32}-\d+-\d+)\]")
+"""How a client token appears in a job's title or description."""
+
+TOKEN_LISTING_MARGIN = timedelta(minutes=15)
+"""Clock skew allowed when a newest-first listing is cut off before a token's creation time."""
+
+
+def client_token(campaign_uid: str, task_id: int, attempt: int) -> str:
+    """The idempotency marker of one attempt of one task."""
+    return f"ou-{campaign_uid}-{task_id}-{attempt}"
+
+
+def token_of(job: Mapping[str, Any]) -> str | None:
+    """The client token in a listed job's title or description, if any."""
+    for key in ("title", "description"):
+        text = job.get(key)
+        if isinstance(text, str):
+            match = TOKEN_PATTERN.search(text)
+            if match:
+                return match.group(1)
+    return None
+
+
+class JobSpec(Protocol):
+    """Builds what ``POST /jobs`` sends for a task: the process, a title and a description."""
+
+    def __call__(self, task: Task, token: str) -> tuple[dict[str, Any], str, str]: ...
+
+
+class Downloads(Protocol):
+    """The download pool as the scheduler sees it."""
+
+    def submit(self, task: Task) -> bool: ...
+
+    def in_flight(self) -> int: ...
+
+
+@dataclass
+class BackendSlot:
+    """One backend's client, settings and what the scheduler has learnt about it."""
+
+    settings: BackendSettings
+    client: BackendClient
+    paused_until: float = 0.0
+    failures: int = 0
+    lowered_cap: int | None = None
+    lowered_until: float = 0.0
+    advertised_cap: int | None = None
+    me_read_at: float = -math.inf
+    prepared: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def capacity(self, now: float) -> int:
+        """Jobs this backend may hold now: `parallel_jobs`, lowered by /me and ConcurrentJobLimit."""
+        cap = self.settings.parallel_jobs
+        if self.advertised_cap is not None:
+            cap = min(cap, self.advertised_cap)
+        if self.lowered_cap is not None and now < self.lowered_until:
+            cap = min(cap, self.lowered_cap)
+        return max(cap, 0)
+
+
+@dataclass
+class TickResult:
+    """What one tick did and saw."""
+
+    changed: int = 0
+    """Task transitions made."""
+    launched: int = 0
+    active: int = 0
+    """Tasks holding a backend job after the tick."""
+    pending: int = 0
+    """Pending tasks left that a configured backend may run."""
+    downloads: int = 0
+    """Tasks finished or downloading (waiting for or in the download pool)."""
+    blocked: str | None = None
+    """Why pending tasks were not launched although slots were free (budget spent, ...)."""
+    running: list[tuple[str, float]] = field(default_factory=list)
+    """(backend, seconds running) of running jobs, for the adaptive tick."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to do: nothing active, nothing to download, nothing launchable."""
+        return self.active == 0 and self.downloads == 0 and (self.pending == 0 or self.blocked is not None)
+
+
+@dataclass
+class _Listing:
+    by_id: dict[str, dict[str, Any]]
+    by_token: dict[str, dict[str, Any]]
+
+
+class Scheduler:
+    """The campaign engine's round of work; drive it with `tick` (tests) or a `Runner` (everyone else)."""
+
+    def __init__(
+        self,
+        store: Store,
+        campaign_id: int,
+        campaign_uid: str,
+        backends: Sequence[BackendSlot],
+        job_spec: JobSpec,
+        *,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        downloads: Downloads | None = None,
+        pacer: Pacer | None = None,
+        prepare: Callable[[BackendClient], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
+        backoff: Backoff | None = None,
+        actor: str = "scheduler",
+    ) -> None:
+        if not backends:
+            raise ValueError("a scheduler needs at least one backend")
+        self.store = store
+        self.campaign_id = campaign_id
+        self.campaign_uid = campaign_uid
+        self.backends = {slot.name: slot for slot in backends}
+        self.job_spec = job_spec
+        self.retry = retry or RetryPolicy()
+        self.limits = limits or Limits()
+        self.downloads = downloads
+        self.pacer = pacer
+        self._prepare = prepare
+        self._now = monotonic
+        self._wall = wall
+        self._backoff = backoff or Backoff(self.retry)
+        self.actor = actor
+        self._retry_at: dict[int, float] = {}
+        self._task_failures: dict[int, int] = {}
+        self._changed = 0
+
+    # the tick -------------------------------------------------------------------------------------
+
+    def tick(self) -> TickResult:
+        """Poll every backend once, move tasks along, launch into free slots, queue downloads."""
+        self._changed = 0
+        result = TickResult()
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
+        by_backend: dict[str, list[Task]] = {name: [] for name in self.backends}
+        for task in active:
+            if task.backend in by_backend:
+                by_backend[task.backend].append(task)
+            else:
+                log.warning(
+                    "task %s (%s) holds job %s on backend %s, which is not configured; leaving it",
+                    task.id,
+                    task.tile_id,
+                    task.job_id,
+                    task.backend,
+                )
+        for name, tasks in by_backend.items():
+            slot = self.backends[name]
+            self._read_limits(slot)
+            if tasks and self._now() >= slot.paused_until:
+                self._poll(slot, tasks)
+        result.launched, result.blocked = self._launch()
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
+        result.active = len(active)
+        now = self._wall()
+        result.running = [
+            (t.backend or "", (now - t.started).total_seconds())
+            for t in active
+            if t.state is S.RUNNING and t.started is not None
+        ]
+        finished = self.store.tasks_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING))
+        result.downloads = len(finished)
+        if self.downloads is not None:
+            for task in finished:
+                if task.state is S.FINISHED:
+                    self.downloads.submit(task)
+        result.pending = len(
+            self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
+        )
+        result.changed = self._changed
+        return result
+
+    # polling ----------------------------------------------------------------------------------------
+
+    def _poll(self, slot: BackendSlot, tasks: list[Task]) -> None:
+        try:
+            listing = self._list(slot, tasks)
+        except TransientError as exc:
+            self._pause(slot, exc)
+            return
+        except BackendError as exc:
+            log.error("backend %s: cannot list jobs: %s", slot.name, exc)
+            self._pause(slot, exc)
+            return
+        slot.failures = 0
+        for task in tasks:
+            try:
+                self._follow(slot, task, listing)
+            except TransientError as exc:
+                self._defer(task, exc)
+                if exc.status == 429:
+                    self._pause(slot, exc)
+                    return
+
+    def _list(self, slot: BackendSlot, tasks: list[Task]) -> _Listing:
+        """One walk of the backend's job listing, cut short once every wanted job and token is seen."""
+        wanted_ids = {t.job_id for t in tasks if t.job_id}
+        wanted_tokens = {t.client_token for t in tasks if not t.job_id and t.client_token}
+        token_since = min((t.updated for t in tasks if not t.job_id), default=None)
+        listing = _Listing({}, {})
+
+        def enough(page: list[dict[str, Any]]) -> bool:
+            if wanted_ids - listing.by_id.keys():
+                return False
+            if not wanted_tokens - listing.by_token.keys():
+                return True
+            # Newest first (as openEO backends list): past the oldest unresolved token's time,
+            # the missing tokens cannot appear further down.
+            parsed = [_parse_time(job.get("created")) for job in page]
+            created = [c for c in parsed if c is not None]
+            if token_since is None or len(created) != len(parsed) or created != sorted(created, reverse=True):
+                return False
+            return bool(created) and created[-1] < token_since - TOKEN_LISTING_MARGIN
+
+        for job in slot.client.list_jobs(enough):
+            listing.by_id[str(job["id"])] = job
+            token = token_of(job)
+            if token is not None and token in wanted_tokens:
+                listing.by_token[token] = job
+        return listing
+
+    def _follow(self, slot: BackendSlot, task: Task, listing: _Listing) -> None:
+        """Move one active task along with what the listing says about its job."""
+        if task.job_id is None:
+            job = listing.by_token.get(task.client_token or "")
+            if job is None:
+                if self._due(task):
+                    self._create(slot, task)
+                return
+            status = _status(job)
+            self._transition(
+                task,
+                S.CREATING,
+                S.CREATING,
+                "adopted the job carrying the task's token",
+                job_id=str(job["id"]),
+                job_status=status,
+            )
+            task = self.store.task(task.id)
+        else:
+            job = listing.by_id.get(task.job_id)
+            if job is None:
+                self._job_failed(slot, task, "the job is no longer listed by the backend", [])
+                return
+            status = _status(job)
+        if status is None:
+            return
+        if status is JobStatus.CREATED:
+            if task.state is S.CREATING and self._due(task):
+                self._start(slot, task)
+            return
+        if status is JobStatus.QUEUED:
+            if task.state is S.CREATING:
+                self._transition(task, S.CREATING, S.QUEUED, "job queued", job_status=status)
+            return
+        if status is JobStatus.RUNNING:
+            if task.state is S.CREATING:
+                task = self._moved(task, S.QUEUED, "job queued", job_status=JobStatus.QUEUED)
+            if task.state is S.QUEUED:
+                self._transition(
+                    task, S.QUEUED, S.RUNNING, "job running", job_status=status, started=self._wall()
+                )
+            elif task.state is S.RUNNING:
+                self._check_runtime(slot, task)
+            return
+        if status is JobStatus.FINISHED:
+            self._finished(slot, task, job)
+            return
+        if status is JobStatus.ERROR:
+            self._job_failed(
+                slot,
+                task,
+                "the job failed on the backend",
+                slot.client.error_logs(str(task.job_id), task_id=task.id),
+            )
+            return
+        self._job_failed(slot, task, "the job was canceled on the backend", [])
+
+    def _finished(self, slot: BackendSlot, task: Task, job: Mapping[str, Any]) -> None:
+        if "costs" not in job and "usage" not in job:
+            job = slot.client.job(str(task.job_id), task_id=task.id)
+        if task.state is S.CREATING:
+            task = self._moved(task, S.QUEUED, "job queued", job_status=JobStatus.QUEUED)
+        now = self._wall()
+        costs = job.get("costs")
+        usage = job.get("usage")
+        if self._transition(
+            task,
+            task.state,
+            S.FINISHED,
+            "job finished",
+            job_status=JobStatus.FINISHED,
+            finished=now,
+            costs=float(costs) if isinstance(costs, int | float) else None,
+            usage=usage if isinstance(usage, dict) else None,
+        ):
+            log.info(
+                "task %s (%s): job %s finished on backend %s", task.id, task.tile_id, task.job_id, slot.name
+            )
+            if self.pacer is not None and task.started is not None:
+                self.pacer.record_duration(slot.name, (now - task.started).total_seconds())
+
+    def _job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str]) -> None:
+        """A job ended without results: retry the task (a new job) or fail it, keeping the logs."""
+        detail = reason + (": " + " | ".join(logs[-3:]) if logs else "")
+        if task.attempts - task.attempt_floor < self.retry.max_attempts:
+            if self._transition(
+                task,
+                task.state,
+                S.PENDING,
+                f"attempt {task.attempts - task.attempt_floor} of {self.retry.max_attempts}: {detail}",
+                job_status=JobStatus.ERROR,
+                error=detail,
+            ):
+                log.warning(
+                    "task %s (%s): job %s on backend %s: %s; will retry",
+                    task.id,
+                    task.tile_id,
+                    task.job_id,
+                    slot.name,
+                    detail,
+                )
+        elif self._transition(
+            task,
+            task.state,
+            S.FAILED,
+            f"last attempt ({task.attempts}): {detail}",
+            job_status=JobStatus.ERROR,
+            error=detail,
+        ):
+            log.error(
+                "task %s (%s): job %s on backend %s: %s; no attempts left",
+                task.id,
+                task.tile_id,
+                task.job_id,
+                slot.name,
+                detail,
+            )
+
+    def _check_runtime(self, slot: BackendSlot, task: Task) -> None:
+        limit = self.limits.max_runtime
+        if limit is None or task.started is None:
+            return
+        elapsed = (self._wall() - task.started).total_seconds()
+        if elapsed <= limit:
+            return
+        slot.client.cancel_job(str(task.job_id), task_id=task.id)
+        self._job_failed(
+            slot, task, f"the job ran {elapsed:.0f} s, longer than max_runtime {limit:.0f} s; canceled", []
+        )
+
+    # creating and starting --------------------------------------------------------------------------
+
+    def _launch(self) -> tuple[int, str | None]:
+        """Fill free slots with pending tasks; returns (launched, why not where blocked)."""
+        now = self._now()
+        free: dict[str, int] = {}
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
+        for name, slot in self.backends.items():
+            mine = [t for t in active if t.backend == name]
+            room = slot.capacity(now) - len(mine)
+            if slot.settings.queue_limit is not None:
+                waiting = sum(
+                    1
+                    for t in mine
+                    if t.state is S.CREATING or t.job_status in (JobStatus.CREATED, JobStatus.QUEUED)
+                )
+                room = min(room, slot.settings.queue_limit - waiting)
+            if now >= slot.paused_until and room > 0:
+                free[name] = room
+        if not free:
+            return 0, None
+        budget = self.limits.max_credits
+        if budget is not None and self.store.credits(self.campaign_id) >= budget:
+            return 0, f"credit budget of {budget} spent"
+        pending = self.store.tasks_in(
+            self.campaign_id, S.PENDING, limit=sum(free.values()), runnable_on=list(free)
+        )
+        launched = 0
+        for task in pending:
+            chosen = self._choose(task, free)
+            if chosen is None:
+                continue
+            free[chosen] -= 1
+            if self._launch_one(self.backends[chosen], task):
+                launched += 1
+        return launched, None
+
+    def _choose(self, task: Task, free: Mapping[str, int]) -> str | None:
+        candidates = [n for n, room in free.items() if room > 0 and task.pinned_backend in (None, n)]
+        if self.retry.other_backend and task.backend is not None and len(candidates) > 1:
+            candidates = [n for n in candidates if n != task.backend]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda n: (free[n] * self.backends[n].settings.weight, n))
+
+    def _launch_one(self, slot: BackendSlot, task: Task) -> bool:
+        attempt = task.attempts + 1
+        token = client_token(self.campaign_uid, task.id, attempt)
+        if not self._transition(
+            task,
+            S.PENDING,
+            S.CREATING,
+            f"attempt {attempt} on backend {slot.name}",
+            backend=slot.name,
+            client_token=token,
+            attempts=attempt,
+            job_id=None,
+            job_status=None,
+            started=None,
+            finished=None,
+            error=None,
+        ):
+            return False
+        self._create(slot, self.store.task(task.id))
+        return True
+
+    def _create(self, slot: BackendSlot, task: Task) -> None:
+        """``POST /jobs`` for a task in `creating` whose token is recorded and not on the backend."""
+        assert task.client_token is not None
+        try:
+            if not slot.prepared and self._prepare is not None:
+                self._prepare(slot.client)
+            slot.prepared = True
+            process, title, description = self.job_spec(task, task.client_token)
+            job_id = slot.client.create_job(process, title=title, description=description, task_id=task.id)
+        except CapacityError as exc:
+            self._lower_capacity(slot, exc)
+            self._defer(task, exc)
+            return
+        except TransientError as exc:
+            self._defer(task, exc)
+            if exc.status == 429:
+                self._pause(slot, exc)
+            return
+        except PermanentError as exc:
+            self._transition(
+                task, S.CREATING, S.FAILED, f"backend refused the job: {exc.reason}", error=exc.reason
+            )
+            log.error(
+                "task %s (%s): backend %s refused the job: %s", task.id, task.tile_id, slot.name, exc.reason
+            )
+            return
+        self._cleared(task)
+        if self._transition(
+            task, S.CREATING, S.CREATING, "job created", job_id=job_id, job_status=JobStatus.CREATED
+        ):
+            self._start(slot, self.store.task(task.id))
+
+    def _start(self, slot: BackendSlot, task: Task) -> None:
+        try:
+            slot.client.start_job(str(task.job_id), task_id=task.id)
+        except CapacityError as exc:
+            self._lower_capacity(slot, exc)
+            self._defer(task, exc)
+            return
+        except TransientError as exc:
+            self._defer(task, exc)
+            if exc.status == 429:
+                self._pause(slot, exc)
+            return
+        except PermanentError as exc:
+            self._job_failed(slot, task, f"the backend refused to start the job: {exc.reason}", [])
+            return
+        self._cleared(task)
+        self._transition(task, S.CREATING, S.QUEUED, "job started", job_status=JobStatus.QUEUED)
+
+    # capacity and limits --------------------------------------------------------------------------
+
+    def _lower_capacity(self, slot: BackendSlot, exc: CapacityError) -> None:
+        holding = sum(
+            1 for t in self.store.tasks_in(self.campaign_id, (S.QUEUED, S.RUNNING)) if t.backend == slot.name
+        )
+        slot.lowered_cap = max(1, holding)
+        slot.lowered_until = self._now() + self.limits.capacity_cooldown
+        log.warning(
+            "backend %s answered %s: capacity lowered to %d for %.0f s",
+            slot.name,
+            exc.code,
+            slot.lowered_cap,
+            self.limits.capacity_cooldown,
+        )
+
+    def _read_limits(self, slot: BackendSlot) -> None:
+        """Use the job limits a backend advertises in ``/me`` (read now and then), where it does."""
+        now = self._now()
+        if now - slot.me_read_at < self.limits.me_refresh or now < slot.paused_until:
+            return
+        slot.me_read_at = now
+        try:
+            me = slot.client.me()
+        except BackendError as exc:
+            log.info("backend %s: cannot read /me (%s); using parallel_jobs alone", slot.name, exc)
+            return
+        slot.advertised_cap = advertised_capacity(me)
+        if slot.advertised_cap is not None:
+            log.info("backend %s advertises room for %d jobs", slot.name, slot.advertised_cap)
+
+    # bookkeeping ------------------------------------------------------------------------------------
+
+    def _transition(
+        self, task: Task, from_state: TaskState, to_state: TaskState, reason: str, **fields: Any
+    ) -> bool:
+        moved = self.store.transition(
+            task.id, from_state, to_state, actor=self.actor, reason=reason, **fields
+        )
+        if moved:
+            self._changed += 1
+            if to_state is not from_state:
+                self._cleared(task)
+        return moved
+
+    def _moved(self, task: Task, to_state: TaskState, reason: str, **fields: Any) -> Task:
+        self._transition(task, task.state, to_state, reason, **fields)
+        return self.store.task(task.id)
+
+    def _due(self, task: Task) -> bool:
+        return self._now() >= self._retry_at.get(task.id, 0.0)
+
+    def _defer(self, task: Task, exc: BackendError) -> None:
+        failures = self._task_failures.get(task.id, 0) + 1
+        self._task_failures[task.id] = failures
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        wait = self._backoff.delay(failures, retry_after)
+        self._retry_at[task.id] = self._now() + wait
+        log.info("task %s (%s): %s; retrying in %.1f s", task.id, task.tile_id, exc, wait)
+
+    def _cleared(self, task: Task) -> None:
+        self._retry_at.pop(task.id, None)
+        self._task_failures.pop(task.id, None)
+
+    def _pause(self, slot: BackendSlot, exc: BackendError) -> None:
+        slot.failures += 1
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        wait = self._backoff.delay(slot.failures, retry_after)
+        slot.paused_until = self._now() + wait
+        log.warning("backend %s: %s; pausing it for %.1f s", slot.name, exc, wait)
+
+
+def advertised_capacity(me: Mapping[str, Any]) -> int | None:
+    """Jobs an account may hold at once, from a ``/me`` document, or None where it says nothing.
+
+    openEO 1.2 has no standard field for this; the local backend (and this reading) uses
+    ``limits.queued_jobs.max`` (started jobs at once) and, where the backend refuses rather than
+    queues jobs beyond its run slots (``concurrent_job_policy: reject``), ``limits.running_jobs.max``.
+    """
+    limits = me.get("limits")
+    if not isinstance(limits, Mapping):
+        return None
+    found: list[int] = []
+    queued = limits.get("queued_jobs")
+    if isinstance(queued, Mapping) and isinstance(queued.get("max"), int):
+        found.append(queued["max"])
+    running = limits.get("running_jobs")
+    if (
+        limits.get("concurrent_job_policy") == "reject"
+        and isinstance(running, Mapping)
+        and isinstance(running.get("max"), int)
+    ):
+        found.append(running["max"])
+    return min(found) if found else None
+
+
+def _status(job: Mapping[str, Any]) -> JobStatus | None:
+    try:
+        return JobStatus(str(job.get("status")))
+    except ValueError:
+        log.warning(
+            "job %s has an unknown status %r; ignoring it this tick", job.get("id"), job.get("status")
+        )
+        return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

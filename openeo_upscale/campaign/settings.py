@@ -1,0 +1,95 @@
+"""The engine's knobs: a few frozen value objects, each field with its default and why."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from openeo_upscale.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """How much of one backend the campaign may use."""
+
+    name: str
+    parallel_jobs: int = 2
+    """Jobs started and not yet ended (creating, queued or running) at once."""
+    queue_limit: int | None = None
+    """Of those, at most this many waiting (created or queued) at once; None: no own limit."""
+    weight: float = 1.0
+    """Share of new tasks relative to other backends with free slots."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"backend name {self.name!r}: use letters, digits, '-' and '_'")
+        if self.parallel_jobs < 1:
+            raise ConfigError(
+                f"backend {self.name}: parallel_jobs must be at least 1, not {self.parallel_jobs}"
+            )
+        if self.queue_limit is not None and self.queue_limit < 1:
+            raise ConfigError(f"backend {self.name}: queue_limit must be at least 1 or absent")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ConfigError(f"backend {self.name}: weight must be a positive number, not {self.weight}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What happens after a failure."""
+
+    max_attempts: int = 3
+    """Backend jobs per task at most; a job error after the last one fails the task."""
+    other_backend: bool = False
+    """Run a retried task on another backend than the one whose job failed, when there is one."""
+    backoff_base: float = 1.0
+    """Seconds before the first retry of a transient error; doubled on each further failure."""
+    backoff_max: float = 60.0
+    """Longest wait between retries of a transient error (a longer Retry-After still wins)."""
+    download_attempts: int = 5
+    """Tries of a result download before the task fails."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if not 0 < self.backoff_base <= self.backoff_max:
+            raise ConfigError("backoff_base must be positive and at most backoff_max")
+        if self.download_attempts < 1:
+            raise ConfigError("download_attempts must be at least 1")
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How often the scheduler looks at the backends."""
+
+    min_interval: float = 0.5
+    """Seconds between ticks right after something changed or when a job is expected to end."""
+    max_interval: float = 30.0
+    """Seconds between ticks at most, when nothing happens."""
+    growth: float = 1.5
+    """Factor the interval grows by after each tick in which nothing changed."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_interval <= self.max_interval:
+            raise ConfigError("polling: min_interval must be positive and at most max_interval")
+        if self.growth < 1:
+            raise ConfigError("polling: growth must be at least 1")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budget and time limits of the campaign."""
+
+    max_credits: float | None = None
+    """Stop launching jobs once the recorded costs reach this many credits."""
+    max_runtime: float | None = None
+    """Seconds a job may run; beyond, it is canceled and the task retried or failed."""
+    capacity_cooldown: float = 120.0
+    """Seconds a backend's capacity stays lowered after it answered ``ConcurrentJobLimit``."""
+    me_refresh: float = 600.0
+    """Seconds between reads of the limits a backend advertises in ``/me``."""
+
+    def __post_init__(self) -> None:
+        if self.max_credits is not None and self.max_credits < 0:
+            raise ConfigError("max_credits must not be negative")
+        if self.max_runtime is not None and self.max_runtime <= 0:
+            raise ConfigError("max_runtime must be positive")
