@@ -594,6 +594,9 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
             **asset,
             "href": f"{base}/jobs/{job['id']}/results/assets/{name}?expires={expires}&signature={sig}",
         }
+    hostile = backend.config.faults.hostile_asset_name
+    if hostile and assets:
+        assets[hostile] = dict(next(iter(assets.values())))
     w, s, east, n = extent.west, extent.south, extent.east, extent.north
     return {
         "stac_version": "1.0.0",

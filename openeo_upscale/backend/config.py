@@ -81,6 +81,8 @@ class Faults:
     seed: int = 0
     http_error_rate: Mapping[str, float] = field(default_factory=dict)
     drop_rate: Mapping[str, float] = field(default_factory=dict)
+    lost_response_rate: Mapping[str, float] = field(default_factory=dict)
+    """Share of requests that are carried out but whose answer is lost (the connection drops)."""
     slow_rate: Mapping[str, float] = field(default_factory=dict)
     slow_seconds: float = 2.0
     rate_limit: RateLimit | None = None
@@ -89,10 +91,13 @@ class Faults:
     stuck_rate: float = 0.0
     """Share of started jobs that stay `queued` for `stuck_seconds` although a slot is free."""
     stuck_seconds: float = 3600.0
+    hostile_asset_name: str | None = None
+    """An extra asset of this (unsafe) name in every job result, such as ``../../evil``."""
 
     @property
     def enabled(self) -> bool:
-        return bool(self.http_error_rate or self.drop_rate or self.slow_rate or self.rate_limit)
+        return bool(self.http_error_rate or self.drop_rate or self.lost_response_rate or self.slow_rate
+                    or self.rate_limit)
 
 
 @dataclass(frozen=True)

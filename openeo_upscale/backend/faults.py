@@ -86,6 +86,9 @@ class FaultPlan:
     def drop(self, route: str) -> bool:
         return self._draw("drop", route, self._rate(self.faults.drop_rate, route))
 
+    def lose_response(self, route: str) -> bool:
+        return self._draw("lost", route, self._rate(self.faults.lost_response_rate, route))
+
     def server_error(self, route: str) -> bool:
         return self._draw("5xx", route, self._rate(self.faults.http_error_rate, route))
 
@@ -147,6 +150,15 @@ class FaultMiddleware:
                 "Service is not available at the moment (injected fault).",
                 {},
             )
+            return
+        if self.plan.lose_response(route):
+            # The request takes effect but its answer never arrives: the case that makes a blind
+            # retry of POST /jobs create a duplicate job.
+            async def swallow(_message: Message) -> None:
+                return None
+
+            await self.app(scope, receive, swallow)
+            await _drop(send)
             return
         await self.app(scope, receive, send)
 

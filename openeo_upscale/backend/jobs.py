@@ -16,6 +16,7 @@ import enum
 import hashlib
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -56,6 +57,7 @@ TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELED})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _LISTED = [c for c in jobs.c if c.name not in ("process", "extent", "fail_message")]
+_TRAILING_MARKER = re.compile(r"\s*\[[^\]]*\]\s*$")
 
 
 def isoformat(ts: float | None) -> str | None:
@@ -467,7 +469,10 @@ class JobService:
 
     @staticmethod
     def _fault_key(job: Mapping[str, Any]) -> str:
-        return job.get("title") or simulate.process_key(job["process"])
+        """What counts as "the same job" across attempts: its title, without a trailing
+        ``[marker]`` (clients such as openeo-upscale put a per-attempt token there)."""
+        title = _TRAILING_MARKER.sub("", job.get("title") or "")
+        return title or simulate.process_key(job["process"])
 
     def _next_attempt(self, conn: sa.Connection, user: str, job: Mapping[str, Any]) -> int:
         key = self._fault_key(job)
