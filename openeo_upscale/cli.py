@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from openeo_upscale.errors import UpscaleError
+
+if TYPE_CHECKING:
+    from openeo_upscale.campaign import Campaign
+    from openeo_upscale.campaign.config import CampaignConfig
+
+EXIT_FAILED = 1
+"""`run` ended with tasks that are not done: failed, canceled or left pending."""
+EXIT_ERROR = 2
+"""A usage, configuration or engine error."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C or SIGTERM."""
+MAX_LISTED = 20
+"""Failed tasks listed at the end of a run; the rest are counted."""
+STOP_TIMEOUT = 10.0
+"""Seconds `run` waits for the scheduler to finish its current request after Ctrl-C."""
 
 
 def _backend_serve(args: argparse.Namespace) -> int:
@@ -69,6 +91,299 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- campaign commands ---------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign.config import connection_factory, load_campaign
+    from openeo_upscale.monitor import LogMonitor, Monitor, TerminalMonitor
+
+    config = load_campaign(args.config)
+    if args.dry_run:
+        return _dry_run(config)
+    factories = {b.name: connection_factory(b, os.environ) for b in config.backends}
+    with _campaign_for(config, factories) as campaign:
+        for backend in config.backends:
+            campaign.add_backend(backend.name, factories[backend.name], parallel_jobs=backend.parallel_jobs,
+                                 queue_limit=backend.queue_limit, weight=backend.weight)
+        monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
+        try:
+            with _sigterm_as_interrupt():
+                _watch(campaign, monitor)
+        except KeyboardInterrupt:
+            return _interrupted(campaign, args.config, cancel=args.cancel_on_exit)
+        return _ending(campaign)
+
+
+@contextmanager
+def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator[Campaign]:
+    """The configured campaign, opened from the store or created there; the store is closed afterwards."""
+    from openeo_upscale.campaign import Campaign, Store
+
+    store = Store.open(config.store)
+    try:
+        if any(c["name"] == config.name for c in store.campaigns()):
+            campaign = Campaign.open(store, config.name)
+            print(f"resuming campaign {config.name!r} in {_shown(config.store)}", flush=True)
+        else:
+            if config.udp is None:
+                raise _config_error("no [udp] table: say which process to run "
+                                    "(file, namespace or process_id)")
+            first = factories[config.backends[0].name]
+            udp = config.udp.load(first)
+            tiles = config.load_tiles()
+            campaign = Campaign.create(
+                store, tiles, udp, name=config.name, defaults=config.defaults, column_map=config.column_map,
+                output_dir=config.output_dir, on_exists="error", retry=config.retry, limits=config.limits,
+                polling=config.polling)
+            print(f"created campaign {config.name!r} with {len(tiles):,} tasks in {_shown(config.store)}",
+                  flush=True)
+        try:
+            yield campaign
+        finally:
+            campaign.stop()
+    finally:
+        store.close()
+
+
+def _dry_run(config: CampaignConfig) -> int:
+    """Show what `run` would do: the tasks and their area; nothing is written and no backend is called."""
+    from openeo_upscale.campaign import Campaign, Store, validate_campaign
+
+    if _store_exists(config.store):
+        with Store.open(config.store) as store:
+            if any(c["name"] == config.name for c in store.campaigns()):
+                summary = Campaign.open(store, config.name).summary()
+                counts = ", ".join(f"{state} {n:,}" for state, n in summary["counts"].items() if n)
+                print(f"campaign {config.name!r} exists in {_shown(config.store)}: "
+                      f"{summary['tasks']:,} tasks ({counts}); run resumes it")
+                return 0
+    tiles = config.load_tiles()
+    area = float(tiles["area_km2"].sum()) if "area_km2" in tiles.columns else None
+    print(f"campaign {config.name!r}: {len(tiles):,} tasks, "
+          + (f"{area:,.1f} km²" if area is not None else "area unknown (the tiles have no area_km2)"))
+    if config.udp is not None and config.udp.local:
+        udp = config.udp.load()
+        validate_campaign(udp, _tile_records(tiles), defaults=config.defaults, column_map=config.column_map)
+        print(f"UDP {udp.process_id}: parameters valid for every task")
+    for backend in config.backends:
+        print(f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
+              f"auth {backend.auth.value}")
+    print(f"store: {_shown(config.store)} (not written)")
+    return 0
+
+
+def _tile_records(tiles: Any) -> list[dict[str, Any]]:
+    import geopandas as gpd
+
+    frame = tiles.to_crs(4326) if isinstance(tiles, gpd.GeoDataFrame) and tiles.crs else tiles
+    records: list[dict[str, Any]] = frame.to_dict("records")
+    return records
+
+
+def _watch(campaign: Campaign, monitor: Any) -> None:
+    """Start the campaign and refresh the monitor about once a second until the run ends."""
+    from openeo_upscale.monitor import recent_errors
+
+    with monitor:
+        campaign.start()
+        while not campaign.wait(timeout=1.0):
+            monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
+        monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C does (only the main thread can install a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(campaign: Campaign, config: str, *, cancel: bool) -> int:
+    from openeo_upscale.campaign import TASK_ACTIVE
+
+    if cancel:
+        canceled = campaign.cancel()
+        print(f"interrupted: canceled {canceled:,} task(s) and their jobs on the backends", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    ended = campaign.stop(timeout=STOP_TIMEOUT)
+    active = campaign.store.tasks_in(campaign.id, TASK_ACTIVE)
+    on_backends = sum(1 for task in active if task.job_id)
+    print(f"interrupted: stopped launching{'' if ended else ' (a last request is still finishing)'}; "
+          f"{on_backends:,} job(s) left running on their backends. "
+          f"Run `openeo-upscale run {config}` again to resume.", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _ending(campaign: Campaign) -> int:
+    """The final report of a run and its exit code: 0 when every task is done or skipped."""
+    from openeo_upscale.campaign import TaskState
+    from openeo_upscale.monitor.terminal import line_of
+
+    summary = campaign.summary()
+    print(line_of(summary))
+    counts = summary["counts"]
+    failed = campaign.store.tasks_in(campaign.id, TaskState.FAILED)
+    for task in failed[:MAX_LISTED]:
+        where = ", ".join(f"{k} {v}" for k, v in (("backend", task.backend), ("job", task.job_id)) if v)
+        print(f"failed: {task.tile_id} ({where or 'no job'}): {task.error or 'no reason recorded'}")
+    if len(failed) > MAX_LISTED:
+        print(f"... and {len(failed) - MAX_LISTED:,} more (openeo-upscale export lists them all)")
+    left = {state: n for state, n in counts.items()
+            if n and state not in (TaskState.DONE.value, TaskState.SKIPPED.value)}
+    if not left:
+        return 0
+    print("not done: " + ", ".join(f"{state} {n:,}" for state, n in left.items()), file=sys.stderr)
+    if counts.get(TaskState.PENDING.value):
+        print("pending tasks were not launched: the credit budget is spent, or they are pinned to a "
+              "backend that is not configured", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _opened(args.store, args.name) as campaign:
+        summary = campaign.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"campaign [bold]{summary['campaign']}[/bold]: {summary['tasks']:,} tasks, "
+                  f"{float(summary['credits']):,.2f} credits")
+    states = Table("state", "tasks", show_edge=False)
+    for state, n in summary["counts"].items():
+        if n:
+            states.add_row(state, f"{n:,}")
+    console.print(states)
+    if summary["backends"]:
+        backends = Table("backend", "active", "tasks by state", show_edge=False)
+        for name, entry in summary["backends"].items():
+            by_state = ", ".join(f"{state} {n:,}" for state, n in entry["counts"].items())
+            backends.add_row(name, str(entry["active"]), by_state)
+        console.print(backends)
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    states = args.state or ["failed"]
+    with _opened(args.store, args.name) as campaign:
+        moved = campaign.retry(states)
+    print(f"{moved:,} task(s) back to pending ({', '.join(states)}); `openeo-upscale run` runs them")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign.config import connection_factory, load_campaign
+
+    config = load_campaign(args.config)
+    with _opened(args.store, args.name or config.name) as campaign:
+        for backend in config.backends:
+            campaign.add_backend(backend.name, connection_factory(backend, os.environ),
+                                 parallel_jobs=backend.parallel_jobs, queue_limit=backend.queue_limit,
+                                 weight=backend.weight)
+        canceled = campaign.cancel()
+    print(f"canceled {canceled:,} task(s) and their jobs")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign.exchange import export_tasks
+
+    with _opened(args.store, args.name) as campaign:
+        rows = export_tasks(campaign.store, campaign.id, args.output, format=args.format)
+    print(f"wrote {rows:,} task(s) to {args.output}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign import Campaign
+    from openeo_upscale.campaign.campaign import PIN_COLUMN
+    from openeo_upscale.campaign.config import UdpConfig
+    from openeo_upscale.campaign.exchange import import_tasks
+
+    defaults = _json_object(args.defaults, "--defaults") if args.defaults else {}
+    udp = UdpConfig(file=Path(args.udp) if args.udp else None, namespace=args.namespace).load()
+    rows = import_tasks(args.file, pin_from=args.pin_from)
+    records = []
+    for row in rows:
+        # A bounding box exported as a parameter value is the tile's own extent; the creator derives
+        # spatial parameters from the tile again (and reads a same-named cell only as a geometry).
+        record: dict[str, Any] = {name: value for name, value in row["parameters"].items()
+                                  if not _is_bbox(value)}
+        record.update({key: row.get(key) for key in ("tile_id", "epsg", "west", "south", "east", "north",
+                                                     "geometry")})
+        if row.get("pinned_backend"):
+            record[PIN_COLUMN] = row["pinned_backend"]
+        records.append(record)
+    campaign = Campaign.create(args.store, records, udp, name=args.name, defaults=defaults,
+                               output_dir=args.output_dir, on_exists="error")
+    with campaign:
+        total = campaign.summary()["tasks"]
+    print(f"created campaign {args.name!r} with {total:,} task(s) in {_shown(args.store)}; "
+          "run it with a campaign TOML naming this store and campaign")
+    return 0
+
+
+def _is_bbox(value: Any) -> bool:
+    """A bounding-box mapping (not GeoJSON)."""
+    corners = {"west", "south", "east", "north"}
+    return isinstance(value, dict) and "type" not in value and corners <= value.keys()
+
+
+@contextmanager
+def _opened(store: str, name: str | None) -> Iterator[Campaign]:
+    """A campaign of an existing store, closed afterwards."""
+    from openeo_upscale.campaign import Campaign
+
+    if not _store_exists(store):
+        from openeo_upscale.errors import StoreError
+
+        raise StoreError(f"no store at {store}")
+    with Campaign.open(store, name) as campaign:
+        yield campaign
+
+
+def _store_exists(store: str) -> bool:
+    return "://" in store or Path(store).exists()
+
+
+def _shown(store: str) -> str:
+    """A store for messages: a URL without its password."""
+    if "://" not in store:
+        return store
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(store).render_as_string(hide_password=True))
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise _config_error(f"{option} must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise _config_error(f"{option} must be a JSON object, not {text}")
+    return value
+
+
+def _config_error(message: str) -> UpscaleError:
+    from openeo_upscale.errors import ConfigError
+
+    return ConfigError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openeo-upscale", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -102,6 +417,53 @@ def build_parser() -> argparse.ArgumentParser:
                       help="refuse grids with more tiles (default 2000000)")
     grid.add_argument("-o", "--output", required=True, help="tiles.geojson, tiles.gpkg or tiles.parquet")
     grid.set_defaults(func=_grid)
+
+    run = sub.add_parser("run", help="run a campaign described in a TOML file (resumes it when it exists)")
+    run.add_argument("config", help="campaign TOML file (see openeo_upscale/campaign/config.py)")
+    run.add_argument("--quiet", action="store_true", help="plain log lines instead of the live panel")
+    run.add_argument("--cancel-on-exit", action="store_true",
+                     help="on Ctrl-C/SIGTERM cancel the running jobs (default: leave them; run resumes)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="show the tasks and their area; write nothing, start no job")
+    run.set_defaults(func=_run)
+
+    status = sub.add_parser("status", help="counts per state, per backend and credits of a campaign")
+    status.add_argument("store", help="SQLite file or postgresql:// URL")
+    status.add_argument("--name", help="the campaign (when the store holds several)")
+    status.add_argument("--json", action="store_true", help="print the summary as JSON")
+    status.set_defaults(func=_status)
+
+    retry = sub.add_parser("retry", help="put failed (or canceled, skipped) tasks back to pending")
+    retry.add_argument("store", help="SQLite file or postgresql:// URL")
+    retry.add_argument("--name", help="the campaign (when the store holds several)")
+    retry.add_argument("--state", action="append", choices=["failed", "canceled", "skipped"],
+                       help="tasks in this state (repeatable; default failed)")
+    retry.set_defaults(func=_retry)
+
+    cancel = sub.add_parser("cancel", help="cancel every unfinished task and its job on the backend")
+    cancel.add_argument("store", help="SQLite file or postgresql:// URL")
+    cancel.add_argument("--config", required=True, help="campaign TOML with the backends to cancel jobs on")
+    cancel.add_argument("--name", help="the campaign (default: the name in the TOML)")
+    cancel.set_defaults(func=_cancel)
+
+    export = sub.add_parser("export", help="write the tasks as an openeo client job table (CSV or Parquet)")
+    export.add_argument("store", help="SQLite file or postgresql:// URL")
+    export.add_argument("-o", "--output", required=True, help="tasks.csv or tasks.parquet")
+    export.add_argument("--format", choices=["csv", "parquet"], help="default: from the file suffix")
+    export.add_argument("--name", help="the campaign (when the store holds several)")
+    export.set_defaults(func=_export)
+
+    imp = sub.add_parser("import", help="create a campaign from an exported or openeo client job table")
+    imp.add_argument("file", help="job table: CSV or (Geo)Parquet")
+    imp.add_argument("--store", required=True, help="SQLite file or postgresql:// URL")
+    imp.add_argument("--udp", help="the UDP's process document (JSON file)")
+    imp.add_argument("--namespace",
+                     help="where the backends find the UDP (without --udp, it is downloaded from there)")
+    imp.add_argument("--name", default="campaign", help="campaign name (default campaign)")
+    imp.add_argument("--defaults", help="UDP parameter values for every task, as a JSON object")
+    imp.add_argument("--output-dir", help="where results go (default <name>-results)")
+    imp.add_argument("--pin-from", help="pin each task to the backend in this column (e.g. backend_name)")
+    imp.set_defaults(func=_import)
     return parser
 
 
@@ -113,9 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UpscaleError as exc:
         print(f"openeo-upscale: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -39,12 +39,17 @@ class DownloadError(UpscaleError):
     """A result asset could not be downloaded or verified, or its name is unsafe.
 
     `href` (the asset's link) and `asset` (its name) are set where known, and are in the message.
+    `transient` is True where trying again later may succeed (no answer, a 5xx or a 429, with the
+    server's `retry_after` in seconds when it sent one).
     """
 
-    def __init__(self, message: str, *, href: str | None = None, asset: str | None = None) -> None:
+    def __init__(self, message: str, *, href: str | None = None, asset: str | None = None,
+                 transient: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.href = href
         self.asset = asset
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class CampaignError(UpscaleError):

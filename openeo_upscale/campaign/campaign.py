@@ -129,10 +129,8 @@ class Campaign:
                 "limits": dataclasses.asdict(limits or Limits()),
                 "polling": dataclasses.asdict(polling or Polling()),
             }
-            campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition)
-            opened.add_tasks(
-                campaign_id, (_task_row(the_udp, record, defaults, column_map) for record in records)
-            )
+            rows = (_task_row(the_udp, record, defaults, column_map) for record in records)
+            campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows)
             log.info("campaign %r created with %d tasks", name, len(records))
             return cls(opened, campaign_id, owns_store=owns)
         except BaseException:
@@ -283,7 +281,8 @@ class Campaign:
     # looking ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Counts per state, per backend (slots, states, HTTP requests) and credits spent."""
+        """Counts per state, per backend (slots, states, HTTP requests), credits spent, and
+        ``blocked``: why pending tasks are not launched (the credit budget, say), or None."""
         counts = self.store.counts(self.id)
         per_backend = self.store.backend_counts(self.id)
         backends: dict[str, Any] = {}
@@ -304,6 +303,7 @@ class Campaign:
             "counts": {str(state): n for state, n in counts.items()},
             "backends": backends,
             "credits": round(self.store.credits(self.id), 6),
+            "blocked": self._last.blocked if self._last is not None else None,
         }
 
     def tasks(self) -> gpd.GeoDataFrame:

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
+import shapely.errors
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
@@ -161,6 +163,12 @@ def _spatial_kind(schema: Any) -> str | None:
 
 def _spatial_value(kind: str, schema: Any, row: Mapping[str, Any], source: Any) -> Any:
     """The tile as the parameter wants it, or `_MISSING` when the row has nothing to derive it from."""
+    if _is_bbox(source):
+        # A bounding box given as such (an exported job table holds these): used as it is where the
+        # parameter takes a box with its crs, else read as a geometry in lon/lat.
+        if kind == "bbox-crs":
+            return dict(source)
+        source = _bbox_geometry(source)
     geometry = _geometry(source if source is not None else _cell(row, "geometry"))
     if kind == "bbox-crs":
         extent = [_cell(row, key) for key in ("epsg", "west", "south", "east", "north")]
@@ -181,6 +189,24 @@ def _spatial_value(kind: str, schema: Any, row: Mapping[str, Any], source: Any) 
     return shapely.geometry.mapping(geometry)
 
 
+_BBOX_KEYS = ("west", "south", "east", "north")
+
+
+def _is_bbox(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(key in value for key in _BBOX_KEYS)
+
+
+def _bbox_geometry(value: Mapping[str, Any]) -> BaseGeometry:
+    """A bounding-box mapping as a lon/lat polygon (transformed from its `crs` where it has one)."""
+    try:
+        box = shapely.geometry.box(*(float(value[key]) for key in _BBOX_KEYS))
+        crs = value.get("crs")
+        return box if crs in (None, 4326, "4326", "EPSG:4326") else transform(box, crs, 4326)
+    except (TypeError, ValueError, pyproj.exceptions.CRSError) as exc:
+        raise ParameterError(f"cannot read a bounding box from {_show(dict(value))}: {exc}",
+                             rule="geometry") from exc
+
+
 def _geometry(value: Any) -> BaseGeometry | None:
     """A shapely geometry (EPSG:4326) from a shapely object, WKT text or a GeoJSON mapping."""
     if value is None or value is _MISSING:
@@ -189,8 +215,14 @@ def _geometry(value: Any) -> BaseGeometry | None:
         return value
     if isinstance(value, str):
         return shapely.from_wkt(value)
+    if _is_bbox(value):
+        return _bbox_geometry(value)
     if isinstance(value, Mapping):
-        return shapely.geometry.shape(value)
+        try:
+            return shapely.geometry.shape(value)
+        except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.ShapelyError) as exc:
+            raise ParameterError(f"cannot read a GeoJSON geometry from {_show(dict(value))}: {exc}",
+                                 rule="geometry") from exc
     raise ParameterError(f"cannot read a geometry from a {type(value).__name__}", rule="geometry")
 
 

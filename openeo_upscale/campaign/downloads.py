@@ -137,8 +137,10 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
                     log.debug("server ignored the Range of %s; restarting from zero", shown)
                 mode = "wb"
             else:
+                status = response.status_code
                 raise DownloadError(
-                    f"download of {shown} answered HTTP {response.status_code}", href=shown)
+                    f"download of {shown} answered HTTP {status}", href=shown,
+                    transient=status == 429 or status >= 500, retry_after=_retry_after(response))
             with part.open(mode) as file:
                 for block in response.iter_content(chunk_size=chunk):
                     file.write(block)
@@ -146,7 +148,15 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
                 os.fsync(file.fileno())
     except requests.RequestException as exc:
         raise DownloadError(f"download of {shown} failed: {type(exc).__name__}: {exc}",
-                            href=shown) from exc
+                            href=shown, transient=True) from exc
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """A numeric ``Retry-After`` in seconds, or None."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def _content_range_start(value: str | None) -> int | None:

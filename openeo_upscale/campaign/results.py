@@ -25,7 +25,7 @@ from openeo_upscale.campaign.pacing import Backoff
 from openeo_upscale.campaign.settings import RetryPolicy
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.errors import BackendError, DownloadError, PermanentError
+from openeo_upscale.errors import BackendError, DownloadError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ ITEM_FILE = "item.json"
 
 DOWNLOAD_WORKERS = 4
 """Parallel downloads by default."""
+
+TRANSIENT_FACTOR = 10
+"""A transient download failure counts this much less than a failed download (see `_retry_later`)."""
 
 S = TaskState
 
@@ -130,7 +133,10 @@ class Downloader:
                 # The item itself is unacceptable (an unsafe name, a malformed asset): no retry helps.
                 self._fail(task, f"results refused: {exc}")
             else:
-                self._retry_later(task, str(exc))
+                self._retry_later(task, str(exc), transient=exc.transient, retry_after=exc.retry_after)
+            return
+        except TransientError as exc:
+            self._retry_later(task, str(exc), transient=True, retry_after=exc.retry_after)
             return
         except (BackendError, OSError) as exc:
             self._retry_later(task, str(exc))
@@ -155,14 +161,20 @@ class Downloader:
             self._failures.pop(task.id, None)
             self._not_before.pop(task.id, None)
 
-    def _retry_later(self, task: Task, reason: str) -> None:
+    def _retry_later(self, task: Task, reason: str, *, transient: bool = False,
+                     retry_after: float | None = None) -> None:
+        """Back to `finished` for another try after a backoff; failed after too many tries.
+
+        Transient failures (no answer, 5xx, 429) get `TRANSIENT_FACTOR` times as many tries as
+        failures of the download itself (a size or checksum mismatch, a local disk error).
+        """
         with self._lock:
-            failures = self._failures.get(task.id, 0) + 1
+            failures = self._failures.get(task.id, 0) + (1 if transient else TRANSIENT_FACTOR)
             self._failures[task.id] = failures
-        if failures >= self.retry.download_attempts:
-            self._fail(task, f"download failed {failures} times, last: {reason}")
+        if failures >= self.retry.download_attempts * TRANSIENT_FACTOR:
+            self._fail(task, f"download failed too often, last: {reason}")
             return
-        wait = self._backoff.delay(failures)
+        wait = self._backoff.delay(min(failures, 8), retry_after)
         with self._lock:
             self._not_before[task.id] = self._now() + wait
         log.warning(

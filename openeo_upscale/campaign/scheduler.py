@@ -207,6 +207,8 @@ class Scheduler:
             self._read_limits(slot)
             if tasks and self._now() >= slot.paused_until:
                 self._poll(slot, tasks)
+        # Downloads first: a launch round may take seconds of POSTs, finished results need not wait.
+        self._hand_over_downloads()
         result.launched, result.blocked = self._launch()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
         result.active = len(active)
@@ -216,17 +218,21 @@ class Scheduler:
             for t in active
             if t.state is S.RUNNING and t.started is not None
         ]
-        finished = self.store.tasks_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING))
-        result.downloads = len(finished)
-        if self.downloads is not None:
-            for task in finished:
-                if task.state is S.FINISHED:
-                    self.downloads.submit(task)
+        result.downloads = len(self._hand_over_downloads())
         result.pending = len(
             self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
         )
         result.changed = self._changed
         return result
+
+    def _hand_over_downloads(self) -> list[Task]:
+        """Give finished tasks to the download pool; returns the tasks finished or downloading."""
+        waiting = self.store.tasks_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING))
+        if self.downloads is not None:
+            for task in waiting:
+                if task.state is S.FINISHED:
+                    self.downloads.submit(task)
+        return waiting
 
     # polling ----------------------------------------------------------------------------------------
 
@@ -542,7 +548,8 @@ class Scheduler:
     def _read_limits(self, slot: BackendSlot) -> None:
         """Use the job limits a backend advertises in ``/me`` (read now and then), where it does."""
         now = self._now()
-        if now - slot.me_read_at < self.limits.me_refresh or now < slot.paused_until:
+        refresh = self.limits.me_refresh
+        if refresh is None or now - slot.me_read_at < refresh or now < slot.paused_until:
             return
         slot.me_read_at = now
         try:

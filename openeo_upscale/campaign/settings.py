@@ -46,7 +46,7 @@ class RetryPolicy:
     backoff_max: float = 60.0
     """Longest wait between retries of a transient error (a longer Retry-After still wins)."""
     download_attempts: int = 5
-    """Tries of a result download before the task fails."""
+    """Failed downloads (bad size or checksum) before the task fails; a 5xx, 429 or no answer counts 1/10."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -85,8 +85,8 @@ class Limits:
     """Seconds a job may run; beyond, it is canceled and the task retried or failed."""
     capacity_cooldown: float = 120.0
     """Seconds a backend's capacity stays lowered after it answered ``ConcurrentJobLimit``."""
-    me_refresh: float = 600.0
-    """Seconds between reads of the limits a backend advertises in ``/me``."""
+    me_refresh: float | None = 600.0
+    """Seconds between reads of the limits a backend advertises in ``/me``; None: never read them."""
 
     def __post_init__(self) -> None:
         if self.max_credits is not None and self.max_credits < 0:

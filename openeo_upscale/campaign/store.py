@@ -245,15 +245,24 @@ class Store:
     # campaigns and tasks ------------------------------------------------------------------------
 
     def create_campaign(self, name: str, *, config: Mapping[str, Any] | None = None,
-                        udp: Mapping[str, Any] | None = None) -> int:
-        """Record a new campaign with its configuration and a snapshot of its UDP; return its id."""
+                        udp: Mapping[str, Any] | None = None,
+                        tasks: Iterable[Mapping[str, Any]] | None = None) -> int:
+        """Record a new campaign with its configuration, a snapshot of its UDP and its ``tasks``
+        (rows as for `add_tasks`), all in one transaction; return its id.
+
+        A crash or an error leaves either the whole campaign or nothing, never a campaign without
+        its tasks.
+        """
         values = {"name": name, "created": self._clock(), "config": dict(config or {}),
                   "udp": dict(udp) if udp is not None else None}
         with self._write() as conn:
             result = conn.execute(sa.insert(campaign_table).values(values))
             key = result.inserted_primary_key
             assert key is not None
-            return int(key[0])
+            campaign_id = int(key[0])
+            if tasks is not None:
+                self._insert_tasks(conn, campaign_id, tasks)
+            return campaign_id
 
     def add_tasks(self, campaign_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert one pending task per row in one transaction; return how many were added.
@@ -263,6 +272,10 @@ class Store:
         ``pinned_backend`` (the only backend that may run the task).
         A tile id already in the campaign raises `StoreError` and nothing is added.
         """
+        with self._write() as conn:
+            return self._insert_tasks(conn, campaign_id, rows)
+
+    def _insert_tasks(self, conn: sa.Connection, campaign_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
         now = self._clock()
         defaults: dict[str, Any] = {"epsg": None, "west": None, "south": None, "east": None, "north": None,
                                     "geometry": None, "parameters": {}, "pinned_backend": None}
@@ -283,14 +296,13 @@ class Store:
 
         added = 0
         statement = sa.insert(tasks_table)
-        with self._write() as conn:
-            for chunk in _chunks(map(normalized, rows), _INSERT_CHUNK):
-                try:
-                    conn.execute(statement, chunk)
-                except IntegrityError as exc:
-                    raise StoreError(f"campaign {campaign_id}: a tile id is already present or the "
-                                     f"campaign does not exist ({exc.orig})") from exc
-                added += len(chunk)
+        for chunk in _chunks(map(normalized, rows), _INSERT_CHUNK):
+            try:
+                conn.execute(statement, chunk)
+            except IntegrityError as exc:
+                raise StoreError(f"campaign {campaign_id}: a tile id is already present or the "
+                                 f"campaign does not exist ({exc.orig})") from exc
+            added += len(chunk)
         return added
 
     # transitions --------------------------------------------------------------------------------

@@ -226,3 +226,19 @@ def test_rows_from_iterrows_give_plain_json(max_ndvi: Udp, frame: gpd.GeoDataFra
         assert all(type(values["bbox"][k]) is int for k in ("west", "south", "east", "north", "crs"))
     as_numpy = {"bbox": values["bbox"], "temporal_extent": np.array(TEMPORAL)}
     validate_parameters(max_ndvi, as_numpy, task_id="t")
+
+
+def test_a_bbox_mapping_in_a_column_is_used_as_a_box_or_read_as_a_geometry() -> None:
+    utm = {"west": 590000.0, "south": 5660000.0, "east": 595000.0, "north": 5665000.0, "crs": 32631}
+    with_crs = Udp.from_dict({"id": "p", "parameters": [
+        {"name": "bbox", "schema": {"type": "object", "subtype": "bounding-box",
+                                    "properties": {"west": {}, "crs": {}}}}]})
+    assert parameters_for(with_crs, {"tile_id": "t", "bbox": utm}) == {"bbox": utm}
+    geojson = Udp.from_dict({"id": "p", "parameters": [
+        {"name": "bbox", "schema": {"type": "object", "subtype": "geojson"}}]})
+    shape = parameters_for(geojson, {"tile_id": "t", "bbox": utm})["bbox"]
+    assert shape["type"] == "Polygon"
+    lon, lat = shape["coordinates"][0][0]
+    assert 4.2 < lon < 4.4 and 51.0 < lat < 51.2
+    with pytest.raises(ParameterError, match="GeoJSON"):
+        parameters_for(geojson, {"tile_id": "t", "bbox": {"type": "Nonsense"}})

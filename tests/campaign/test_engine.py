@@ -1,0 +1,395 @@
+"""The campaign engine end to end: real local backends over HTTP, the official client, a real store.
+
+Each test builds its backends from `BackendConfig` (simulated mode, fast jobs) and runs a campaign
+of max_ndvi tiles near Antwerp through `Campaign`, then checks the store *and* the backends: every
+job the backends know carries a token of a recorded attempt, and no token appears twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import openeo
+import pytest
+import shapely
+
+from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
+from openeo_upscale.backend.config import Faults, JobFailureRule, LimitPolicy, RateLimit
+from openeo_upscale.campaign import (
+    Campaign,
+    JobStatus,
+    Limits,
+    ParameterError,
+    Polling,
+    RetryPolicy,
+    Store,
+    TaskState,
+    Udp,
+)
+from openeo_upscale.campaign.scheduler import token_of
+from openeo_upscale.grid import tiles
+from tests.backend.client_helpers import wait_until
+from tests.conftest import MAX_NDVI_URL
+
+S = TaskState
+QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
+"""About a third of a second per 5 km job."""
+POLL = Polling(min_interval=0.1, max_interval=1.0)
+DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
+
+
+def grid(count: int) -> Any:
+    """`count` 5 km UTM tiles around Antwerp."""
+    found = tiles(shapely.box(3.9, 50.9, 4.9, 51.5), 5000)
+    assert len(found) >= count
+    return found.head(count)
+
+
+@pytest.fixture
+def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
+    """A factory of local backends that all stop at the end of the test."""
+    with ExitStack() as stack:
+
+        def start(name: str, **settings: Any) -> LocalBackend:
+            settings.setdefault("simulation", QUICK)
+            settings.setdefault("run_slots", 4)
+            config = BackendConfig(state_dir=tmp_path / f"backend-{name}", udp_dirs=(udp_dir,), **settings)
+            return stack.enter_context(LocalBackend(config))
+
+        yield start
+
+
+@pytest.fixture(autouse=True)
+def _stop_campaigns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A failing test must not leave a campaign thread polling backends that are shutting down."""
+    started: list[Campaign] = []
+    real_start = Campaign.start
+
+    def start(self: Campaign, **kwargs: Any) -> None:
+        started.append(self)
+        real_start(self, **kwargs)
+
+    monkeypatch.setattr(Campaign, "start", start)
+    yield
+    for campaign in started:
+        campaign.stop()
+
+
+def connect(backend: LocalBackend) -> openeo.Connection:
+    return openeo.connect(backend.url).authenticate_basic("demo", "demo")
+
+
+def max_ndvi(udp_dir: Path) -> Udp:
+    return Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL)
+
+
+def backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
+    """Every job of the demo account, straight from the backend's API."""
+    connection = connect(backend)
+    found: list[dict[str, Any]] = []
+    url: str | None = "/jobs?limit=100"
+    while url:
+        page = connection.get(url).json()
+        found.extend(page["jobs"])
+        url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
+    return found
+
+
+def check_jobs_match_attempts(store: Store, campaign: Campaign, *running: LocalBackend) -> None:
+    """No duplicate job, no orphan: backend jobs are exactly the recorded attempts, once each."""
+    tokens = Counter(token_of(job) for backend in running for job in backend_jobs(backend))
+    assert None not in tokens, "a backend job without a token of this campaign"
+    duplicated = {token: n for token, n in tokens.items() if n > 1}
+    assert not duplicated, f"duplicate backend jobs: {duplicated}"
+    tasks = list(store.all_tasks(campaign.id))
+    recorded = {f"ou-{campaign.uid}-{task.id}-{attempt}" for task in tasks
+                for attempt in range(1, task.attempts + 1)}
+    assert set(tokens) == recorded
+    assert sum(tokens.values()) == sum(task.attempts for task in tasks)
+
+
+def done_once(store: Store, campaign: Campaign) -> None:
+    """Every done task reached `done` exactly once and its files exist."""
+    for task in store.tasks_in(campaign.id, S.DONE):
+        reached = [e for e in store.events_of(task.id) if e.to_state is S.DONE]
+        assert len(reached) == 1, task
+        assert task.result_paths and all(Path(p).is_file() for p in task.result_paths)
+        assert not list(Path(task.result_paths[0]).parent.glob("*.part"))
+
+
+# -- the acceptance cases -----------------------------------------------------------------------------
+
+
+def test_200_tasks_over_two_backends_each_done_once(backends: Any, udp_dir: Path, tmp_path: Path,
+                                                      store_target: str) -> None:
+    """200 tasks, parallel_jobs 3 and 2, on SQLite and on PostgreSQL: all done, jobs == attempts."""
+    one, two = backends("one"), backends("two")
+    with Store.open(store_target) as store:
+        campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("one", connect(one), parallel_jobs=3)
+        campaign.add_backend("two", connect(two), parallel_jobs=2)
+        summary = campaign.run()
+
+        assert summary["counts"]["done"] == 200, summary
+        assert {name: b["counts"].get("done", 0) > 0 for name, b in summary["backends"].items()} == {
+            "one": True, "two": True}
+        done_once(store, campaign)
+        check_jobs_match_attempts(store, campaign, one, two)
+        assert all(t.attempts == 1 for t in store.all_tasks(campaign.id))
+        requests = sum(b["requests"] for b in summary["backends"].values())
+        # create + start + results + one asset, plus the shared listings and /me reads.
+        assert requests / 200 <= 7, summary
+
+
+def test_faults_every_task_done_or_failed_with_reason(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    """10% 5xx, 429 bursts, 20% job failures, 1% dropped connections, lost POST /jobs answers."""
+    faults = Faults(seed=7, http_error_rate={"*": 0.1}, drop_rate={"*": 0.01},
+                    lost_response_rate={"POST /jobs": 0.05}, job_failure_rate=0.2,
+                    rate_limit=RateLimit(capacity=20, per_second=10.0))
+    one, two = backends("one", faults=faults), backends("two", faults=Faults(**{**vars(faults), "seed": 8}))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL,
+                                   retry=RetryPolicy(backoff_base=0.2, backoff_max=2.0))
+        campaign.add_backend("one", connect(one), parallel_jobs=3)
+        campaign.add_backend("two", connect(two), parallel_jobs=2)
+        summary = campaign.run()
+
+        counts = summary["counts"]
+        assert counts["done"] + counts["failed"] == 200, summary
+        assert counts["done"] >= 190, summary
+        for task in store.tasks_in(campaign.id, S.FAILED):
+            assert task.error and "failed on the backend" in task.error and task.attempts == 3
+        done_once(store, campaign)
+        check_jobs_match_attempts(store, campaign, one, two)
+        retried = [t for t in store.all_tasks(campaign.id) if t.attempts > 1]
+        assert retried, "20% job failures should have caused retries"
+        adopted = [e for t in store.all_tasks(campaign.id) for e in store.events_of(t.id)
+                   if e.reason and "adopted" in e.reason]
+        assert adopted, "lost POST /jobs answers should have been resolved by adoption"
+
+
+def test_lost_create_answers_are_adopted_not_repeated(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    """Every answer to POST /jobs is lost: each job is found by its token, none created twice."""
+    lossy = backends("lossy", faults=Faults(lost_response_rate={"POST /jobs": 1.0}))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("lossy", connect(lossy), parallel_jobs=3)
+        assert campaign.run()["counts"]["done"] == 6
+        check_jobs_match_attempts(store, campaign, lossy)
+        for task in store.all_tasks(campaign.id):
+            reasons = [event.reason for event in store.events_of(task.id)]
+            assert "adopted the job carrying the task's token" in reasons
+
+
+def test_backend_rejection_fails_that_task_only(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    """Our copy of the UDP declares a parameter the backend's does not know: the backend refuses the
+    task that sets it, with its own message; the other tasks run."""
+    local = backends("local")
+    udp = max_ndvi(udp_dir)
+    drifted = Udp(udp.process_id, udp.namespace,
+                  [*udp.parameters, {"name": "sharpen", "schema": {"type": "boolean"}, "optional": True}],
+                  udp.definition)
+    tiles_ = grid(4).copy()
+    tiles_["sharpen"] = [None, True, None, None]
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, tiles_, drifted, defaults=DEFAULTS, output_dir=tmp_path / "out",
+                                   polling=POLL)
+        campaign.add_backend("local", connect(local), parallel_jobs=2)
+        summary = campaign.run()
+        assert summary["counts"]["done"] == 3 and summary["counts"]["failed"] == 1, summary
+        (failed,) = store.tasks_in(campaign.id, S.FAILED)
+        assert failed.tile_id == tiles_.iloc[1]["tile_id"]
+        assert failed.error is not None and "does not support parameter 'sharpen'" in failed.error
+        assert failed.attempts == 1 and failed.job_id is None
+
+
+def test_stop_returns_within_two_seconds_and_start_resumes(backends: Any, udp_dir: Path,
+                                                             tmp_path: Path) -> None:
+    slow = backends("slow", simulation=Simulation(time_scale=0.02, queue_seconds=1.0))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(5), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("slow", connect(slow), parallel_jobs=3)
+        campaign.start()
+        wait_until(lambda: store.counts(campaign.id)[S.RUNNING] > 0, "a running job", timeout=30)
+        began = time.monotonic()
+        assert campaign.stop(timeout=2.0)
+        assert time.monotonic() - began < 2.0
+        assert not campaign.running
+        active = store.counts(campaign.id)
+        assert active[S.RUNNING] + active[S.QUEUED] > 0, "jobs stay on the backend after stop()"
+
+        campaign.start()
+        assert campaign.wait(timeout=120)
+        assert store.counts(campaign.id)[S.DONE] == 5
+        check_jobs_match_attempts(store, campaign, slow)
+
+
+def test_hostile_asset_name_is_refused_and_nothing_escapes(backends: Any, udp_dir: Path,
+                                                           tmp_path: Path) -> None:
+    hostile = backends("hostile", faults=Faults(hostile_asset_name="../../evil"))
+    out = tmp_path / "campaign" / "out"
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(2), max_ndvi(udp_dir), defaults=DEFAULTS, output_dir=out,
+                                   polling=POLL)
+        campaign.add_backend("hostile", connect(hostile))
+        summary = campaign.run()
+        assert summary["counts"]["failed"] == 2, summary
+        for task in store.tasks_in(campaign.id, S.FAILED):
+            assert task.error is not None and "unsafe asset name '../../evil'" in task.error
+    assert not [p for p in tmp_path.rglob("evil*")]
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("defaults, rule", [({}, "required"),
+                                            ({"temporal_extent": "2023-05-01"}, "type")])
+def test_invalid_campaign_is_refused_before_any_job(backends: Any, udp_dir: Path, tmp_path: Path,
+                                                    defaults: dict[str, Any], rule: str) -> None:
+    local = backends("local")
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        with pytest.raises(ParameterError) as caught:
+            Campaign.create(store, grid(3), max_ndvi(udp_dir), defaults=defaults, output_dir=tmp_path / "out")
+        assert "temporal_extent" in str(caught.value) and rule in str(caught.value)
+        assert "32631_" in str(caught.value), "the message names the task"
+        assert store.campaigns() == []
+    assert backend_jobs(local) == []
+
+
+# -- capacity, limits and operations ---------------------------------------------------------------------
+
+
+def test_concurrent_job_limit_lowers_capacity_without_failing(backends: Any, udp_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """The backend refuses starts beyond one running job; /me is not read, so the engine learns it."""
+    strict = backends("strict", run_slots=1, limit_policy=LimitPolicy.REJECT)
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(5), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL,
+                                   limits=Limits(me_refresh=None, capacity_cooldown=60.0),
+                                   retry=RetryPolicy(backoff_base=0.1, backoff_max=0.5))
+        campaign.add_backend("strict", connect(strict), parallel_jobs=3)
+        summary = campaign.run()
+        assert summary["counts"]["done"] == 5, summary
+        check_jobs_match_attempts(store, campaign, strict)
+        assert all(t.attempts == 1 for t in store.all_tasks(campaign.id))
+
+
+def test_capacity_advertised_in_me_is_used(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    strict = backends("strict", run_slots=1, limit_policy=LimitPolicy.REJECT)
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(3), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("strict", connect(strict), parallel_jobs=3)
+        summary = campaign.run()
+        assert summary["counts"]["done"] == 3
+        # With /me saying one job at a time, no start was ever refused: 3 jobs, no start retries.
+        assert summary["backends"]["strict"]["requests"] <= 3 * 4 + 3 + 40
+
+
+def test_job_errors_are_retried_then_fail_with_the_logs(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    chosen = grid(3)
+    unlucky, flaky = chosen.iloc[0]["tile_id"], chosen.iloc[1]["tile_id"]
+    rules = (JobFailureRule(match=unlucky, attempts=(1, 2, 3), message="Out of memory"),
+             JobFailureRule(match=flaky, attempts=(1,), message="Executor lost"))
+    local = backends("local", faults=Faults(job_failures=rules))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, chosen, max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("local", connect(local), parallel_jobs=3)
+        failed: list[str] = []
+        campaign.on_task_failed = lambda task: failed.append(task.tile_id)
+        summary = campaign.run()
+        assert summary["counts"] == {**summary["counts"], "done": 2, "failed": 1}
+        by_tile = {t.tile_id: t for t in store.all_tasks(campaign.id)}
+        assert by_tile[unlucky].attempts == 3 and by_tile[unlucky].state is S.FAILED
+        assert by_tile[unlucky].error is not None and "Out of memory" in by_tile[unlucky].error
+        assert by_tile[unlucky].job_status is JobStatus.ERROR
+        assert by_tile[flaky].attempts == 2 and by_tile[flaky].state is S.DONE
+        assert failed == [unlucky]
+        check_jobs_match_attempts(store, campaign, local)
+
+        # retry() gives a fresh allowance; the backend fails attempt 4 no more.
+        assert campaign.retry() == 1
+        assert campaign.run()["counts"]["done"] == 3
+        assert store.task(by_tile[unlucky].id).attempts == 4
+
+
+def test_max_runtime_cancels_and_fails(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    slow = backends("slow", simulation=Simulation(time_scale=0.02, queue_seconds=1.0))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(1), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL,
+                                   limits=Limits(max_runtime=0.3), retry=RetryPolicy(max_attempts=2))
+        campaign.add_backend("slow", connect(slow))
+        summary = campaign.run()
+        assert summary["counts"]["failed"] == 1
+        (task,) = store.all_tasks(campaign.id)
+        assert task.attempts == 2 and task.error is not None and "max_runtime" in task.error
+        statuses = {job["status"] for job in backend_jobs(slow)}
+        assert statuses == {"canceled"}
+
+
+def test_credit_budget_stops_launching(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    local = backends("local")
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL, limits=Limits(max_credits=1.0))
+        campaign.add_backend("local", connect(local), parallel_jobs=1)
+        summary = campaign.run()
+        assert summary["credits"] >= 1.0
+        assert 0 < summary["counts"]["done"] < 6 and summary["counts"]["pending"] > 0, summary
+
+
+def test_pinned_tasks_run_only_on_their_backend(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    one, two = backends("one"), backends("two")
+    chosen = grid(6).copy()
+    chosen["backend"] = ["two", "two", "two", None, None, None]
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, chosen, max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("one", connect(one), parallel_jobs=2, weight=5.0)
+        campaign.add_backend("two", connect(two), parallel_jobs=2)
+        assert campaign.run()["counts"]["done"] == 6
+        for task in store.all_tasks(campaign.id):
+            if task.pinned_backend:
+                assert task.backend == "two"
+        check_jobs_match_attempts(store, campaign, one, two)
+
+
+def test_cancel_cancels_jobs_on_the_backend(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    slow = backends("slow", simulation=Simulation(time_scale=0.05, queue_seconds=1.0))
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(4), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("slow", connect(slow), parallel_jobs=2)
+        campaign.start()
+        wait_until(lambda: store.counts(campaign.id)[S.RUNNING] > 0, "a running job", timeout=30)
+        assert campaign.cancel() == 4
+        assert store.counts(campaign.id)[S.CANCELED] == 4
+        wait_until(lambda: all(job["status"] == "canceled" for job in backend_jobs(slow)), "canceled jobs",
+                   timeout=10)
+
+
+def test_open_resumes_and_tasks_frame(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    local = backends("local")
+    path = tmp_path / "campaign.sqlite"
+    created = Campaign.create(path, grid(3), max_ndvi(udp_dir), name="antwerp", defaults=DEFAULTS,
+                              output_dir=tmp_path / "out", polling=POLL)
+    created.close()
+    again = Campaign.create(path, grid(3), max_ndvi(udp_dir), name="antwerp", defaults=DEFAULTS)
+    assert again.id == created.id
+    again.close()
+    with Campaign.open(path) as campaign:
+        campaign.add_backend("local", connect(local))
+        assert campaign.run()["counts"]["done"] == 3
+        frame = campaign.tasks()
+        assert len(frame) == 3 and frame.crs.to_epsg() == 4326
+        assert set(frame["state"]) == {"done"} and frame.geometry.notna().all()
