@@ -233,6 +233,8 @@ def _ending(campaign: Campaign) -> int:
     summary = campaign.summary()
     print(line_of(summary))
     counts = summary["counts"]
+    if counts.get(TaskState.DONE.value):
+        print(f"results: {campaign.collection()} (STAC collection)")
     failed = campaign.store.tasks_in(campaign.id, TaskState.FAILED)
     for task in failed[:MAX_LISTED]:
         where = ", ".join(f"{k} {v}" for k, v in (("backend", task.backend), ("job", task.job_id)) if v)
@@ -245,8 +247,8 @@ def _ending(campaign: Campaign) -> int:
         return 0
     print("not done: " + ", ".join(f"{state} {n:,}" for state, n in left.items()), file=sys.stderr)
     if counts.get(TaskState.PENDING.value):
-        print("pending tasks were not launched: the credit budget is spent, or they are pinned to a "
-              "backend that is not configured", file=sys.stderr)
+        why = summary.get("blocked") or "they are pinned to a backend that is not configured"
+        print(f"pending tasks were not launched: {why}", file=sys.stderr)
     return EXIT_FAILED
 
 

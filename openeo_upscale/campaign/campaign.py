@@ -23,6 +23,7 @@ import pandas as pd
 import shapely
 import sqlalchemy as sa
 
+from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign
 from openeo_upscale.campaign.models import Task
@@ -177,7 +178,8 @@ class Campaign:
     # running ----------------------------------------------------------------------------------
 
     def run(self, *, max_ticks: int | None = None) -> dict[str, Any]:
-        """Run until every task has ended (or ``max_ticks``); returns the `summary`."""
+        """Run until every task has ended (or ``max_ticks``); returns the `summary`, with the path
+        of the results' STAC collection under ``"collection"`` when any task is done."""
         self.start(max_ticks=max_ticks)
         try:
             self.wait()
@@ -185,7 +187,15 @@ class Campaign:
             log.warning("interrupted: stopping; running jobs stay on their backends, run again to resume")
             self.stop()
             raise
-        return self.summary()
+        summary = self.summary()
+        if summary["counts"][S.DONE.value]:
+            summary["collection"] = str(self.collection())
+        return summary
+
+    def collection(self) -> Path:
+        """Write the STAC collection of every done task's results (``<output_dir>/collection.json``)."""
+        title = f"openeo-upscale campaign {self.name}"
+        return build_collection(self.store, self.id, self.output_dir, title=title)
 
     def start(self, *, max_ticks: int | None = None) -> None:
         """Run in a background thread; `stop` ends it, `wait` waits for it."""

@@ -1,4 +1,12 @@
-"""When to try again and when to look again: retry backoff with jitter, and the adaptive tick."""
+"""When to try again and when to look again: retry backoff with jitter, and the adaptive tick.
+
+Only a job's *end* frees a slot, so the tick is timed on predicted ends: from the progress a
+backend reports for a running job (most report a percentage), else from the durations of the
+jobs that finished recently on the same backend. A job with no prediction at all (the first ones
+of a campaign) is looked at on an interval that starts short after every change and grows while
+nothing happens. Polling a job that just started is wasted: it cannot end before the shortest
+duration seen so far.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,15 @@ import random
 import statistics
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from openeo_upscale.campaign.settings import Polling, RetryPolicy
 
 _DURATIONS_KEPT = 50
 """Recent job durations per backend used to predict when running jobs end."""
+
+END_MARGIN = 0.05
+"""Seconds added to a predicted end, so that the job has ended when we look."""
 
 
 class Backoff:
@@ -29,11 +41,19 @@ class Backoff:
         return max(wait, retry_after or 0.0)
 
 
-class Pacer:
-    """The adaptive tick: fast after a change or when a running job is expected to end, slow when idle.
+@dataclass(frozen=True)
+class ActiveJob:
+    """What the pacer needs to know of one job holding a slot."""
 
-    Expected ends come from the durations of the jobs that finished recently on the same backend.
-    """
+    backend: str
+    running: float | None
+    """Seconds since we saw it running; None while it is created or queued."""
+    progress: float | None = None
+    """Percentage the backend reports, if any."""
+
+
+class Pacer:
+    """The adaptive tick (see the module docstring)."""
 
     def __init__(self, polling: Polling) -> None:
         self._polling = polling
@@ -49,28 +69,53 @@ class Pacer:
         found = self._durations.get(backend)
         return statistics.median(found) if found else None
 
-    def next_interval(self, *, changed: bool, running: Iterable[tuple[str, float]] = ()) -> float:
+    def _shortest(self, backend: str) -> float | None:
+        found = self._durations.get(backend)
+        return min(found) if found else None
+
+    def remaining(self, job: ActiveJob) -> float | None:
+        """Seconds until ``job`` is expected to end, or None without a basis for a guess."""
+        if job.running is None:
+            # Not started: it cannot end sooner than the shortest job seen on its backend.
+            return self._shortest(job.backend)
+        if job.progress is not None and 0 < job.progress < 100 and job.running > 0:
+            # Linear extrapolation; our running clock starts late (at the tick that saw it run),
+            # which makes the guess early rather than late.
+            return job.running * (100.0 - job.progress) / job.progress
+        expected = self.expected_duration(job.backend)
+        if expected is None:
+            return None
+        left = expected - job.running
+        if left > 0:
+            return left
+        if -left < 0.5 * expected:
+            # Slightly overdue: most jobs end within a spread around the median; look often.
+            return 0.05 * expected
+        return None  # far overdue (stuck in a queue, say): no basis for a guess
+
+    def next_interval(self, *, changed: bool, jobs: Iterable[ActiveJob] = (),
+                      due: float | None = None) -> float:
         """Seconds until the next tick.
 
-        ``changed``: the last tick moved a task; ``running``: (backend, seconds running so far) of
-        the running jobs. Idle ticks grow the interval by ``growth`` up to ``max_interval``; it
-        never waits much beyond the moment a running job is expected to end.
+        ``changed``: the last tick moved a task; ``jobs``: the jobs holding slots; ``due``: seconds
+        until something deferred (a retry, a paused backend) is due, if anything is.
         """
         polling = self._polling
         if changed:
             self._interval = polling.min_interval
         else:
             self._interval = min(polling.max_interval, self._interval * polling.growth)
-        interval = self._interval
-        for backend, elapsed in running:
-            expected = self.expected_duration(backend)
-            if expected is None:
-                continue
-            remaining = expected - elapsed
-            if remaining > 0:
-                interval = min(interval, max(polling.min_interval, remaining))
-            elif -remaining < 0.5 * expected:
-                # Slightly overdue: most jobs end within a spread around the median; look often.
-                interval = min(interval, max(polling.min_interval, 0.05 * expected))
-            # Far overdue jobs (stuck in a queue, say) do not keep the tick fast.
-        return interval
+        guesses: list[float] = []
+        unknown = False
+        for job in jobs:
+            left = self.remaining(job)
+            if left is None:
+                unknown = True
+            else:
+                guesses.append(left + END_MARGIN)
+        interval = self._interval if unknown or not guesses else polling.max_interval
+        if guesses:
+            interval = min(interval, min(guesses))
+        if due is not None:
+            interval = min(interval, due)
+        return min(polling.max_interval, max(polling.min_interval, interval))

@@ -67,5 +67,5 @@ class Runner:
                 break
             if max_ticks is not None and self.ticks >= max_ticks:
                 break
-            self._wake.wait(self.pacer.next_interval(changed=last.changed > 0, running=last.running))
+            self._wake.wait(self.pacer.next_interval(changed=last.changed > 0, jobs=last.jobs, due=last.due))
         return last

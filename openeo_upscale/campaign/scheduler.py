@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.models import Task
-from openeo_upscale.campaign.pacing import Backoff, Pacer
+from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
 from openeo_upscale.campaign.settings import BackendSettings, Limits, RetryPolicy
 from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.campaign.store import Store, utc_now
@@ -127,8 +127,10 @@ class TickResult:
     """Tasks finished or downloading (waiting for or in the download pool)."""
     blocked: str | None = None
     """Why pending tasks were not launched although slots were free (budget spent, ...)."""
-    running: list[tuple[str, float]] = field(default_factory=list)
-    """(backend, seconds running) of running jobs, for the adaptive tick."""
+    jobs: list[ActiveJob] = field(default_factory=list)
+    """The jobs holding slots, for the adaptive tick."""
+    due: float | None = None
+    """Seconds until a deferred retry or a paused backend is due, if any."""
 
     @property
     def idle(self) -> bool:
@@ -181,6 +183,7 @@ class Scheduler:
         self.actor = actor
         self._retry_at: dict[int, float] = {}
         self._task_failures: dict[int, int] = {}
+        self._progress: dict[int, float] = {}
         self._changed = 0
 
     # the tick -------------------------------------------------------------------------------------
@@ -213,17 +216,27 @@ class Scheduler:
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
         result.active = len(active)
         now = self._wall()
-        result.running = [
-            (t.backend or "", (now - t.started).total_seconds())
+        result.jobs = [
+            ActiveJob(
+                t.backend or "",
+                (now - t.started).total_seconds() if t.state is S.RUNNING and t.started is not None else None,
+                self._progress.get(t.id),
+            )
             for t in active
-            if t.state is S.RUNNING and t.started is not None
         ]
+        result.due = self._next_due([t.id for t in active])
         result.downloads = len(self._hand_over_downloads())
         result.pending = len(
             self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
         )
         result.changed = self._changed
         return result
+
+    def _next_due(self, active_ids: list[int]) -> float | None:
+        now = self._now()
+        moments = [self._retry_at[i] for i in active_ids if i in self._retry_at]
+        moments += [slot.paused_until for slot in self.backends.values() if slot.paused_until > now]
+        return max(0.0, min(moments) - now) if moments else None
 
     def _hand_over_downloads(self) -> list[Task]:
         """Give finished tasks to the download pool; returns the tasks finished or downloading."""
@@ -304,11 +317,17 @@ class Scheduler:
         else:
             job = listing.by_id.get(task.job_id)
             if job is None:
+                self._progress.pop(task.id, None)
                 self._job_failed(slot, task, "the job is no longer listed by the backend", [])
                 return
             status = _status(job)
         if status is None:
             return
+        progress = job.get("progress")
+        if isinstance(progress, int | float) and status is JobStatus.RUNNING:
+            self._progress[task.id] = float(progress)
+        else:
+            self._progress.pop(task.id, None)
         if status is JobStatus.CREATED:
             if task.state is S.CREATING and self._due(task):
                 self._start(slot, task)

@@ -31,6 +31,7 @@ from openeo_upscale.campaign import (
     TaskState,
     Udp,
 )
+from openeo_upscale.campaign.catalog import load_collection
 from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.grid import tiles
 from tests.backend.client_helpers import wait_until
@@ -137,6 +138,8 @@ def test_200_tasks_over_two_backends_each_done_once(backends: Any, udp_dir: Path
         summary = campaign.run()
 
         assert summary["counts"]["done"] == 200, summary
+        collection = load_collection(Path(summary["collection"]))
+        assert len(list(collection.get_items(recursive=True))) == 200
         assert {name: b["counts"].get("done", 0) > 0 for name, b in summary["backends"].items()} == {
             "one": True, "two": True}
         done_once(store, campaign)
@@ -151,7 +154,7 @@ def test_faults_every_task_done_or_failed_with_reason(backends: Any, udp_dir: Pa
     """10% 5xx, 429 bursts, 20% job failures, 1% dropped connections, lost POST /jobs answers."""
     faults = Faults(seed=7, http_error_rate={"*": 0.1}, drop_rate={"*": 0.01},
                     lost_response_rate={"POST /jobs": 0.05}, job_failure_rate=0.2,
-                    rate_limit=RateLimit(capacity=20, per_second=10.0))
+                    rate_limit=RateLimit(capacity=20, per_second=20.0))
     one, two = backends("one", faults=faults), backends("two", faults=Faults(**{**vars(faults), "seed": 8}))
     with Store.open(tmp_path / "campaign.sqlite") as store:
         campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
