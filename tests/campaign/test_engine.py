@@ -396,3 +396,24 @@ def test_open_resumes_and_tasks_frame(backends: Any, udp_dir: Path, tmp_path: Pa
         frame = campaign.tasks()
         assert len(frame) == 3 and frame.crs.to_epsg() == 4326
         assert set(frame["state"]) == {"done"} and frame.geometry.notna().all()
+
+
+@pytest.mark.parametrize("auth", ["oidc-connection", "basic-factory"])
+def test_expired_tokens_are_renewed_during_a_run(backends: Any, udp_dir: Path, tmp_path: Path,
+                                                 auth: str) -> None:
+    """Access tokens live 1.5 s while the run takes longer: an OIDC connection refreshes its token
+    (the client's own renewal), a connection factory is called again for basic auth."""
+    short = backends("short", token_ttl=1.5, simulation=Simulation(time_scale=0.01, queue_seconds=1.0))
+    if auth == "oidc-connection":
+        connection: Any = openeo.connect(short.url).authenticate_oidc_client_credentials(
+            client_id="openeo-upscale-local", client_secret="demo-secret", provider_id="local")
+    else:
+        connection = lambda: connect(short)  # noqa: E731 - the factory is the point here
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL)
+        campaign.add_backend("short", connection, parallel_jobs=2)
+        began = time.monotonic()
+        assert campaign.run()["counts"]["done"] == 6
+        assert time.monotonic() - began > 3.0, "the run must outlive a couple of tokens"
+        check_jobs_match_attempts(store, campaign, short)
