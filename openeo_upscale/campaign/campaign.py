@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -203,18 +203,31 @@ class Campaign:
             raise CampaignError(f"campaign {self.name!r} is already running")
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
-        recover_interrupted(self.store, self.id)
-        clients = self.backends
         runner_ref: list[Runner] = []
-        downloader = Downloader(
-            self.store,
-            self.output_dir,
-            clients,
-            retry=self.retry_policy,
-            on_end=lambda: runner_ref[0].wake() if runner_ref else None,
+        scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None)
+        downloader = scheduler.downloads
+        assert isinstance(downloader, Downloader)
+        runner = Runner(scheduler, idle_wait=self.polling.max_interval, on_tick=self._ticked)
+        runner_ref.append(runner)
+        self._runner, self._downloader, self._error = runner, downloader, None
+        self._last_event = self._max_event_id()
+        self._thread = threading.Thread(
+            target=self._loop, args=(runner, downloader, max_ticks), name=f"upscale-{self.name}", daemon=True
         )
-        pacer = Pacer(self.polling)
-        scheduler = Scheduler(
+        self._thread.start()
+
+    def scheduler(self, *, on_download: Callable[[], None] | None = None) -> Scheduler:
+        """The engine without its loop, for driving `Scheduler.tick` by hand (tests, tools).
+
+        Puts downloads a crash interrupted back in line, so only one scheduler may exist at a time;
+        shut its download pool down with ``scheduler.downloads.shutdown()``.
+        """
+        if not self._backends:
+            raise CampaignError("add at least one backend first (add_backend)")
+        recover_interrupted(self.store, self.id)
+        downloader = Downloader(self.store, self.output_dir, self.backends, retry=self.retry_policy,
+                                on_end=on_download)
+        return Scheduler(
             self.store,
             self.id,
             self.uid,
@@ -223,17 +236,9 @@ class Campaign:
             retry=self.retry_policy,
             limits=self.limits,
             downloads=downloader,
-            pacer=pacer,
+            pacer=Pacer(self.polling),
             prepare=self._prepare_backend,
         )
-        runner = Runner(scheduler, pacer, on_tick=self._ticked)
-        runner_ref.append(runner)
-        self._runner, self._downloader, self._error = runner, downloader, None
-        self._last_event = self._max_event_id()
-        self._thread = threading.Thread(
-            target=self._loop, args=(runner, downloader, max_ticks), name=f"upscale-{self.name}", daemon=True
-        )
-        self._thread.start()
 
     def _loop(self, runner: Runner, downloader: Downloader, max_ticks: int | None) -> None:
         try:

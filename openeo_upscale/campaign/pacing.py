@@ -48,16 +48,16 @@ class ActiveJob:
     backend: str
     running: float | None
     """Seconds since we saw it running; None while it is created or queued."""
-    progress: float | None = None
-    """Percentage the backend reports, if any."""
+    progress: tuple[tuple[float, float], ...] = ()
+    """The last (seconds ago, percentage) readings of the progress the backend reports, oldest first."""
 
 
 class Pacer:
-    """The adaptive tick (see the module docstring)."""
+    """The adaptive tick, per backend (see the module docstring)."""
 
     def __init__(self, polling: Polling) -> None:
         self._polling = polling
-        self._interval = polling.min_interval
+        self._interval: dict[str, float] = {}
         self._durations: dict[str, deque[float]] = {}
 
     def record_duration(self, backend: str, seconds: float) -> None:
@@ -78,33 +78,38 @@ class Pacer:
         if job.running is None:
             # Not started: it cannot end sooner than the shortest job seen on its backend.
             return self._shortest(job.backend)
-        if job.progress is not None and 0 < job.progress < 100 and job.running > 0:
-            # Linear extrapolation; our running clock starts late (at the tick that saw it run),
-            # which makes the guess early rather than late.
-            return job.running * (100.0 - job.progress) / job.progress
         expected = self.expected_duration(job.backend)
+        readings = [(ago, pct) for ago, pct in job.progress if 0 < pct < 100]
+        if len(readings) >= 2 and readings[-1][1] > readings[0][1]:
+            # The rate between two readings (our clock for the start of a job is only as good as
+            # the tick that saw it run, so elapsed time alone would mislead).
+            (ago0, pct0), (ago1, pct1) = readings[0], readings[-1]
+            rate = (pct1 - pct0) / max(ago0 - ago1, 1e-6)
+            return max(0.0, (100.0 - pct1) / rate - ago1)
+        if readings and expected is not None:
+            ago, pct = readings[-1]
+            return max(0.0, expected * (100.0 - pct) / 100.0 - ago)
         if expected is None:
             return None
         left = expected - job.running
         if left > 0:
             return left
         if -left < 0.5 * expected:
-            # Slightly overdue: most jobs end within a spread around the median; look often.
-            return 0.05 * expected
+            # Overdue without progress to go by: most jobs end within a spread around the median.
+            return 0.1 * expected
         return None  # far overdue (stuck in a queue, say): no basis for a guess
 
-    def next_interval(self, *, changed: bool, jobs: Iterable[ActiveJob] = (),
-                      due: float | None = None) -> float:
-        """Seconds until the next tick.
+    def next_interval(self, backend: str, *, changed: bool, jobs: Iterable[ActiveJob] = ()) -> float:
+        """Seconds until ``backend`` should be listed again.
 
-        ``changed``: the last tick moved a task; ``jobs``: the jobs holding slots; ``due``: seconds
-        until something deferred (a retry, a paused backend) is due, if anything is.
+        ``changed``: a job of it ended or was launched since the last plan; ``jobs``: its jobs.
+        Jobs without a prediction are looked at on an interval that restarts at `min_interval`
+        after a change and grows while nothing happens.
         """
         polling = self._polling
-        if changed:
-            self._interval = polling.min_interval
-        else:
-            self._interval = min(polling.max_interval, self._interval * polling.growth)
+        fallback = self._interval.get(backend, polling.min_interval)
+        fallback = polling.min_interval if changed else min(polling.max_interval, fallback * polling.growth)
+        self._interval[backend] = fallback
         guesses: list[float] = []
         unknown = False
         for job in jobs:
@@ -113,9 +118,7 @@ class Pacer:
                 unknown = True
             else:
                 guesses.append(left + END_MARGIN)
-        interval = self._interval if unknown or not guesses else polling.max_interval
+        interval = fallback if unknown or not guesses else polling.max_interval
         if guesses:
             interval = min(interval, min(guesses))
-        if due is not None:
-            interval = min(interval, due)
         return min(polling.max_interval, max(polling.min_interval, interval))

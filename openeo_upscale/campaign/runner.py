@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-from openeo_upscale.campaign.pacing import Pacer
 from openeo_upscale.campaign.scheduler import Scheduler, TickResult
 from openeo_upscale.errors import StoreError
 
@@ -17,17 +16,17 @@ STORE_RETRY_SECONDS = 2.0
 
 
 class Runner:
-    """Calls `tick` at the pace the `Pacer` sets until the campaign is idle, or told to stop.
+    """Calls `tick` when the scheduler plans the next one, until the campaign is idle, or told to stop.
 
     `wake` makes the next tick come at once (a download ended, say); `stop` ends the loop after
     the tick in progress, if any.
     """
 
-    def __init__(
-        self, scheduler: Scheduler, pacer: Pacer, *, on_tick: Callable[[TickResult], None] | None = None
-    ) -> None:
+    def __init__(self, scheduler: Scheduler, *, idle_wait: float = 30.0,
+                 on_tick: Callable[[TickResult], None] | None = None) -> None:
         self.scheduler = scheduler
-        self.pacer = pacer
+        self.idle_wait = idle_wait
+        """Longest sleep between ticks (when nothing is planned, downloads wake the loop early)."""
         self.on_tick = on_tick
         self.ticks = 0
         self._wake = threading.Event()
@@ -67,5 +66,6 @@ class Runner:
                 break
             if max_ticks is not None and self.ticks >= max_ticks:
                 break
-            self._wake.wait(self.pacer.next_interval(changed=last.changed > 0, jobs=last.jobs, due=last.due))
+            planned = last.next_tick if last.next_tick is not None else self.idle_wait
+            self._wake.wait(min(planned, self.idle_wait))
         return last

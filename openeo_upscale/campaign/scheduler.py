@@ -28,8 +28,9 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -83,6 +84,8 @@ class Downloads(Protocol):
 
     def in_flight(self) -> int: ...
 
+    def shutdown(self, wait: bool = True) -> None: ...
+
 
 @dataclass
 class BackendSlot:
@@ -97,6 +100,8 @@ class BackendSlot:
     advertised_cap: int | None = None
     me_read_at: float = -math.inf
     prepared: bool = False
+    next_poll: float = 0.0
+    """When (monotonic seconds) to list this backend's jobs next."""
 
     @property
     def name(self) -> str:
@@ -127,10 +132,8 @@ class TickResult:
     """Tasks finished or downloading (waiting for or in the download pool)."""
     blocked: str | None = None
     """Why pending tasks were not launched although slots were free (budget spent, ...)."""
-    jobs: list[ActiveJob] = field(default_factory=list)
-    """The jobs holding slots, for the adaptive tick."""
-    due: float | None = None
-    """Seconds until a deferred retry or a paused backend is due, if any."""
+    next_tick: float | None = None
+    """Seconds until a backend is due to be listed or a deferred retry is due; None: nothing planned."""
 
     @property
     def idle(self) -> bool:
@@ -183,14 +186,16 @@ class Scheduler:
         self.actor = actor
         self._retry_at: dict[int, float] = {}
         self._task_failures: dict[int, int] = {}
-        self._progress: dict[int, float] = {}
+        self._progress: dict[int, deque[tuple[float, float]]] = {}
+        self._touched: set[str] = set()
         self._changed = 0
 
     # the tick -------------------------------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        """Poll every backend once, move tasks along, launch into free slots, queue downloads."""
+        """Poll the backends that are due, move tasks along, launch into free slots, queue downloads."""
         self._changed = 0
+        self._touched = set()
         result = TickResult()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
         by_backend: dict[str, list[Task]] = {name: [] for name in self.backends}
@@ -205,26 +210,21 @@ class Scheduler:
                     task.job_id,
                     task.backend,
                 )
+        polled: set[str] = set()
         for name, tasks in by_backend.items():
             slot = self.backends[name]
             self._read_limits(slot)
-            if tasks and self._now() >= slot.paused_until:
+            now = self._now()
+            if tasks and now >= slot.paused_until and (now >= slot.next_poll or self._needs_listing(tasks)):
                 self._poll(slot, tasks)
+                polled.add(name)
         # Downloads first: a launch round may take seconds of POSTs, finished results need not wait.
         self._hand_over_downloads()
         result.launched, result.blocked = self._launch()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
         result.active = len(active)
-        now = self._wall()
-        result.jobs = [
-            ActiveJob(
-                t.backend or "",
-                (now - t.started).total_seconds() if t.state is S.RUNNING and t.started is not None else None,
-                self._progress.get(t.id),
-            )
-            for t in active
-        ]
-        result.due = self._next_due([t.id for t in active])
+        self._plan(active, polled | self._touched)
+        result.next_tick = self._next_tick(active)
         result.downloads = len(self._hand_over_downloads())
         result.pending = len(
             self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
@@ -232,10 +232,36 @@ class Scheduler:
         result.changed = self._changed
         return result
 
-    def _next_due(self, active_ids: list[int]) -> float | None:
+    def _needs_listing(self, tasks: list[Task]) -> bool:
+        """A task in `creating` whose retry is due needs a listing first (adopt before creating again)."""
+        return any(task.state is S.CREATING and self._due(task) for task in tasks)
+
+    def _plan(self, active: list[Task], backends: set[str]) -> None:
+        """Set when each backend that was listed or given a job is listed next."""
+        if self.pacer is None:
+            return
+        now, wall = self._now(), self._wall()
+        for name in backends:
+            jobs = [
+                ActiveJob(
+                    name,
+                    (wall - t.started).total_seconds() if t.state is S.RUNNING and t.started else None,
+                    tuple((now - at, pct) for at, pct in self._progress.get(t.id, ())),
+                )
+                for t in active
+                if t.backend == name
+            ]
+            interval = self.pacer.next_interval(name, changed=name in self._touched, jobs=jobs)
+            self.backends[name].next_poll = now + interval
+
+    def _next_tick(self, active: list[Task]) -> float | None:
+        """Seconds until something is due: a backend to list, a retry, a paused backend's return."""
         now = self._now()
-        moments = [self._retry_at[i] for i in active_ids if i in self._retry_at]
+        holding = {t.backend for t in active}
+        moments = [slot.next_poll for name, slot in self.backends.items() if name in holding]
+        moments += [self._retry_at[t.id] for t in active if t.id in self._retry_at]
         moments += [slot.paused_until for slot in self.backends.values() if slot.paused_until > now]
+        moments += [slot.lowered_until for slot in self.backends.values() if slot.lowered_until > now]
         return max(0.0, min(moments) - now) if moments else None
 
     def _hand_over_downloads(self) -> list[Task]:
@@ -325,7 +351,9 @@ class Scheduler:
             return
         progress = job.get("progress")
         if isinstance(progress, int | float) and status is JobStatus.RUNNING:
-            self._progress[task.id] = float(progress)
+            readings = self._progress.setdefault(task.id, deque(maxlen=2))
+            if not readings or readings[-1][1] != progress:
+                readings.append((self._now(), float(progress)))
         else:
             self._progress.pop(task.id, None)
         if status is JobStatus.CREATED:
@@ -592,6 +620,10 @@ class Scheduler:
             self._changed += 1
             if to_state is not from_state:
                 self._cleared(task)
+                if from_state is S.PENDING or to_state not in ACTIVE_STATES:
+                    # A slot was taken or freed: the backend's listing plan starts over.
+                    self._touched.add(str(fields.get("backend") or task.backend))
+                    self._progress.pop(task.id, None)
         return moved
 
     def _moved(self, task: Task, to_state: TaskState, reason: str, **fields: Any) -> Task:

@@ -7,6 +7,7 @@ job the backends know carries a token of a recorded attempt, and no token appear
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -417,3 +418,46 @@ def test_expired_tokens_are_renewed_during_a_run(backends: Any, udp_dir: Path, t
         assert campaign.run()["counts"]["done"] == 6
         assert time.monotonic() - began > 3.0, "the run must outlive a couple of tokens"
         check_jobs_match_attempts(store, campaign, short)
+
+
+def test_each_tick_lists_a_backend_at_most_once(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
+    """Driving `Scheduler.tick` by hand: never more than one GET /jobs walk per backend per tick,
+    and a tick before any listing is due makes no request at all."""
+    one, two = backends("one"), backends("two")
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=Polling(min_interval=0.2))
+        campaign.add_backend("one", connect(one), parallel_jobs=2)
+        campaign.add_backend("two", connect(two), parallel_jobs=1)
+        listings: Counter[str] = Counter()
+        for name, client in campaign.backends.items():
+            real = client.list_jobs
+
+            def counted(enough: Any = None, _real: Any = real, _name: str = name) -> Any:
+                listings[_name] += 1
+                return _real(enough)
+
+            client.list_jobs = counted  # type: ignore[method-assign]
+
+        def requests() -> int:
+            return sum(client.requests for client in campaign.backends.values())
+
+        scheduler = campaign.scheduler()
+        quiet = 0
+        planned = threading.Event()  # never set: its wait() is the runner's sleep until the next tick
+        deadline = time.monotonic() + 60
+        try:
+            while not (result := scheduler.tick()).idle:
+                assert time.monotonic() < deadline, "the campaign did not finish"
+                assert max(listings.values(), default=0) <= 1, listings
+                listings.clear()
+                if result.next_tick is not None and result.next_tick > 0.1:
+                    before = requests()
+                    scheduler.tick()
+                    quiet += requests() == before
+                    listings.clear()
+                planned.wait(min(result.next_tick if result.next_tick is not None else 0.05, 1.0))
+        finally:
+            scheduler.downloads.shutdown()
+        assert quiet > 0
+        assert store.counts(campaign.id)[S.DONE] == 6
