@@ -74,11 +74,10 @@ from typing import Any
 
 import geopandas as gpd
 import openeo
-import requests
 
 from openeo_upscale.campaign.creator import Udp
 from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
-from openeo_upscale.errors import BackendError, ConfigError, UpscaleError
+from openeo_upscale.errors import ConfigError, ParameterError, UpscaleError
 
 __all__ = [
     "AuthKind",
@@ -158,25 +157,16 @@ class UdpConfig:
         """
         if self.file is not None:
             return Udp.from_file(self.file, self.namespace)
-        if self.namespace is not None:
-            try:
-                answer = requests.get(self.namespace, timeout=UDP_DOWNLOAD_TIMEOUT)
-                answer.raise_for_status()
-                doc = answer.json()
-            except (requests.RequestException, ValueError) as exc:
-                raise ConfigError(f"[udp]: cannot download the UDP from {self.namespace}: {exc}") from exc
-            if not isinstance(doc, dict):
-                raise ConfigError(f"[udp]: {self.namespace} does not hold a process document")
-            return Udp.from_dict(doc, self.namespace)
-        assert self.process_id is not None
-        if connection is None:
-            raise ConfigError(f"[udp]: process {self.process_id!r} is read from a backend; "
-                              "none is configured")
         try:
-            doc = connection().user_defined_process(self.process_id).describe()
-        except (requests.RequestException, openeo.rest.OpenEoApiPlainError) as exc:
-            raise BackendError(f"cannot read the process {self.process_id!r}: {exc}") from exc
-        return Udp.from_dict(doc, None)
+            if self.namespace is not None:
+                return Udp.from_url(self.namespace, timeout=UDP_DOWNLOAD_TIMEOUT)
+            assert self.process_id is not None
+            if connection is None:
+                raise ConfigError(f"[udp]: process {self.process_id!r} is read from a backend; "
+                                  "none is configured")
+            return Udp.from_backend(connection(), self.process_id)
+        except ParameterError as exc:
+            raise ConfigError(f"[udp]: {exc}") from exc
 
 
 @dataclass(frozen=True)

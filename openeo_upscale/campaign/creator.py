@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openeo
 import pandas as pd
 import pyproj
+import requests
 import shapely
 import shapely.errors
 import shapely.geometry
@@ -84,6 +86,31 @@ class Udp:
         if not isinstance(doc, dict):
             raise ParameterError(f"UDP file {path} does not hold a JSON object")
         return cls.from_dict(doc, namespace)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 30.0) -> Udp:
+        """Download a process document from its public URL, which also becomes its namespace."""
+        try:
+            answer = requests.get(url, timeout=timeout)
+            answer.raise_for_status()
+            doc = answer.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ParameterError(f"cannot download the UDP from {url}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ParameterError(f"{url} does not hold a process document")
+        return cls.from_dict(doc, url)
+
+    @classmethod
+    def from_backend(cls, connection: openeo.Connection, process_id: str) -> Udp:
+        """A process stored on a backend as the account's own (``GET /process_graphs/{id}``).
+
+        It has no namespace, so the campaign stores it on each of its backends as it is.
+        """
+        try:
+            doc = connection.user_defined_process(process_id).describe()
+        except (requests.RequestException, openeo.rest.OpenEoApiPlainError) as exc:
+            raise ParameterError(f"cannot read the process {process_id!r} from the backend: {exc}") from exc
+        return cls.from_dict(doc, None)
 
     @property
     def parameter_names(self) -> list[str]:

@@ -414,39 +414,13 @@ class Scheduler:
     def _job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str]) -> None:
         """A job ended without results: retry the task (a new job) or fail it, keeping the logs."""
         detail = reason + (": " + " | ".join(logs[-3:]) if logs else "")
-        if task.attempts - task.attempt_floor < self.retry.max_attempts:
-            if self._transition(
-                task,
-                task.state,
-                S.PENDING,
-                f"attempt {task.attempts - task.attempt_floor} of {self.retry.max_attempts}: {detail}",
-                job_status=JobStatus.ERROR,
-                error=detail,
-            ):
-                log.warning(
-                    "task %s (%s): job %s on backend %s: %s; will retry",
-                    task.id,
-                    task.tile_id,
-                    task.job_id,
-                    slot.name,
-                    detail,
-                )
-        elif self._transition(
-            task,
-            task.state,
-            S.FAILED,
-            f"last attempt ({task.attempts}): {detail}",
-            job_status=JobStatus.ERROR,
-            error=detail,
-        ):
-            log.error(
-                "task %s (%s): job %s on backend %s: %s; no attempts left",
-                task.id,
-                task.tile_id,
-                task.job_id,
-                slot.name,
-                detail,
-            )
+        used = task.attempts - task.attempt_floor
+        retry = used < self.retry.max_attempts
+        target, outcome = (S.PENDING, "will retry") if retry else (S.FAILED, "no attempts left")
+        why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
+        if self._transition(task, task.state, target, why, job_status=JobStatus.ERROR, error=detail):
+            log.log(logging.WARNING if retry else logging.ERROR, "task %s (%s): job %s on backend %s: %s; %s",
+                    task.id, task.tile_id, task.job_id, slot.name, detail, outcome)
 
     def _check_runtime(self, slot: BackendSlot, task: Task) -> None:
         limit = self.limits.max_runtime

@@ -7,6 +7,7 @@ job the backends know carries a token of a recorded attempt, and no token appear
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -43,6 +44,7 @@ QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
 """About a third of a second per 5 km job."""
 POLL = Polling(min_interval=0.1, max_interval=1.0)
 DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
+PACKAGE_UDPS = Path(__file__).resolve().parents[2] / "openeo_upscale" / "udp"
 
 
 def grid(count: int) -> Any:
@@ -461,3 +463,23 @@ def test_each_tick_lists_a_backend_at_most_once(backends: Any, udp_dir: Path, tm
             scheduler.downloads.shutdown()
         assert quiet > 0
         assert store.counts(campaign.id)[S.DONE] == 6
+
+
+def test_udp_by_process_id_on_the_backend_and_from_a_file_without_namespace(backends: Any,
+                                                                          tmp_path: Path) -> None:
+    """A UDP stored on one backend is read back by id; a campaign stores it on every backend."""
+    one, two = backends("one"), backends("two")
+    document = json.loads((PACKAGE_UDPS / "ndvi_max.json").read_text())
+    connect(one).save_user_defined_process(document["id"], document["process_graph"],
+                                           parameters=document["parameters"])
+    udp = Udp.from_backend(connect(one), document["id"])
+    assert udp.namespace is None and udp.parameter_names == [p["name"] for p in document["parameters"]]
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, grid(4), udp, defaults=DEFAULTS, output_dir=tmp_path / "out",
+                                   polling=POLL)
+        campaign.add_backend("one", connect(one), parallel_jobs=2)
+        campaign.add_backend("two", connect(two), parallel_jobs=2)
+        summary = campaign.run()
+        assert summary["counts"]["done"] == 4, summary
+        assert all(b["counts"].get("done") for b in summary["backends"].values())
+    assert [p["id"] for p in connect(two).list_user_defined_processes()] == [document["id"]]
