@@ -500,7 +500,8 @@ def create_app(config: BackendConfig) -> BackendApp:
     def estimate(job_id: str, user: User) -> dict[str, Any]:
         job = backend.jobs.get(user, job_id)
         extent = simulate.Extent(**job["extent"])
-        seconds = simulate.simulated_seconds(extent, config.simulation, job_id, config.faults.seed)
+        attempt = job.get("attempt") or 1
+        seconds = simulate.simulated_seconds(extent, config.simulation, attempt, config.faults.seed)
         cpu_hours = seconds * 2.0 / 3600
         costs = round(config.credits_per_job + cpu_hours * config.credits_per_cpu_hour, 4)
         return {

@@ -370,9 +370,7 @@ class JobService:
                 return False
             sim = self._config.simulation
             extent = simulate.Extent(**job["extent"])
-            seconds = simulate.simulated_seconds(
-                extent, sim, f"{job_id}:{job['attempt']}", self._config.faults.seed
-            )
+            seconds = simulate.simulated_seconds(extent, sim, job["attempt"], self._config.faults.seed)
             conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id)

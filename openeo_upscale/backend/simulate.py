@@ -159,10 +159,15 @@ def process_key(process: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(process, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def simulated_seconds(extent: Extent, sim: Simulation, key: str, seed: int) -> float:
-    """Simulated run time of a job (before `time_scale`)."""
+def simulated_seconds(extent: Extent, sim: Simulation, attempt: int, seed: int) -> float:
+    """Simulated run time of a job (before `time_scale`).
+
+    The jitter is seeded on the job's extent and attempt, not on its id: the same tile takes the
+    same time whichever client submits it, so two job managers can be compared on one workload.
+    """
     base = sim.base_seconds + sim.seconds_per_km2 * extent.area_km2 + sim.seconds_per_month * extent.months
-    jitter = 1.0 + sim.jitter * (2 * seeded_unit(f"duration:{key}", seed) - 1)
+    key = json.dumps(extent.to_dict(), sort_keys=True)
+    jitter = 1.0 + sim.jitter * (2 * seeded_unit(f"duration:{key}:{attempt}", seed) - 1)
     return base * jitter
 
 
