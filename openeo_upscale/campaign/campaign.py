@@ -203,6 +203,10 @@ class Campaign:
             raise CampaignError(f"campaign {self.name!r} is already running")
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
+        if self._downloader is not None:
+            # Downloads of the previous run finish first: a new pool must not resume a file that an
+            # old worker is still writing.
+            self._downloader.shutdown(wait=True)
         runner_ref: list[Runner] = []
         scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None)
         downloader = scheduler.downloads
