@@ -483,3 +483,27 @@ def test_udp_by_process_id_on_the_backend_and_from_a_file_without_namespace(back
         assert summary["counts"]["done"] == 4, summary
         assert all(b["counts"].get("done") for b in summary["backends"].values())
     assert [p["id"] for p in connect(two).list_user_defined_processes()] == [document["id"]]
+
+
+def test_a_failed_job_is_retried_on_another_backend_when_asked(backends: Any, udp_dir: Path,
+                                                               tmp_path: Path) -> None:
+    chosen = grid(2)
+    broken = backends("broken", faults=Faults(job_failures=(
+        JobFailureRule(match="32631", attempts=tuple(range(1, 10)), message="Node lost"),)))
+    healthy = backends("healthy")
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, chosen, max_ndvi(udp_dir), defaults=DEFAULTS,
+                                   output_dir=tmp_path / "out", polling=POLL,
+                                   retry=RetryPolicy(other_backend=True))
+        campaign.add_backend("broken", connect(broken), parallel_jobs=2, weight=10.0)
+        campaign.add_backend("healthy", connect(healthy), parallel_jobs=2)
+        assert campaign.run()["counts"]["done"] == 2
+        for task in store.all_tasks(campaign.id):
+            assert task.backend == "healthy"
+            starts = [e.reason for e in store.events_of(task.id) if e.to_state is S.CREATING
+                      and e.from_state is S.PENDING]
+            if task.attempts > 1:
+                assert starts[0] == "attempt 1 on backend broken"
+                assert all(reason == "attempt 2 on backend healthy" for reason in starts[1:])
+        assert any(t.attempts == 2 for t in store.all_tasks(campaign.id))
+        check_jobs_match_attempts(store, campaign, broken, healthy)
