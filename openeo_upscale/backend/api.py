@@ -73,7 +73,8 @@ class Backend:
         self.config = config
         self.engine = open_state(config.state_dir)
         self.auth = Authenticator(self.engine, config)
-        self.jobs = JobService(self.engine, config, config.state_dir / "results")
+        self.jobs = JobService(self.engine, config, config.state_dir / "results",
+                               user_processes=self.user_processes)
         self.resolver = UdpResolver((*config.udp_dirs, UDP_DIR))
         self.validator = GraphValidator(self.resolver)
         self.key = signing_key(self.engine)
@@ -86,6 +87,14 @@ class Backend:
                 )
             ).first()
         return dict(row[0]) if row else None
+
+    def user_processes(self, user: str) -> dict[str, dict[str, Any]]:
+        """Every process the user stored, by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(process_graphs.c.id, process_graphs.c.process).where(process_graphs.c.user == user)
+            ).all()
+        return {pid: dict(doc) for pid, doc in rows}
 
     def validate(self, user: str, process: Mapping[str, Any]) -> None:
         self.validator.check(process, lambda pid: self.user_process(user, pid))

@@ -17,7 +17,34 @@ S2_BANDS: list[dict[str, Any]] = [
     {"name": "B09", "common_name": "nir09", "center_wavelength": 0.945, "gsd": 60},
     {"name": "B11", "common_name": "swir16", "center_wavelength": 1.610, "gsd": 20},
     {"name": "B12", "common_name": "swir22", "center_wavelength": 2.190, "gsd": 20},
-    {"name": "SCL", "description": "Scene classification map", "gsd": 20},
+    {
+        "name": "SCL",
+        "description": "Scene classification map (Sen2Cor classes)",
+        "gsd": 20,
+        "classification:classes": [
+            {"value": 0, "name": "no_data", "nodata": True,
+             "description": "No data (not produced by the synthetic generator)"},
+            {"value": 1, "name": "saturated_or_defective",
+             "description": "Saturated or defective (not produced by the synthetic generator)"},
+            {"value": 2, "name": "dark_area_pixels",
+             "description": "Dark area pixels (not produced by the synthetic generator)"},
+            {"value": 3, "name": "cloud_shadows",
+             "description": "Cloud shadows: the 8/9 cloud mask displaced 0.5-1.2 km away from the sun"},
+            {"value": 4, "name": "vegetation", "description": "Vegetation: land with NDVI above ~0.5"},
+            {"value": 5, "name": "not_vegetated", "description": "Bare soil, fallow crop parcels, towns"},
+            {"value": 6, "name": "water", "description": "Water: lakes and rivers, dark in NIR"},
+            {"value": 7, "name": "unclassified",
+             "description": "Unclassified (not produced by the synthetic generator)"},
+            {"value": 8, "name": "cloud_medium_probability",
+             "description": "Cloud, medium probability: the thinner 40 % of a scene's clouds"},
+            {"value": 9, "name": "cloud_high_probability",
+             "description": "Cloud, high probability: the densest 60 % of a scene's clouds"},
+            {"value": 10, "name": "thin_cirrus",
+             "description": "Thin cirrus: semi-transparent parts of the medium-probability clouds"},
+            {"value": 11, "name": "snow",
+             "description": "Snow: some cold-season scenes, bright, dark in SWIR"},
+        ],
+    },
 ]
 
 _SENTINEL2_L2A: dict[str, Any] = {
@@ -26,11 +53,27 @@ _SENTINEL2_L2A: dict[str, Any] = {
     "id": "SENTINEL2_L2A",
     "title": "Sentinel-2 L2A (synthetic)",
     "description": (
-        "Synthetic Sentinel-2 Level-2A surface reflectance, generated on the fly. Values are a "
-        "pure function of (UTM zone, absolute pixel index, date, band), so adjacent tiles agree "
-        "pixel for pixel and reruns are bit-identical. A scene every 5 days with a per-scene "
-        "`eo:cloud_cover`; reflectances in 0-10000 DN; SCL classes consistent with clouds "
-        "(8, 9, 10), cloud shadows (3), vegetation (4), bare soil (5), water (6) and snow (11)."
+        "Synthetic Sentinel-2 Level-2A surface reflectance, generated on the fly by "
+        "`openeo_upscale.backend.data.sentinel2` (no files, no network). Values are a pure function "
+        "of (UTM zone, absolute pixel index at the band's native resolution, date, band), so "
+        "adjacent tiles agree pixel for pixel and reruns are bit-identical. Data load in the UTM "
+        "zone of the area.\n\n"
+        "- **Bands**: B01-B12 without B10, B8A and SCL at their native 10/20/60 m; reflectances "
+        "are integer DN in 1-10000 (float32), 0 is nodata. Loading at another resolution takes, "
+        "for each output pixel, the native pixel containing its centre (nearest neighbour).\n"
+        "- **Revisit**: a scene every 5 days, on the days k * 5 after 2015-06-23, from "
+        "2017-03-29 on; the same days in every zone.\n"
+        "- **Land**: smooth patterns of water (~6 %), towns (~10 %) and 300 x 240 m parcels of "
+        "crops, grassland, forest and bare soil. Grassland and forest are greenest in July "
+        "(January south of the equator); crops are bare until a per-parcel sowing day in March-May, "
+        "green up over 45 days and are harvested 100-150 days later.\n"
+        "- **Clouds**: each scene has an `eo:cloud_cover` (a quarter of the scenes under 5 %, 45 % "
+        "over 50 %). A cloud field with features of 0.1-2 km is thresholded at its own "
+        "quantile, so the expected share of cloudy pixels (SCL 8, 9, 10) equals the scene's cloud "
+        "cover; over a 20 km square it is within a few percent, a 5 km tile strays more. Clouds "
+        "are bright in all bands; their shadows (SCL 3) are dark and offset away from the sun.\n"
+        "- **SCL**: 3 cloud shadows, 4 vegetation, 5 not vegetated, 6 water, 8/9 cloud medium/high "
+        "probability, 10 thin cirrus, 11 snow (cold season only); 0, 1, 2 and 7 never occur."
     ),
     "license": "proprietary",
     "keywords": ["sentinel-2", "synthetic", "l2a"],

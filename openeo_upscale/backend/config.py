@@ -137,6 +137,10 @@ class BackendConfig:
     credits_per_cpu_hour: float = 1.0
     credits_per_job: float = 0.5
     simulation: Simulation = Simulation()
+    job_memory_limit_mb: int | None = 4096
+    """Real mode: address space a job's process may use; beyond, the job ends in error."""
+    job_time_limit: float = 3600.0
+    """Real mode: wall seconds a job may run; beyond, it is killed and ends in error."""
     faults: Faults = Faults()
     title: str = "openeo-upscale local backend"
 

@@ -30,7 +30,8 @@ import sqlalchemy as sa
 
 from openeo_upscale.backend import errors as e
 from openeo_upscale.backend import simulate
-from openeo_upscale.backend.config import BackendConfig, LimitPolicy
+from openeo_upscale.backend.config import BackendConfig, LimitPolicy, Mode
+from openeo_upscale.backend.engine.worker import JobSpec, JobWorker, Outcome
 from openeo_upscale.backend.state import attempts, jobs, logs
 
 _log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELED})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _LISTED = [c for c in jobs.c if c.name not in ("process", "extent", "fail_message")]
+REAL_POLL_SECONDS = 0.2
+"""How often the dispatcher looks at running real jobs' processes."""
 _TRAILING_MARKER = re.compile(r"\s*\[[^\]]*\]\s*$")
 
 
@@ -71,12 +74,19 @@ class JobService:
     """All job operations of the backend, for one state database and results folder."""
 
     def __init__(
-        self, engine: sa.Engine, config: BackendConfig, results_dir: Path, clock: Clock = time.time
+        self,
+        engine: sa.Engine,
+        config: BackendConfig,
+        results_dir: Path,
+        clock: Clock = time.time,
+        user_processes: Callable[[str], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self._db = engine
         self._config = config
         self._results = results_dir
         self._clock = clock
+        self._user_processes = user_processes or (lambda _user: {})
+        self._workers: dict[str, JobWorker] = {}
         self._wake = threading.Condition()
         self._write_lock = threading.Lock()
         self._stopping = False
@@ -96,6 +106,9 @@ class JobService:
         if self._thread:
             self._thread.join(timeout)
             self._thread = None
+        for worker in list(self._workers.values()):
+            worker.kill()
+        self._workers.clear()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -264,6 +277,9 @@ class JobService:
             )
             if done.rowcount == 1:
                 self._append_log(conn, job_id, "info", f"Job canceled by {user}.")
+        worker = self._workers.pop(job_id, None)
+        if worker is not None:
+            worker.kill()
         self._poke()
 
     def logs(
@@ -336,6 +352,11 @@ class JobService:
             )
         per_user: dict[str, int] = {}
         for job in running:
+            if self._config.mode is Mode.REAL:
+                if self._follow_worker(dict(job), now):
+                    per_user[job["user"]] = per_user.get(job["user"], 0) + 1
+                    next_due = min(next_due, REAL_POLL_SECONDS)
+                continue
             end = job["started_at"] + job["duration"]
             if job["fail_message"]:
                 end = job["started_at"] + job["duration"] * 0.5
@@ -364,6 +385,8 @@ class JobService:
         return next_due
 
     def _run(self, job_id: str, now: float) -> bool:
+        if self._config.mode is Mode.REAL:
+            return self._run_real(job_id, now)
         with self._transaction() as conn:
             job = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if job is None or job["status"] != JobStatus.QUEUED.value:
@@ -440,6 +463,82 @@ class JobService:
                 self._append_log(conn, job_id, "info", f"Job finished: 1 asset, {costs} credits.")
         if done.rowcount != 1:
             shutil.rmtree(folder, ignore_errors=True)
+
+    # ----- real mode: a worker process per job ------------------------------------------------
+
+    def _run_real(self, job_id: str, now: float) -> bool:
+        with self._transaction() as conn:
+            job = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if job is None or job["status"] != JobStatus.QUEUED.value:
+                return False
+            extent = simulate.Extent(**job["extent"])
+            spec = JobSpec(
+                job_id=job_id,
+                process=job["process"],
+                folder=str(self._results / job_id),
+                job_extent=(extent.west, extent.south, extent.east, extent.north),
+                udp_dirs=tuple(str(d) for d in self._config.udp_dirs),
+                user_processes=dict(self._user_processes(job["user"])),
+                memory_limit_mb=self._config.job_memory_limit_mb,
+            )
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(status=JobStatus.RUNNING.value, started_at=now, updated=now)
+            )
+            self._append_log(conn, job_id, "info", "Job running: evaluating the process graph.")
+        self._workers[job_id] = JobWorker(spec).start()
+        return True
+
+    def _follow_worker(self, job: dict[str, Any], now: float) -> bool:
+        """Check a real job's process; True while it still runs (holds a slot)."""
+        job_id = job["id"]
+        worker = self._workers.get(job_id)
+        if worker is None:
+            self._end_real(job_id, now, None, "The job was interrupted by a restart of the backend.")
+            return False
+        if worker.alive:
+            limit = self._config.job_time_limit
+            if now - job["started_at"] <= limit:
+                return True
+            worker.kill()
+            self._workers.pop(job_id, None)
+            message = f"The job exceeded its time limit of {limit:g} s and was stopped."
+            self._end_real(job_id, now, None, message)
+            return False
+        outcome = worker.outcome()
+        self._workers.pop(job_id, None)
+        assert outcome is not None
+        self._end_real(job_id, now, outcome, outcome.message)
+        return False
+
+    def _end_real(self, job_id: str, now: float, outcome: Outcome | None, error: str | None) -> None:
+        used = dict(outcome.usage) if outcome else {}
+        with self._db.connect() as conn:
+            started = conn.execute(sa.select(jobs.c.started_at).where(jobs.c.id == job_id)).scalar()
+        used["duration"] = {"value": round(now - (started or now), 3), "unit": "seconds"}
+        cpu_hours = float(used.get("cpu", {}).get("value", 0.0)) / 3600.0
+        costs = round(self._config.credits_per_job + cpu_hours * self._config.credits_per_cpu_hour, 4)
+        ok = outcome is not None and outcome.ok and error is None
+        values: dict[str, Any] = {"finished_at": now, "updated": now, "usage": used, "costs": costs}
+        if ok:
+            assert outcome is not None
+            values.update(status=JobStatus.FINISHED.value, progress=100.0, assets=outcome.assets)
+        else:
+            values.update(status=JobStatus.ERROR.value)
+        with self._transaction() as conn:
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+                .values(**values)
+            )
+            if done.rowcount == 1:
+                if ok:
+                    n = len(values["assets"])
+                    self._append_log(conn, job_id, "info", f"Job finished: {n} asset(s), {costs} credits.")
+                else:
+                    self._append_log(conn, job_id, "error", error or "The job failed.")
+        _log.info("real job %s ended: %s", job_id, "finished" if ok else error)
 
     # ----- helpers -----------------------------------------------------------------------------
 

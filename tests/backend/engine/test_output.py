@@ -1,0 +1,73 @@
+"""Result files as CDSE writes them: a GeoTIFF per date label, CRS, transform, nodata, band names."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from openeo_upscale.backend.engine.output import ResultWriter, UnsupportedFormat
+
+
+def cube(dates: int = 2) -> xr.DataArray:
+    """A small float cube on a 10 m UTM grid (pixel centres), with a NaN."""
+    xs = 590000.0 + 5.0 + 10.0 * np.arange(4)
+    ys = 5665000.0 - 5.0 - 10.0 * np.arange(3)
+    values = np.arange(dates * 2 * 3 * 4, dtype="float32").reshape(dates, 2, 3, 4)
+    values[0, 0, 0, 0] = np.nan
+    return xr.DataArray(values, dims=("t", "bands", "y", "x"),
+                        coords={"t": np.array(["2023-05-01", "2023-06-01"][:dates], dtype="datetime64[ns]"),
+                                "bands": ["B04", "B08"], "y": ys, "x": xs},
+                        attrs={"crs": 32631, "resolution": 10.0})
+
+
+def test_one_geotiff_per_date_label_named_as_cdse_does(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path)
+    names = writer.save(cube(), "GTiff")
+    assert names == ["openEO_2023-05-01Z.tif", "openEO_2023-06-01Z.tif"]
+    with rasterio.open(tmp_path / names[0]) as src:
+        assert src.crs.to_epsg() == 32631
+        assert (src.transform.a, src.transform.e) == (10.0, -10.0)
+        assert (src.transform.c, src.transform.f) == (590000.0, 5665000.0)
+        assert src.descriptions == ("B04", "B08")
+        assert np.isnan(src.nodata)
+        data = src.read()
+    expected = cube().isel(t=0).values
+    assert np.array_equal(data, expected, equal_nan=True)
+    asset = writer.assets[names[0]]
+    assert asset["proj:epsg"] == 32631 and asset["proj:shape"] == [3, 4]
+    assert asset["proj:bbox"] == [590000.0, 5664970.0, 590040.0, 5665000.0]
+    assert [b["name"] for b in asset["eo:bands"]] == ["B04", "B08"]
+    content = (tmp_path / names[0]).read_bytes()
+    assert asset["file:size"] == len(content)
+    assert asset["file:checksum"] == "1220" + hashlib.sha256(content).hexdigest()
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_cube_without_time_is_one_openeo_tif_and_integers_keep_their_type(tmp_path: Path) -> None:
+    reduced = cube().isel(t=0, drop=True).fillna(0).astype("int16")
+    assert ResultWriter(tmp_path).save(reduced, "gtiff") == ["openEO.tif"]
+    with rasterio.open(tmp_path / "openEO.tif") as src:
+        assert src.dtypes == ("int16", "int16") and src.nodata == -32768
+
+
+def test_netcdf_holds_the_whole_cube(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path)
+    assert writer.save(cube(), "netCDF") == ["openEO.nc"]
+    with xr.open_dataset(tmp_path / "openEO.nc") as dataset:
+        assert dataset["data"].dims == ("t", "bands", "y", "x")
+        assert list(dataset["bands"].values) == ["B04", "B08"]
+        assert np.array_equal(dataset["data"].values, cube().values, equal_nan=True)
+    assert writer.assets["openEO.nc"]["type"] == "application/x-netcdf"
+
+
+def test_unknown_formats_and_extra_dimensions_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedFormat, match="format 'JPEG'"):
+        ResultWriter(tmp_path).save(cube(), "JPEG")
+    extra = cube().expand_dims(member=["a"])
+    with pytest.raises(UnsupportedFormat, match="member"):
+        ResultWriter(tmp_path).save(extra.isel(t=0, drop=True), "GTiff")
