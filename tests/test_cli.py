@@ -75,13 +75,6 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "run_slotz" in capsys.readouterr().err
 
 
-def test_real_mode_is_refused_until_the_engine_exists(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["backend", "serve", "--mode", "real", "--state-dir", str(tmp_path)]) == 2
-    assert "mode 'real'" in capsys.readouterr().err
-
-
 def test_demo_runs_a_job_and_writes_a_geotiff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out

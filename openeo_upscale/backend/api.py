@@ -41,7 +41,6 @@ from openeo_upscale.backend.processes import process_specs, signatures
 from openeo_upscale.backend.state import open_state, process_graphs, signing_key
 from openeo_upscale.backend.udp import UdpResolver
 from openeo_upscale.backend.validation import GraphValidator
-from openeo_upscale.errors import ConfigError
 from openeo_upscale.udp import UDP_DIR
 
 _log = logging.getLogger(__name__)
@@ -76,7 +75,13 @@ class Backend:
         self.jobs = JobService(self.engine, config, config.state_dir / "results",
                                user_processes=self.user_processes)
         self.resolver = UdpResolver((*config.udp_dirs, UDP_DIR))
-        self.validator = GraphValidator(self.resolver)
+        self.available: frozenset[str] | None = None
+        """Real mode: the processes the engine implements (the others are refused)."""
+        if config.mode is Mode.REAL:
+            from openeo_upscale.backend.engine import implemented
+
+            self.available = frozenset(implemented())
+        self.validator = GraphValidator(self.resolver, only=self.available)
         self.key = signing_key(self.engine)
 
     def user_process(self, user: str, pid: str) -> dict[str, Any] | None:
@@ -145,12 +150,6 @@ async def _read_json(request: Request) -> dict[str, Any]:
 
 def create_app(config: BackendConfig) -> BackendApp:
     """The ASGI app of the local backend (with fault injection when configured)."""
-    if config.mode is Mode.REAL:
-        # Refused rather than silently simulated: a user asking for real results must not get
-        # synthetic ones.
-        raise ConfigError(
-            "mode 'real' needs the process-graph engine, which is not available yet; use mode 'simulated'"
-        )
     backend = Backend(config)
     app = FastAPI(
         title=config.title,
@@ -347,7 +346,10 @@ def create_app(config: BackendConfig) -> BackendApp:
 
     @app.get(API_PREFIX + "/processes")
     def processes() -> dict[str, Any]:
-        return {"processes": process_specs(), "links": []}
+        specs = process_specs()
+        if backend.available is not None:
+            specs = [spec for spec in specs if spec["id"] in backend.available]
+        return {"processes": specs, "links": []}
 
     @app.get(API_PREFIX + "/udp/{name}.json")
     def udp_document(name: str) -> dict[str, Any]:

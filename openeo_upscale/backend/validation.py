@@ -23,9 +23,10 @@ _MAX_DEPTH = 16
 class GraphValidator:
     """Validates process graphs against the process catalogue, collections and UDPs."""
 
-    def __init__(self, resolver: UdpResolver) -> None:
+    def __init__(self, resolver: UdpResolver, *, only: frozenset[str] | None = None) -> None:
+        """``only``: the predefined processes accepted (all of the catalogue when None)."""
         self._resolver = resolver
-        self._signatures = signatures()
+        self._signatures = {pid: sig for pid, sig in signatures().items() if only is None or pid in only}
 
     def errors(self, process: Mapping[str, Any], user_processes: UserProcessLookup) -> list[e.ApiError]:
         """Every problem found in `process` (a `{"process_graph": ...}` object)."""

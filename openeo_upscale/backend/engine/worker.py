@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import resource
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -25,7 +26,16 @@ from typing import Any
 __all__ = ["OUTCOME_FILE", "JobSpec", "JobWorker", "Outcome"]
 
 OUTCOME_FILE = "outcome.json"
-"""What the child reports, in the job's results folder."""
+"""What the child reports."""
+
+SPEC_FILE = "job-spec.json"
+"""What the child is given."""
+
+LOG_FILE = "worker.log"
+"""The child's standard error (tracebacks of unexpected failures)."""
+
+WORK_FOLDER = ".worker"
+"""Where, inside the job's results folder, the files above live (never listed as assets)."""
 
 KILL_GRACE_SECONDS = 1.0
 """How long a terminated child may take before it is killed outright."""
@@ -58,47 +68,59 @@ class Outcome:
 
 
 class JobWorker:
-    """The child process of one job, seen from the parent."""
+    """The child process of one job, seen from the parent.
+
+    The child is a fresh interpreter (``python -m openeo_upscale.backend.engine.worker SPEC``),
+    not a `multiprocessing` child: that would re-import the parent's main module, which a test,
+    a notebook or an embedding application may not guard.
+    """
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
-        context = multiprocessing.get_context("spawn")
-        self._process = context.Process(target=_main, args=(asdict(spec),), name=f"job-{spec.job_id}",
-                                        daemon=True)
+        self._process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
     def start(self) -> JobWorker:
         """Start the child; returns self."""
-        Path(self.spec.folder).mkdir(parents=True, exist_ok=True)
-        (Path(self.spec.folder) / OUTCOME_FILE).unlink(missing_ok=True)
-        self._process.start()
+        work = _work_folder(self.spec.folder)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / OUTCOME_FILE).unlink(missing_ok=True)
+        spec_path = work / SPEC_FILE
+        spec_path.write_text(json.dumps(asdict(self.spec)), encoding="utf-8")
+        with (work / LOG_FILE).open("wb") as log_file:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(spec_path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+            )
         self.started = time.monotonic()
         return self
 
     @property
     def alive(self) -> bool:
         """Whether the child still runs."""
-        return self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     def kill(self) -> None:
         """End the child now (terminate, then kill after `KILL_GRACE_SECONDS`)."""
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(KILL_GRACE_SECONDS)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(KILL_GRACE_SECONDS)
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(KILL_GRACE_SECONDS)
 
     def outcome(self) -> Outcome | None:
         """The outcome once the child has ended (None while it runs)."""
-        if self._process.is_alive():
+        if self._process is None or self._process.poll() is None:
             return None
-        self._process.join(0)
-        path = Path(self.spec.folder) / OUTCOME_FILE
+        path = _work_folder(self.spec.folder) / OUTCOME_FILE
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            code = self._process.exitcode
+            code = self._process.returncode
             if code is not None and code < 0:
                 why = f"the job's process was killed by signal {-code}"
             else:
@@ -110,11 +132,14 @@ class JobWorker:
                        message=doc.get("message"))
 
 
+def _work_folder(folder: str | Path) -> Path:
+    return Path(folder) / WORK_FOLDER
+
+
 def _main(spec_doc: dict[str, Any]) -> None:
     """The child: limit memory, evaluate, write the outcome. Never raises."""
     spec = JobSpec(**{**spec_doc, "job_extent": tuple(spec_doc["job_extent"]),
                       "udp_dirs": tuple(spec_doc["udp_dirs"])})
-    folder = Path(spec.folder)
     began = time.process_time()
     if spec.memory_limit_mb:
         limit = spec.memory_limit_mb * 1024 * 1024
@@ -137,9 +162,10 @@ def _main(spec_doc: dict[str, Any]) -> None:
         "max_memory": {"value": round(rusage.ru_maxrss / 1024.0, 1), "unit": "mb"},
         "input_pixel": {"value": round(float(usage.get("input_pixels", 0)) / 1e6, 3), "unit": "mega-pixel"},
     }
-    temporary = folder / (OUTCOME_FILE + ".part")
+    work = _work_folder(spec.folder)
+    temporary = work / (OUTCOME_FILE + ".part")
     temporary.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(temporary, folder / OUTCOME_FILE)
+    os.replace(temporary, work / OUTCOME_FILE)
 
 
 def _evaluate(spec: JobSpec, usage: dict[str, Any]) -> dict[str, Any]:
@@ -170,3 +196,7 @@ def _evaluate(spec: JobSpec, usage: dict[str, Any]) -> dict[str, Any]:
             raise RuntimeError("The process graph gave no data cube to save: end it with save_result.")
         writer.save(result, "GTiff")
     return writer.assets
+
+
+if __name__ == "__main__":
+    _main(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
