@@ -3,14 +3,18 @@
 - :mod:`.registry`: the :class:`ProcessRegistry` and the default :data:`PROCESSES`.
 - :mod:`.evaluator`: the :class:`Evaluator` (scoping, callbacks, UDP calls, errors); its
   docstring says how cube processes call callbacks.
-- :mod:`.arrays`: math, comparison, logic, array and date processes.
-- :mod:`.cubes`: data cube processes.
+- :mod:`.arrays`: array processes and reducers.
+- :mod:`.maths`: math, comparison and logic processes.
+- :mod:`.dates`: date processes.
+- :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial` and :mod:`.cubes_load`).
+
+The process modules share their helpers through the private :mod:`._common`; none imports
+another process module.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from openeo_upscale.backend.engine.evaluator import (
     ARRAY_DIM,
@@ -50,16 +54,13 @@ __all__ = [
     "to_array_dim",
 ]
 
-_PROCESS_MODULES = ("arrays", "cubes")
+_PROCESS_MODULES = ("arrays", "maths", "dates", "cubes")
 
 
 def default_registry() -> ProcessRegistry:
     """The default registry, with every process module of the engine imported into it."""
     for name in _PROCESS_MODULES:
-        module = f"{__name__}.{name}"
-        # cubes.py is written separately; the engine works with array processes alone.
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+        importlib.import_module(f"{__name__}.{name}")
     return PROCESSES
 
 

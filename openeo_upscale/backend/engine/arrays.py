@@ -1,98 +1,35 @@
-"""Math, comparison, logic, array and date processes on scalars, numpy arrays and DataArrays.
-
-Elementwise processes broadcast scalars, numpy arrays and ``xarray.DataArray`` (by dimension
-name). openEO's null is ``None`` for scalars and NaN inside arrays (NaN is the engine's
-nodata); a scalar null gives null.
+"""Array processes and reducers on lists, numpy arrays and DataArrays.
 
 Array processes take (a) a list or 1-D numpy array, or (b) a DataArray with the dimension
 :data:`~openeo_upscale.backend.engine.evaluator.ARRAY_DIM` (a 1-D DataArray without it
 counts as an array along its only dimension), or (c) a list whose items include DataArrays,
 stacked along ``ARRAY_DIM`` (``array_create([eq1, eq2])`` inside ``apply``). Reducers remove
 ``ARRAY_DIM``; ``array_apply``, ``array_create`` and ``array_concat`` keep it. Reducers
-ignore nodata by default; a position with no valid value gives NaN.
-
-Deviations, deliberately: comparisons on arrays give False (not null) where an operand is NaN;
-logic on float arrays is three-valued (NaN is null) and gives floats, on booleans booleans;
-``date_difference`` in months or years uses their average lengths (30.436875 and 365.2425
-days).
+ignore nodata by default; a position with no valid value gives NaN. A list's null is NaN.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
+from openeo_upscale.backend.engine._common import (
+    is_array,
+    nan_mask,
+    null_to_nan,
+    to_datetime64,
+    to_py,
+    truthy,
+)
 from openeo_upscale.backend.engine.evaluator import ARRAY_DIM, Callback, EvalContext
 from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
 
-_NUMERIC = (bool, int, float, np.number, np.bool_, np.ndarray, xr.DataArray)
-
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _is_array(x: Any) -> bool:
-    return isinstance(x, xr.DataArray) or (isinstance(x, np.ndarray) and x.ndim > 0)
-
-
-def _py(x: Any) -> Any:
-    """numpy scalars as Python values, so results serialise as JSON."""
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        x = x[()]
-    if isinstance(x, np.generic) and not isinstance(x, np.datetime64 | np.timedelta64):
-        return x.item()
-    return x
-
-
-def _number(args: Args, name: str, default: Any = ...) -> Any:
-    value = args[name] if default is ... else args.get(name, default)
-    if value is None or isinstance(value, _NUMERIC):
-        return value
-    raise ProcessArgumentError(
-        f"argument '{name}' must be a number or an array of numbers, not {type(value).__name__}",
-        parameter=name,
-    )
-
-
-def _nan(x: Any) -> Any:
-    return np.nan if x is None else x
-
-
-def _elementwise(func: Callable[..., Any], *values: Any) -> Any:
-    """Apply a numpy function; null scalars give null, null in arrays is NaN."""
-    if not any(_is_array(v) for v in values) and any(v is None for v in values):
-        return None
-    with np.errstate(all="ignore"):
-        return _py(func(*(_nan(v) for v in values)))
-
-
-def _truthy(x: Any) -> Any:
-    """A boolean condition; NaN and null are false."""
-    if isinstance(x, xr.DataArray | np.ndarray):
-        if x.dtype == bool:
-            return x
-        with np.errstate(invalid="ignore"):
-            return (x != 0) & ~_isnan(x)
-    return bool(x) and not (isinstance(x, float) and math.isnan(x))
-
-
-def _isnan(x: Any) -> Any:
-    if isinstance(x, xr.DataArray):
-        return xr.apply_ufunc(_isnan, x)
-    a = np.asarray(x)
-    if a.dtype.kind in "fc":
-        return np.isnan(a)
-    if a.dtype.kind == "M":
-        return np.isnat(a)
-    if a.dtype == object:
-        return np.vectorize(lambda v: v is None or (isinstance(v, float) and math.isnan(v)), otypes=[bool])(a)
-    return np.zeros(a.shape, dtype=bool)
 
 
 def _array(data: Any, name: str = "data") -> xr.DataArray | np.ndarray:
@@ -112,18 +49,18 @@ def _array(data: Any, name: str = "data") -> xr.DataArray | np.ndarray:
             raise ProcessArgumentError(f"argument '{name}' must be a 1-D array", parameter=name)
         return data
     if isinstance(data, list | tuple):
-        if any(_is_array(v) for v in data):
+        if any(is_array(v) for v in data):
             return _stack(list(data))
         if any(isinstance(v, str) for v in data):
             return np.asarray(list(data), dtype=object)
-        return np.asarray([_nan(v) for v in data])
+        return np.asarray([null_to_nan(v) for v in data])
     raise ProcessArgumentError(
         f"argument '{name}' must be an array, not {type(data).__name__}", parameter=name
     )
 
 
 def _stack(items: list[Any]) -> xr.DataArray:
-    arrays = [v if isinstance(v, xr.DataArray) else xr.DataArray(_nan(v)) for v in items]
+    arrays = [v if isinstance(v, xr.DataArray) else xr.DataArray(null_to_nan(v)) for v in items]
     if any(isinstance(v, np.ndarray) and v.ndim > 0 for v in items):
         raise ProcessArgumentError("an array mixing numpy arrays and data cubes cannot be stacked")
     return xr.concat(xr.broadcast(*arrays), dim=ARRAY_DIM, coords="minimal", compat="override", join="outer")
@@ -134,7 +71,7 @@ def _reduce(data: Any, func: Callable[..., np.ndarray], **kwargs: Any) -> Any:
     arr = _array(data)
     if isinstance(arr, xr.DataArray):
         return xr.apply_ufunc(func, arr, input_core_dims=[[ARRAY_DIM]], kwargs=kwargs, keep_attrs=True)
-    return _py(func(arr, **kwargs))
+    return to_py(func(arr, **kwargs))
 
 
 def _ignore(args: Args) -> bool:
@@ -145,7 +82,7 @@ def _ignore(args: Args) -> bool:
 
 
 def _valid(a: np.ndarray) -> np.ndarray:
-    return ~np.asarray(_isnan(a))
+    return ~np.asarray(nan_mask(a))
 
 
 def _no_valid_to_nan(result: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -319,9 +256,9 @@ def count(args: Args, ctx: EvalContext) -> Any:
             xr.ones_like(arr, dtype=bool) if isinstance(arr, xr.DataArray) else np.ones(arr.shape, bool)
         )
     elif condition is None:
-        flags = ~_isnan(arr) if isinstance(arr, xr.DataArray) else _valid(arr)
+        flags = ~nan_mask(arr) if isinstance(arr, xr.DataArray) else _valid(arr)
     elif isinstance(condition, Callback):
-        flags = _truthy(condition(x=arr, context=args.get("context")))
+        flags = truthy(condition(x=arr, context=args.get("context")))
     else:
         raise ProcessArgumentError(
             "argument 'condition' must be a process, true or null", parameter="condition"
@@ -329,7 +266,7 @@ def count(args: Args, ctx: EvalContext) -> Any:
     if isinstance(flags, xr.DataArray) and isinstance(arr, xr.DataArray):
         flags = flags.broadcast_like(arr)
         return flags.sum(dim=ARRAY_DIM)
-    return _py(np.asarray(flags).sum())
+    return to_py(np.asarray(flags).sum())
 
 
 # -- array access and construction -------------------------------------------------------------------
@@ -349,7 +286,7 @@ def array_element(args: Args, ctx: EvalContext) -> Any:
     if index is not None and (not isinstance(index, int | np.integer) or isinstance(index, bool)):
         raise ProcessArgumentError("argument 'index' must be an integer", parameter="index")
     position = -1 if index is None else int(index)
-    if isinstance(data, list | tuple) and not any(_is_array(v) for v in data):
+    if isinstance(data, list | tuple) and not any(is_array(v) for v in data):
         if label is not None:
             raise ProcessArgumentError("the array has no labels; use 'index'", parameter="label")
         if 0 <= position < len(data):
@@ -362,7 +299,7 @@ def array_element(args: Args, ctx: EvalContext) -> Any:
         if label is not None:
             raise ProcessArgumentError("the array has no labels; use 'index'", parameter="label")
         if 0 <= position < arr.shape[0]:
-            return _py(arr[position])
+            return to_py(arr[position])
         if return_nodata:
             return None
         raise ProcessArgumentError(
@@ -395,7 +332,7 @@ def _labels(arr: xr.DataArray) -> np.ndarray:
 def _label_position(labels: np.ndarray, label: Any) -> int | None:
     if labels.dtype.kind == "M":
         try:
-            wanted: Any = _to_datetime64(label)
+            wanted: Any = to_datetime64(label)
         except ProcessArgumentError:
             return None
     else:
@@ -410,7 +347,7 @@ def array_labels(args: Args, ctx: EvalContext) -> Any:
     arr = _array(args["data"])
     if not isinstance(arr, xr.DataArray):
         raise ProcessArgumentError("the array has no labels", parameter="data")
-    return [_py(v) for v in _labels(arr)]
+    return [to_py(v) for v in _labels(arr)]
 
 
 @PROCESSES.register("array_apply")
@@ -424,12 +361,12 @@ def array_apply(args: Args, ctx: EvalContext) -> Any:
     if not isinstance(process, Callback):
         raise ProcessArgumentError("argument 'process' must be a process", parameter="process")
     data = args["data"]
-    if isinstance(data, list | tuple) and not any(_is_array(v) for v in data):
+    if isinstance(data, list | tuple) and not any(is_array(v) for v in data):
         return [process(x=v, index=i, label=None, context=context) for i, v in enumerate(data)]
     arr = _array(data)
     if isinstance(arr, np.ndarray):
         return np.asarray(
-            [process(x=_py(v), index=i, label=None, context=context) for i, v in enumerate(arr)]
+            [process(x=to_py(v), index=i, label=None, context=context) for i, v in enumerate(arr)]
         )
     size = arr.sizes[ARRAY_DIM]
     index = xr.DataArray(np.arange(size), dims=ARRAY_DIM)
@@ -441,9 +378,9 @@ def array_apply(args: Args, ctx: EvalContext) -> Any:
 def _like(result: Any, arr: xr.DataArray) -> xr.DataArray:
     """`result` broadcast to the dimensions of `arr`, with its coordinates."""
     if not isinstance(result, xr.DataArray):
-        if _is_array(result):
+        if is_array(result):
             raise ProcessArgumentError("the process returned an array without dimension names")
-        return xr.full_like(arr, _nan(result), dtype=np.result_type(np.asarray(_nan(result))))
+        return xr.full_like(arr, null_to_nan(result), dtype=np.result_type(np.asarray(null_to_nan(result))))
     if ARRAY_DIM in result.coords and ARRAY_DIM in arr.coords:
         result = result.drop_vars(ARRAY_DIM)
     out = result.broadcast_like(arr)
@@ -461,18 +398,14 @@ def array_create(args: Args, ctx: EvalContext) -> Any:
     if not isinstance(repeat, int) or repeat < 1:
         raise ProcessArgumentError("argument 'repeat' must be a positive integer", parameter="repeat")
     items = list(data) * repeat
-    return _stack(items) if any(_is_array(v) for v in items) else items
+    return _stack(items) if any(is_array(v) for v in items) else items
 
 
 @PROCESSES.register("array_concat")
 def array_concat(args: Args, ctx: EvalContext) -> Any:
     """openEO `array_concat`."""
     a, b = args["array1"], args["array2"]
-    if (
-        isinstance(a, list | tuple)
-        and isinstance(b, list | tuple)
-        and not any(_is_array(v) for v in [*a, *b])
-    ):
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple) and not any(is_array(v) for v in [*a, *b]):
         return [*a, *b]
     arrays = []
     for name, value in (("array1", a), ("array2", b)):
@@ -515,417 +448,4 @@ def array_find(args: Args, ctx: EvalContext) -> Any:
     result = _reduce(arr, find)
     if isinstance(result, float):
         return None if math.isnan(result) else int(result)
-    return result
-
-
-# -- math --------------------------------------------------------------------------------------------
-
-
-def _register_elementwise(process_id: str, params: tuple[str, ...], func: Callable[..., Any]) -> None:
-    def impl(args: Args, ctx: EvalContext) -> Any:
-        return _elementwise(func, *(_number(args, p) for p in params))
-
-    impl.__doc__ = f"openEO `{process_id}`, elementwise."
-    PROCESSES.add(process_id, impl)
-
-
-def _divide(x: Any, y: Any) -> Any:
-    if not (_is_array(x) or _is_array(y)):
-        return np.float64(x) / np.float64(y)
-    return x / y
-
-
-def _int(x: Any) -> Any:
-    if isinstance(x, xr.DataArray | np.ndarray):
-        return np.trunc(x)
-    return int(x) if math.isfinite(x) else x
-
-
-_ELEMENTWISE: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
-    "add": (("x", "y"), operator.add),
-    "subtract": (("x", "y"), operator.sub),
-    "multiply": (("x", "y"), operator.mul),
-    "divide": (("x", "y"), _divide),
-    "power": (("base", "p"), lambda b, p: np.power(np.float64(b) if not _is_array(b) else b, p)),
-    "mod": (("x", "y"), np.mod),
-    "absolute": (("x",), np.abs),
-    "sgn": (("x",), np.sign),
-    "sqrt": (("x",), np.sqrt),
-    "exp": (("p",), np.exp),
-    "ln": (("x",), np.log),
-    "log": (("x", "base"), lambda x, base: np.log(x) / np.log(base)),
-    "floor": (("x",), np.floor),
-    "ceil": (("x",), np.ceil),
-    "int": (("x",), _int),
-    "sin": (("x",), np.sin),
-    "cos": (("x",), np.cos),
-    "tan": (("x",), np.tan),
-    "arcsin": (("x",), np.arcsin),
-    "arccos": (("x",), np.arccos),
-    "arctan": (("x",), np.arctan),
-    "arctan2": (("y", "x"), np.arctan2),
-    "sinh": (("x",), np.sinh),
-    "cosh": (("x",), np.cosh),
-    "tanh": (("x",), np.tanh),
-    "normalized_difference": (("x", "y"), lambda x, y: _divide(x - y, x + y)),
-    "clip": (("x", "min", "max"), lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi)),
-    "is_infinite": (("x",), np.isinf),
-}
-
-for _pid, (_params, _fn) in _ELEMENTWISE.items():
-    _register_elementwise(_pid, _params, _fn)
-
-
-@PROCESSES.register("round")
-def round_(args: Args, ctx: EvalContext) -> Any:
-    """openEO `round` to `p` decimals, half to even."""
-    p = args.get("p", 0)
-    if not isinstance(p, int):
-        raise ProcessArgumentError("argument 'p' must be an integer", parameter="p")
-    return _elementwise(lambda x: np.round(x, p), _number(args, "x"))
-
-
-@PROCESSES.register("linear_scale_range")
-def linear_scale_range(args: Args, ctx: EvalContext) -> Any:
-    """openEO `linear_scale_range`: clip `x` to the input range, then map it linearly."""
-    x = _number(args, "x")
-    lo, hi = _number(args, "inputMin"), _number(args, "inputMax")
-    out_lo, out_hi = _number(args, "outputMin", 0), _number(args, "outputMax", 1)
-
-    def scale(x: Any) -> Any:
-        clipped = np.minimum(np.maximum(x, lo), hi)
-        return (clipped - lo) / (hi - lo) * (out_hi - out_lo) + out_lo
-
-    return _elementwise(scale, x)
-
-
-@PROCESSES.register("constant")
-def constant(args: Args, ctx: EvalContext) -> Any:
-    """openEO `constant`."""
-    return args["x"]
-
-
-# -- comparison and logic -------------------------------------------------------------------------
-
-
-def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def compare(x: Any, y: Any) -> Any:
-        if not (_is_array(x) or _is_array(y)):
-            if x is None or y is None:
-                return None
-            if isinstance(x, str) or isinstance(y, str):
-                return False
-            return bool(op(x, y))
-        with np.errstate(invalid="ignore"):
-            return op(_nan(x), _nan(y))
-
-    return compare
-
-
-def _register_comparison(process_id: str, op: Callable[[Any, Any], Any]) -> None:
-    compare = _compare(op)
-
-    def impl(args: Args, ctx: EvalContext) -> Any:
-        x, y = args["x"], args["y"]
-        if op in (operator.eq, operator.ne):
-            return _equality(x, y, args, negate=op is operator.ne)
-        for name, value in (("x", x), ("y", y)):
-            if isinstance(value, list | dict):
-                raise ProcessArgumentError(f"argument '{name}' cannot be compared", parameter=name)
-        return compare(x, y)
-
-    impl.__doc__ = f"openEO `{process_id}`."
-    PROCESSES.add(process_id, impl)
-
-
-def _equality(x: Any, y: Any, args: Args, negate: bool) -> Any:
-    delta, case_sensitive = args.get("delta"), args.get("case_sensitive", True)
-    if not (_is_array(x) or _is_array(y)):
-        if x is None or y is None:
-            return None
-        if isinstance(x, str) and isinstance(y, str):
-            same = x == y if case_sensitive else x.lower() == y.lower()
-        elif isinstance(x, str) != isinstance(y, str):
-            same = False
-        elif delta is not None:
-            same = abs(x - y) <= delta
-        else:
-            same = x == y
-        return bool(same) != negate
-    with np.errstate(invalid="ignore"):
-        x, y = _nan(x), _nan(y)
-        same = abs(x - y) <= delta if delta is not None else x == y
-    return ~same if negate else same
-
-
-for _pid, _op in {
-    "eq": operator.eq,
-    "neq": operator.ne,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "gt": operator.gt,
-    "gte": operator.ge,
-}.items():
-    _register_comparison(_pid, _op)
-
-
-@PROCESSES.register("between")
-def between(args: Args, ctx: EvalContext) -> Any:
-    """openEO `between` (numbers), inclusive unless `exclude_max`."""
-    x, lo, hi = _number(args, "x"), _number(args, "min"), _number(args, "max")
-    upper = operator.lt if args.get("exclude_max", False) else operator.le
-    if not _is_array(x):
-        return None if x is None else bool(lo <= x and upper(x, hi))
-    with np.errstate(invalid="ignore"):
-        return (x >= lo) & upper(x, hi)
-
-
-def _logic_scalar(x: Any, name: str) -> bool | None:
-    if x is None or isinstance(x, bool | np.bool_):
-        return None if x is None else bool(x)
-    if isinstance(x, int | float | np.number):
-        return None if isinstance(x, float) and math.isnan(x) else bool(x)
-    raise ProcessArgumentError(f"argument '{name}' must be a boolean", parameter=name)
-
-
-def _logic(x: Any, y: Any, kind: str) -> Any:
-    if not (_is_array(x) or _is_array(y)):
-        a, b = _logic_scalar(x, "x"), _logic_scalar(y, "y")
-        if kind == "and":
-            return False if a is False or b is False else (None if a is None or b is None else True)
-        if kind == "or":
-            return True if a is True or b is True else (None if a is None or b is None else False)
-        return None if a is None or b is None else a != b
-    x, y = _nan(x), _nan(y)
-    if all(
-        np.asarray(v).dtype.kind in "biu" if not isinstance(v, xr.DataArray) else v.dtype.kind in "biu"
-        for v in (x, y)
-    ):
-        ops = {"and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor}
-        return ops[kind](x, y)
-    xn, yn = _isnan(x), _isnan(y)
-    xt, yt = _truthy(x), _truthy(y)
-    with np.errstate(invalid="ignore"):
-        if kind == "and":
-            false = (~xn & ~xt) | (~yn & ~yt)
-            decided = xt & yt
-            return (
-                xr.where(false, 0.0, xr.where(decided, 1.0, np.nan))
-                if _any_da(x, y)
-                else np.where(false, 0.0, np.where(decided, 1.0, np.nan))
-            )
-        if kind == "or":
-            true = xt | yt
-            decided_false = ~xn & ~yn
-            where = xr.where if _any_da(x, y) else np.where
-            return where(true, 1.0, where(decided_false, 0.0, np.nan))
-        where = xr.where if _any_da(x, y) else np.where
-        return where(xn | yn, np.nan, where(xt != yt, 1.0, 0.0))
-
-
-def _any_da(*values: Any) -> bool:
-    return any(isinstance(v, xr.DataArray) for v in values)
-
-
-for _kind in ("and", "or", "xor"):
-
-    def _make(kind: str) -> Callable[[Args, EvalContext], Any]:
-        def impl(args: Args, ctx: EvalContext) -> Any:
-            return _logic(args["x"], args["y"], kind)
-
-        impl.__doc__ = f"openEO `{kind}`, three-valued."
-        return impl
-
-    PROCESSES.add(_kind, _make(_kind))
-
-
-@PROCESSES.register("not")
-def not_(args: Args, ctx: EvalContext) -> Any:
-    """openEO `not`."""
-    x = args["x"]
-    if not _is_array(x):
-        value = _logic_scalar(x, "x")
-        return None if value is None else not value
-    if x.dtype == bool:
-        return ~x
-    where = xr.where if isinstance(x, xr.DataArray) else np.where
-    return where(_isnan(x), np.nan, where(_truthy(x), 0.0, 1.0))
-
-
-@PROCESSES.register("if")
-def if_(args: Args, ctx: EvalContext) -> Any:
-    """openEO `if`: `accept` where `value` is true, else `reject` (null when not given)."""
-    value, accept, reject = args["value"], args.get("accept"), args.get("reject")
-    if not _is_array(value):
-        return accept if _truthy(_nan(value)) else reject
-    where = xr.where if _any_da(value, accept, reject) else np.where
-    return where(_truthy(value), _nan(accept), _nan(reject))
-
-
-@PROCESSES.register("is_nan")
-def is_nan(args: Args, ctx: EvalContext) -> Any:
-    """openEO `is_nan`: true for NaN and for anything that is not a number."""
-    x = args["x"]
-    if _is_array(x):
-        return _isnan(x)
-    if isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.number):
-        return True
-    return bool(math.isnan(x))
-
-
-@PROCESSES.register("is_nodata")
-def is_nodata(args: Args, ctx: EvalContext) -> Any:
-    """openEO `is_nodata`: null, and NaN inside arrays (the engine's nodata)."""
-    x = args["x"]
-    return _isnan(x) if _is_array(x) else x is None
-
-
-@PROCESSES.register("is_valid")
-def is_valid(args: Args, ctx: EvalContext) -> Any:
-    """openEO `is_valid`: not null, not NaN, not infinite."""
-    x = args["x"]
-    if _is_array(x):
-        if x.dtype.kind == "f":
-            return np.isfinite(x)
-        return ~_isnan(x)
-    if x is None:
-        return False
-    return not (isinstance(x, float | np.floating) and not math.isfinite(x))
-
-
-# -- dates ---------------------------------------------------------------------------------------------
-
-_COMPONENTS = ("year", "month", "day", "hour", "minute", "second")
-_DIFFERENCE_UNITS = {
-    "millisecond": np.timedelta64(1, "ms"),
-    "second": np.timedelta64(1, "s"),
-    "minute": np.timedelta64(1, "m"),
-    "hour": np.timedelta64(1, "h"),
-    "day": np.timedelta64(1, "D"),
-    "week": np.timedelta64(7, "D"),
-    "month": np.timedelta64(2_629_746, "s"),  # 30.436875 days
-    "year": np.timedelta64(31_556_952, "s"),  # 365.2425 days
-}
-
-
-def _to_datetime64(value: Any) -> np.datetime64:
-    """An ISO date or date-time string (or datetime64) as a UTC datetime64[ns]."""
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[ns]")
-    if not isinstance(value, str):
-        raise ProcessArgumentError(f"{value!r} is not a date")
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError as exc:
-        raise ProcessArgumentError(f"{value!r} is not an ISO 8601 date or date-time") from exc
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_datetime64().astype("datetime64[ns]")
-
-
-def _format(value: np.datetime64, date_only: bool) -> str:
-    ts = pd.Timestamp(value)
-    if date_only and ts == ts.normalize():
-        return ts.strftime("%Y-%m-%d")
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    if ts.microsecond:
-        text += f".{ts.microsecond // 1000:03d}"
-    return text + "Z"
-
-
-def _is_date_only(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 10
-
-
-def _dates(value: Any, name: str) -> Any:
-    """Dates as datetime64[ns] values: scalar, numpy array or DataArray."""
-    if isinstance(value, xr.DataArray | np.ndarray):
-        if value.dtype.kind == "M":
-            return value.astype("datetime64[ns]")
-        if value.dtype == object or value.dtype.kind == "U":
-            converted = np.vectorize(_to_datetime64, otypes=["datetime64[ns]"])(np.asarray(value))
-            return value.copy(data=converted) if isinstance(value, xr.DataArray) else converted
-        raise ProcessArgumentError(f"argument '{name}' must hold dates", parameter=name)
-    try:
-        return _to_datetime64(value)
-    except ProcessArgumentError as exc:
-        raise ProcessArgumentError(f"argument '{name}': {exc.message}", parameter=name) from exc
-
-
-def _on_values(value: Any, func: Callable[[np.ndarray], np.ndarray]) -> Any:
-    """Apply `func` to the flat datetime64 values of a scalar, array or DataArray."""
-    if isinstance(value, xr.DataArray):
-        return value.copy(data=func(value.values.ravel()).reshape(value.shape))
-    if isinstance(value, np.ndarray):
-        return func(value.ravel()).reshape(value.shape)
-    return func(np.asarray([value]))[0]
-
-
-@PROCESSES.register("date_difference")
-def date_difference(args: Args, ctx: EvalContext) -> Any:
-    """openEO `date_difference`: ``date2 - date1`` in `unit` (default seconds)."""
-    unit = args.get("unit", "second")
-    if unit not in _DIFFERENCE_UNITS:
-        raise ProcessArgumentError(f"unit must be one of {sorted(_DIFFERENCE_UNITS)}", parameter="unit")
-    d1, d2 = _dates(args["date1"], "date1"), _dates(args["date2"], "date2")
-    diff = (d2 - d1) / _DIFFERENCE_UNITS[unit]
-    return _py(diff)
-
-
-@PROCESSES.register("date_replace_component")
-def date_replace_component(args: Args, ctx: EvalContext) -> Any:
-    """openEO `date_replace_component`: set the year, month, day, hour, minute or second."""
-    component, value = args["component"], args["value"]
-    if component not in _COMPONENTS:
-        raise ProcessArgumentError(f"component must be one of {list(_COMPONENTS)}", parameter="component")
-    if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise ProcessArgumentError("argument 'value' must be an integer", parameter="value")
-    raw = args["date"]
-    dates = _dates(raw, "date")
-
-    def replace(values: np.ndarray) -> np.ndarray:
-        index = pd.DatetimeIndex(values)
-        parts = {c: np.asarray(getattr(index, c), dtype=float) for c in _COMPONENTS}
-        parts[component] = np.where(np.isnan(parts[component]), np.nan, value)
-        sub_second = np.asarray(index.microsecond * 1000 + index.nanosecond, dtype=float)
-        try:
-            rebuilt = pd.to_datetime(pd.DataFrame(parts), errors="raise")
-        except (ValueError, OverflowError) as exc:
-            raise ProcessArgumentError(f"replacing the {component} by {value} gives an invalid date") from exc
-        return np.asarray(rebuilt + pd.to_timedelta(sub_second, unit="ns"), dtype="datetime64[ns]")
-
-    result = _on_values(dates, replace)
-    if isinstance(raw, str):
-        return _format(result, _is_date_only(raw))
-    return result
-
-
-@PROCESSES.register("date_shift")
-def date_shift(args: Args, ctx: EvalContext) -> Any:
-    """openEO `date_shift` by `value` units; months and years clamp to the end of the month."""
-    unit, value = args["unit"], args["value"]
-    if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise ProcessArgumentError("argument 'value' must be an integer", parameter="value")
-    offsets = {
-        "millisecond": pd.Timedelta(milliseconds=value),
-        "second": pd.Timedelta(seconds=value),
-        "minute": pd.Timedelta(minutes=value),
-        "hour": pd.Timedelta(hours=value),
-        "day": pd.Timedelta(days=value),
-        "week": pd.Timedelta(weeks=value),
-        "month": pd.DateOffset(months=value),
-        "year": pd.DateOffset(years=value),
-    }
-    if unit not in offsets:
-        raise ProcessArgumentError(f"unit must be one of {sorted(offsets)}", parameter="unit")
-    raw = args["date"]
-    dates = _dates(raw, "date")
-    offset = offsets[unit]
-
-    def shift(values: np.ndarray) -> np.ndarray:
-        return np.asarray(pd.DatetimeIndex(values) + offset, dtype="datetime64[ns]")
-
-    result = _on_values(dates, shift)
-    if isinstance(raw, str):
-        return _format(result, _is_date_only(raw) and unit in ("day", "week", "month", "year"))
     return result

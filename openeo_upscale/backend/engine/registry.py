@@ -111,4 +111,4 @@ class ProcessRegistry:
 
 
 PROCESSES = ProcessRegistry()
-"""The default registry; ``engine.arrays`` and ``engine.cubes`` populate it at import."""
+"""The default registry; the engine's process modules (arrays, maths, dates, cubes) populate it at import."""

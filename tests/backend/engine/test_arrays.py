@@ -1,4 +1,7 @@
-"""Array, math, logic and date processes against independent numpy references."""
+"""Array processes and reducers against independent numpy references.
+
+:func:`run` evaluates one process through the real evaluator; test_maths and test_dates use it too.
+"""
 
 from __future__ import annotations
 
@@ -226,116 +229,55 @@ def test_bap_max_mask_uses_enclosing_data_parameter() -> None:
     np.testing.assert_array_equal(result.values, cube.values != cube.values.max(axis=0))
 
 
-ELEMENTWISE = {
-    "add": (("x", "y"), np.add),
-    "subtract": (("x", "y"), np.subtract),
-    "multiply": (("x", "y"), np.multiply),
-    "divide": (("x", "y"), np.divide),
-    "power": (("base", "p"), np.power),
-    "normalized_difference": (("x", "y"), lambda x, y: (x - y) / (x + y)),
-    "absolute": (("x",), np.abs),
-    "sqrt": (("x",), np.sqrt),
-    "exp": (("p",), np.exp),
-    "ln": (("x",), np.log),
-    "floor": (("x",), np.floor),
-    "ceil": (("x",), np.ceil),
-    "int": (("x",), np.trunc),
-    "sin": (("x",), np.sin),
-    "eq": (("x", "y"), np.equal),
-    "neq": (("x", "y"), np.not_equal),
-    "lt": (("x", "y"), np.less),
-    "lte": (("x", "y"), np.less_equal),
-    "gt": (("x", "y"), np.greater),
-    "gte": (("x", "y"), np.greater_equal),
-    "is_nan": (("x",), np.isnan),
-}
+def _callback(process_id: str, **arguments: Any) -> dict[str, Any]:
+    return {"process_graph": {"c": {"process_id": process_id, "arguments": arguments, "result": True}}}
 
 
-@pytest.mark.parametrize("process_id", sorted(ELEMENTWISE))
-def test_elementwise_on_cubes_broadcasts(process_id: str) -> None:
-    params, reference = ELEMENTWISE[process_id]
-    x = xr.DataArray(np.round(RNG.random((2, 3)) * 4, 1), dims=("y", "x"))
-    x[0, 0] = np.nan
-    y = xr.DataArray(np.round(RNG.random(3) * 4, 1) + 0.1, dims=("x",))
-    values = dict(zip(params, (x, y), strict=False))
-    result = run(process_id, **values)
-    with np.errstate(all="ignore"):
-        expected = reference(*(v.values if v.ndim == 2 else v.values[None, :] for v in values.values()))
-    assert result.dims == ("y", "x")
-    np.testing.assert_allclose(result.values, expected, equal_nan=True)
+def test_array_labels() -> None:
+    cube = cube_with_nans()
+    assert run("array_labels", data=cube) == list("abcde")
+    dates = np.array(["2022-05-01", "2022-05-06"], dtype="datetime64[ns]")
+    dated = xr.DataArray([1.0, 2.0], dims=ARRAY_DIM, coords={ARRAY_DIM: dates})
+    np.testing.assert_array_equal(np.array(run("array_labels", data=dated)), dates)
+    with pytest.raises(ProcessGraphError, match="no labels"):
+        run("array_labels", data=[1, 2])
 
 
-def test_scalars_and_null() -> None:
-    assert run("add", x=1, y=2) == 3
-    assert run("divide", x=1, y=0) == float("inf")
-    assert run("add", x=1, y=None) is None
-    assert run("eq", x=None, y=1) is None
-    assert run("eq", x="A", y="a", case_sensitive=False) is True
-    assert run("eq", x=1, y=1.05, delta=0.1) is True
-    assert run("round", x=2.5) == 2.0
-    assert run("round", x=1.2345, p=2) == pytest.approx(1.23)
-    assert run("clip", x=12, min=0, max=10) == 10
-    assert run("linear_scale_range", x=15, inputMin=0, inputMax=10, outputMin=0, outputMax=100) == 100
-    assert run("log", x=100, base=10) == pytest.approx(2)
-    assert run("between", x=5, min=0, max=5, exclude_max=True) is False
-    assert run("is_nan", x="text") is True
-    assert run("is_nodata", x=None) is True
-    assert run("is_valid", x=float("inf")) is False
+def test_callbacks_invoked_many_times_on_lists_and_numpy_arrays() -> None:
+    """array_apply calls its callback once per element of a list or numpy array; count too."""
+    values = RNG.normal(size=200)
+    scaled = _callback("multiply", x={"from_parameter": "x"}, y={"from_parameter": "index"})
+    from_list = run("array_apply", data=values.tolist(), process=scaled)
+    np.testing.assert_allclose(from_list, values * np.arange(200))
+    from_numpy = run("array_apply", data=values, process=scaled)
+    assert isinstance(from_numpy, np.ndarray)
+    np.testing.assert_allclose(from_numpy, values * np.arange(200))
+    positive = _callback("gt", x={"from_parameter": "x"}, y=0)
+    assert run("count", data=values.tolist(), condition=positive) == int((values > 0).sum())
+    assert run("count", data=[1.0, None, 3.0]) == 2
 
 
-def test_logic_three_valued() -> None:
-    assert run("and", x=True, y=None) is None
-    assert run("and", x=False, y=None) is False
-    assert run("or", x=True, y=None) is True
-    assert run("xor", x=True, y=False) is True
-    assert run("not", x=None) is None
-    x = xr.DataArray(np.array([1.0, 0.0, np.nan, np.nan]), dims="i")
-    y = xr.DataArray(np.array([np.nan, np.nan, 1.0, 0.0]), dims="i")
-    np.testing.assert_array_equal(run("and", x=x, y=y).values, [np.nan, 0.0, np.nan, 0.0])
-    np.testing.assert_array_equal(run("or", x=x, y=y).values, [1.0, np.nan, 1.0, np.nan])
-    b1 = xr.DataArray(np.array([True, False]), dims="i")
-    assert run("or", x=b1, y=~b1).dtype == bool
+def test_array_apply_on_a_cube_keeps_shape_and_labels() -> None:
+    cube = cube_with_nans()
+    process = _callback("power", base={"from_parameter": "x"}, p=2)
+    result = run("array_apply", data=cube, process=process)
+    assert result.dims == cube.dims
+    assert list(result.coords[ARRAY_DIM].values) == list("abcde")
+    np.testing.assert_allclose(result.values, cube.values**2, equal_nan=True)
 
 
-def test_if_replaces_nan_like_bap() -> None:
-    x = xr.DataArray(np.array([1.0, np.nan, 3.0]), dims="i")
-    graph = {
-        "isnan1": {"process_id": "is_nan", "arguments": {"x": {"from_parameter": "x"}}},
-        "if1": {
-            "process_id": "if",
-            "arguments": {"accept": 0, "reject": {"from_parameter": "x"}, "value": {"from_node": "isnan1"}},
-            "result": True,
-        },
-    }
-    result = Evaluator(default_registry()).evaluate(graph, {"x": x})
-    np.testing.assert_array_equal(result.values, [1.0, 0.0, 3.0])
-    assert run("if", value=False, accept=1) is None
-
-
-def test_dates_on_strings() -> None:
-    assert run("date_replace_component", date="2022-05-03", component="day", value=15) == "2022-05-15"
-    assert run("date_replace_component", date="2022-05-03T10:20:30Z", component="hour", value=1) == (
-        "2022-05-03T01:20:30Z"
-    )
-    assert run("date_difference", date1="2022-05-15", date2="2022-05-03", unit="day") == -12
-    assert run("date_difference", date1="2022-05-03T00:00:00Z", date2="2022-05-03T01:00:00+00:00") == 3600
-    assert run("date_shift", date="2020-01-31", value=1, unit="month") == "2020-02-29"
-    assert run("date_shift", date="2020-01-31", value=-2, unit="day") == "2020-01-29"
-    assert run("date_shift", date="2020-01-31", value=3, unit="hour") == "2020-01-31T03:00:00Z"
-    with pytest.raises(ProcessGraphError, match="invalid date"):
-        run("date_replace_component", date="2022-02-03", component="day", value=30)
-
-
-def test_dates_on_arrays() -> None:
-    dates = np.array(["2022-01-31", "2022-02-10T12:00"], dtype="datetime64[ns]")
-    labels = xr.DataArray(dates, dims=ARRAY_DIM)
-    replaced = run("date_replace_component", date=labels, component="month", value=3)
+def test_array_find_contains_concat_on_cubes() -> None:
+    values = RNG.integers(0, 4, size=(3, 4, 6)).astype(float)
+    cube = xr.DataArray(values, dims=("y", "x", ARRAY_DIM))
+    hits = values == 2
+    first = np.where(hits.any(-1), np.argmax(hits, axis=-1), np.nan)
+    last = np.where(hits.any(-1), 5 - np.argmax(hits[..., ::-1], axis=-1), np.nan)
+    np.testing.assert_array_equal(run("array_find", data=cube, value=2).values, first)
+    np.testing.assert_array_equal(run("array_find", data=cube, value=2, reverse=True).values, last)
+    np.testing.assert_array_equal(run("array_contains", data=cube, value=2).values, hits.any(-1))
+    other = xr.DataArray(RNG.random((3, 4, 2)), dims=("y", "x", ARRAY_DIM))
+    joined = run("array_concat", array1=cube, array2=other)
+    assert joined.sizes[ARRAY_DIM] == 8
     np.testing.assert_array_equal(
-        replaced.values, np.array(["2022-03-31", "2022-03-10T12:00"], dtype="datetime64[ns]")
+        joined.transpose("y", "x", ARRAY_DIM).values, np.concatenate([values, other.values], axis=-1)
     )
-    shifted = run("date_shift", date=dates, value=1, unit="month")
-    np.testing.assert_array_equal(
-        shifted, np.array(["2022-02-28", "2022-03-10T12:00"], dtype="datetime64[ns]")
-    )
-    diff = run("date_difference", date1="2022-01-01", date2=labels, unit="hour")
-    np.testing.assert_array_equal(diff.values, (dates - np.datetime64("2022-01-01")) / np.timedelta64(1, "h"))
