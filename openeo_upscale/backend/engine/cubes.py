@@ -474,14 +474,15 @@ def _fill_for(cube: xr.DataArray) -> Any:
     return False if cube.dtype == bool else np.nan
 
 
-def _align_spatial(c1: xr.DataArray, c2: xr.DataArray) -> xr.DataArray:
-    """`c2` on the grid of `c1` (exact coordinates when the grids agree, else resampled)."""
+def _align_spatial(c1: xr.DataArray, c2: xr.DataArray, fill: Any = None) -> xr.DataArray:
+    """`c2` on the grid of `c1` (exact coordinates when the grids agree, else resampled); where
+    `c2` does not cover `c1`, `fill` (by default nodata: NaN, or False for booleans)."""
     if not all(d in c1.dims and d in c2.dims for d in ("x", "y")):
         return c2
     g1, g2 = Grid.of(c1), Grid.of(c2)
     if g1.same_as(g2):
         return c2.assign_coords(x=c1["x"].values, y=c1["y"].values)
-    return regrid(c2, g1, "near", _fill_for(c2))
+    return regrid(c2, g1, "near", _fill_for(c2) if fill is None else fill)
 
 
 @PROCESSES.register("merge_cubes")
@@ -552,7 +553,9 @@ def _product(flags: list[xr.DataArray]) -> xr.DataArray | None:
 
 def _mask_like(mask: xr.DataArray, data: xr.DataArray) -> xr.DataArray:
     """`mask` aligned to `data`: its grid, its t labels and its bands, as booleans (True = masked)."""
-    mask = _align_spatial(data, mask)
+    # Where the mask does not reach (a 20 m mask one pixel short of 10 m data at a tile edge),
+    # it masks: no mask value is nodata, and nodata in a mask masks.
+    mask = _align_spatial(data, mask, True if mask.dtype == bool else np.nan)
     if "t" in mask.dims and "t" in data.dims and not np.array_equal(mask["t"].values, data["t"].values):
         mask = mask.reindex(t=data["t"].values, fill_value=_fill_for(mask))
     mask_bands = "bands" if "bands" in mask.dims else None

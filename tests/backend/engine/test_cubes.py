@@ -325,6 +325,17 @@ def test_mask_without_bands_on_a_coarser_grid_is_resampled() -> None:
     np.testing.assert_array_equal(out.values, expected)
 
 
+def test_mask_masks_where_a_coarser_mask_does_not_reach() -> None:
+    """A 20 m mask one pixel short of 10 m data at a tile edge: the uncovered pixels are masked
+    (no mask value counts as nodata, and nodata in a mask masks), for boolean and float masks."""
+    data = make_cube(nt=1, bands=("B04",), ny=4, nx=4, res=10.0)
+    coarse = make_cube(nt=1, bands=("SCL",), ny=2, nx=1, res=20.0).isel(bands=0, drop=True)
+    for flags in (coarse < 0, (coarse < 0).astype("float32")):  # nothing flagged where it reaches
+        out = one("mask", data=p("d"), mask=p("m"), params={"d": data, "m": flags})
+        assert not np.isnan(out.values[..., :2]).any(), "covered columns keep their values"
+        assert np.isnan(out.values[..., 2:]).all(), "uncovered columns are masked"
+
+
 def test_mask_with_matching_bands_masks_band_by_band() -> None:
     cube = make_cube(nt=1)
     flags = cube > 5000
