@@ -141,6 +141,44 @@ _CALLBACKS: dict[tuple[str, str], tuple[str, ...]] = {
     ("load_collection", "properties"): ("value",),
 }
 
+_CUBE_PROCESSES = frozenset({
+    "add_dimension", "aggregate_temporal", "aggregate_temporal_period", "apply", "apply_dimension",
+    "apply_kernel", "apply_neighborhood", "drop_dimension", "filter_bands", "filter_bbox", "filter_labels",
+    "filter_spatial", "filter_temporal", "load_collection", "mask", "mask_polygon", "merge_cubes", "ndvi",
+    "reduce_dimension", "rename_dimension", "rename_labels", "resample_cube_spatial", "resample_spatial",
+    "vector_to_raster",
+})
+_BOOLEAN_PROCESSES = frozenset({
+    "and", "or", "xor", "not", "eq", "neq", "lt", "lte", "gt", "gte", "between", "is_nan", "is_nodata",
+    "is_valid", "is_infinite", "any", "all", "array_contains", "date_between",
+})
+_ARRAY_PROCESSES = frozenset({
+    "array_apply", "array_concat", "array_create", "array_filter", "array_interpolate_linear", "array_labels",
+    "dimension_labels", "order", "sort", "quantiles",
+})
+_ANY_PROCESSES = frozenset({"if", "array_element", "first", "last", "max", "min", "constant"})
+_DATACUBE = {"type": "object", "subtype": "datacube"}
+
+
+def _returns(pid: str) -> dict[str, Any]:
+    """The schema of what a process returns, by kind (numbers unless listed otherwise)."""
+    if pid in _CUBE_PROCESSES:
+        return _DATACUBE
+    if pid == "aggregate_spatial":
+        return {"type": "object", "subtype": "datacube", "description": "A vector data cube."}
+    if pid == "save_result":
+        return {"type": "boolean"}
+    if pid in _BOOLEAN_PROCESSES:
+        return {"type": ["boolean", "null"]}
+    if pid in _ARRAY_PROCESSES:
+        return {"type": "array", "items": {"description": "Any data type."}}
+    if pid in ("date_shift", "date_replace_component"):
+        return {"type": ["string", "null"], "format": "date-time", "subtype": "date-time"}
+    if pid in _ANY_PROCESSES:
+        return {"description": "Any data type."}
+    return {"type": ["number", "null"]}
+
+
 _CATEGORIES = {
     "load_collection": "cubes",
     "save_result": "cubes",
@@ -172,10 +210,13 @@ def process_specs() -> list[dict[str, Any]]:
             "description": f"openEO process `{pid}`.",
             "categories": [_CATEGORIES.get(pid, "local")],
             "parameters": [],
-            "returns": {"description": "The result.", "schema": {}},
+            "returns": {"description": "The result.", "schema": _returns(pid)},
         }
         for name, optional in params:
             param: dict[str, Any] = {"name": name, "description": f"Parameter `{name}`.", "schema": {}}
+            if name in ("data", "cube1", "cube2") and (pid in _CUBE_PROCESSES or pid in ("aggregate_spatial",
+                                                                                          "save_result")):
+                param["schema"] = _DATACUBE
             cb = callback_parameters(pid, name)
             if cb is not None:
                 param["schema"] = {
