@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/openeo-upscale demo
 
 test: $(STAMP)
+	@scripts/install-chromium.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
