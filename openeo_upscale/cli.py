@@ -68,6 +68,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output))
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from openeo_upscale.monitor.dashboard import create_app, serve
+
+    app = create_app(args.store, args.name, tiles_url=args.tiles_url)  # a missing store fails here
+    print(f"dashboard of {args.store} at http://{args.host}:{args.port}", flush=True)
+    serve(app, host=args.host, port=args.port)
+    return 0
+
+
 def _grid(args: argparse.Namespace) -> int:
     from openeo_upscale.errors import GridError
     from openeo_upscale.grid import AoiLike, tiles, write_tiles, zone_label
@@ -338,6 +347,20 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign import Store
+    from openeo_upscale.errors import StoreError
+    from openeo_upscale.monitor.report import write_report
+
+    if not _store_exists(args.store):
+        raise StoreError(f"no store at {args.store}")
+    with Store.open(args.store) as store:
+        campaign_id = int(store.campaign(name=args.name)["id"])
+        path = write_report(store, campaign_id, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def _is_bbox(value: Any) -> bool:
     """A bounding-box mapping (not GeoJSON)."""
     corners = {"west", "south", "east", "north"}
@@ -406,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
     demo.set_defaults(func=_demo)
 
+    dashboard = sub.add_parser("dashboard", help="serve a live web dashboard of a campaign (read-only)")
+    dashboard.add_argument("store", help="SQLite file or postgresql:// URL")
+    dashboard.add_argument("--name", help="the campaign (when the store holds several)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    dashboard.add_argument("--tiles-url",
+                           help="XYZ basemap tile URL, .../{z}/{x}/{y}.png (default: none, works offline)")
+    dashboard.set_defaults(func=_dashboard)
+
     grid = sub.add_parser("grid", help="cut an area of interest into UTM tiles")
     where = grid.add_mutually_exclusive_group(required=True)
     where.add_argument("--bbox", help="W,S,E,N in degrees (write --bbox=W,S,E,N when W is negative)")
@@ -466,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--output-dir", help="where results go (default <name>-results)")
     imp.add_argument("--pin-from", help="pin each task to the backend in this column (e.g. backend_name)")
     imp.set_defaults(func=_import)
+
+    report = sub.add_parser("report", help="write a self-contained HTML report of a campaign")
+    report.add_argument("store", help="SQLite file or postgresql:// URL")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file (default report.html)")
+    report.add_argument("--name", help="the campaign (when the store holds several)")
+    report.set_defaults(func=_report)
     return parser
 
 

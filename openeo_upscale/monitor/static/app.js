@@ -1,0 +1,310 @@
+/* openeo-upscale dashboard: fetches the tiles once, then polls states and the overview.
+ * DOM contract (see openeo_upscale/monitor/dashboard.py): after each update document.body carries
+ * data-updates, data-tasks, data-done, data-finished and data-states. */
+"use strict";
+
+const POLL_MS = 2000;
+
+const view = {
+  config: null,
+  ids: [], lon: [], lat: [], tileIds: [], rings: [], index: new Map(),
+  state: [], backend: [], job: [], attempts: [], duration: [], costs: [],
+  stateNames: [], cursor: null, updates: 0, dirty: true, centres: false,
+};
+
+async function getJSON(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw new Error(url + ": HTTP " + response.status);
+  return response.json();
+}
+
+function outerRings(geometry) {
+  if (geometry.type === "Point") return [[geometry.coordinates, geometry.coordinates]];
+  if (geometry.type === "Polygon") return [geometry.coordinates[0]];
+  if (geometry.type === "MultiPolygon") return geometry.coordinates.map((p) => p[0]);
+  return [];
+}
+
+function loadTiles(collection) {
+  for (const feature of collection.features) {
+    const rings = outerRings(feature.geometry);
+    let sx = 0, sy = 0, n = 0;
+    for (const ring of rings) {
+      for (let k = 0; k < ring.length - 1; k++) { sx += ring[k][0]; sy += ring[k][1]; n++; }
+    }
+    if (!n) continue;
+    view.index.set(feature.id, view.ids.length);
+    view.ids.push(feature.id);
+    view.tileIds.push(feature.properties.tile_id);
+    view.lon.push(sx / n);
+    view.lat.push(sy / n);
+    view.rings.push(rings);
+    view.state.push(0); view.backend.push(null); view.job.push(null);
+    view.attempts.push(0); view.duration.push(null); view.costs.push(null);
+  }
+}
+
+function applyStates(payload) {
+  view.stateNames = payload.states;
+  for (let k = 0; k < payload.id.length; k++) {
+    const i = view.index.get(payload.id[k]);
+    if (i === undefined) continue;
+    view.state[i] = payload.state[k];
+    const b = payload.backend[k];
+    view.backend[i] = b < 0 ? null : payload.backends[b];
+    view.job[i] = payload.job_id[k];
+    view.attempts[i] = payload.attempts[k];
+    view.duration[i] = payload.duration_s[k];
+    view.costs[i] = payload.costs[k];
+  }
+  if (payload.id.length) view.dirty = true;
+  view.cursor = payload.cursor;
+}
+
+function fmtDuration(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.round(s);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h}h ${m}m` : m ? `${m}m ${r}s` : `${r}s`;
+}
+
+function fmtNumber(x, digits) {
+  return x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: digits });
+}
+
+const HOVER = "<b>%{customdata[0]}</b><br>state: %{customdata[1]}<br>backend: %{customdata[2]}" +
+  "<br>job: %{customdata[3]}<br>attempts: %{customdata[4]}<br>duration: %{customdata[5]}" +
+  "<br>credits: %{customdata[6]}<extra></extra>";
+
+function mapTraces() {
+  const names = view.stateNames, colors = view.config.colors, basemap = !!view.config.tiles_url;
+  const groups = names.map(() => ({ x: [], y: [], data: [], px: [], py: [] }));
+  const polygons = !basemap && !view.centres;
+  for (let i = 0; i < view.ids.length; i++) {
+    const g = groups[view.state[i]];
+    g.x.push(view.lon[i]); g.y.push(view.lat[i]);
+    g.data.push([view.tileIds[i], names[view.state[i]], view.backend[i] || "–", view.job[i] || "–",
+      view.attempts[i], fmtDuration(view.duration[i]), fmtNumber(view.costs[i], 3)]);
+    if (polygons) {
+      for (const ring of view.rings[i]) {
+        for (const p of ring) { g.px.push(p[0]); g.py.push(p[1]); }
+        g.px.push(null); g.py.push(null);
+      }
+    }
+  }
+  const traces = [];
+  names.forEach((name, s) => {
+    const g = groups[s];
+    if (polygons) {
+      traces.push({ type: "scatter", mode: "lines", x: g.px, y: g.py, fill: "toself", fillcolor: colors[name],
+        line: { color: "#555", width: 0.5 }, hoverinfo: "skip", name: `${name} (${g.x.length})`, legendgroup: name });
+    }
+    const marker = { color: colors[name], size: polygons ? 4 : (view.ids.length > 20000 ? 3 : 5),
+      opacity: polygons ? 0 : 1 };
+    if (basemap) {
+      traces.push({ type: "scattermap", mode: "markers", lon: g.x, lat: g.y, customdata: g.data,
+        marker: marker, name: `${name} (${g.x.length})`, hovertemplate: HOVER, legendgroup: name });
+    } else {
+      traces.push({ type: polygons ? "scatter" : "scattergl", mode: "markers", x: g.x, y: g.y,
+        customdata: g.data, marker: marker, name: `${name} (${g.x.length})`, hovertemplate: HOVER,
+        legendgroup: name, showlegend: !polygons });
+    }
+  });
+  return traces;
+}
+
+function mapLayout() {
+  const margin = { l: 40, r: 10, t: 10, b: 30 };
+  const legend = { orientation: "h", y: -0.08 };
+  if (view.config.tiles_url) {
+    const n = Math.max(view.lon.length, 1);
+    const center = { lon: view.lon.reduce((a, b) => a + b, 0) / n, lat: view.lat.reduce((a, b) => a + b, 0) / n };
+    return { margin, legend, uirevision: "map", map: { center, zoom: 6, style: {
+      version: 8, sources: { base: { type: "raster", tiles: [view.config.tiles_url], tileSize: 256 } },
+      layers: [{ id: "base", type: "raster", source: "base" }] } } };
+  }
+  let lat = 0;
+  if (view.lat.length) lat = (Math.min(...view.lat.slice(0, 50000)) + Math.max(...view.lat.slice(0, 50000))) / 2;
+  return { margin, legend, uirevision: "map", hovermode: "closest",
+    xaxis: { title: { text: "longitude" }, zeroline: false },
+    yaxis: { title: { text: "latitude" }, zeroline: false, scaleanchor: "x",
+      scaleratio: 1 / Math.max(Math.cos(lat * Math.PI / 180), 0.05) },
+    plot_bgcolor: "#fff" };
+}
+
+function drawMap() {
+  if (!view.dirty) return;
+  Plotly.react("map", mapTraces(), mapLayout(), { responsive: true, displaylogo: false });
+  view.dirty = false;
+}
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "–" : String(text);
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+function drawCounts(ov) {
+  const body = document.querySelector("#counts tbody");
+  body.replaceChildren();
+  for (const name of view.config.states) {
+    const n = ov.counts[name] || 0;
+    const tr = document.createElement("tr");
+    tr.dataset.state = name;
+    const td = cell(tr, name);
+    const sw = document.createElement("span");
+    sw.className = "swatch"; sw.style.background = ov.colors[name];
+    td.prepend(sw);
+    cell(tr, n, "num");
+    cell(tr, ov.tasks ? (100 * n / ov.tasks).toFixed(1) + " %" : "–", "num");
+    body.appendChild(tr);
+  }
+  const tr = document.createElement("tr");
+  cell(tr, "total"); cell(tr, ov.tasks, "num"); cell(tr, "");
+  body.appendChild(tr);
+}
+
+function drawCredits(ov) {
+  const el = document.getElementById("credits");
+  el.replaceChildren();
+  const spent = document.createElement("div");
+  spent.className = "big"; spent.textContent = fmtNumber(ov.credits.spent, 2) + " spent";
+  const projected = document.createElement("div");
+  projected.textContent = "projected at the end: " + fmtNumber(ov.credits.projected, 2);
+  projected.dataset.projected = ov.credits.projected === null ? "" : String(ov.credits.projected);
+  el.append(spent, projected);
+}
+
+function drawEta(ov) {
+  const el = document.getElementById("eta");
+  el.replaceChildren();
+  const main = document.createElement("div");
+  main.className = "big";
+  if (!ov.eta.remaining) main.textContent = "complete";
+  else if (ov.eta.seconds === null) main.textContent = "unknown (nothing done yet)";
+  else main.textContent = fmtDuration(ov.eta.seconds) + " (" + new Date(ov.eta.at * 1000).toLocaleString() + ")";
+  const rate = document.createElement("div");
+  rate.textContent = `${fmtNumber(ov.throughput.done_per_hour, 1)} tasks/hour over the last ` +
+    fmtDuration(ov.throughput.window_s) + `, ${ov.eta.remaining} remaining`;
+  el.append(main, rate);
+}
+
+function drawBackends(ov) {
+  const el = document.getElementById("backends");
+  el.replaceChildren();
+  const names = Object.keys(ov.backends);
+  if (!names.length) { el.textContent = "no job launched yet"; return; }
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const h of ["backend", "slots in use", "", "done", "failed"]) {
+    const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+  }
+  table.appendChild(head);
+  for (const name of names) {
+    const b = ov.backends[name];
+    const tr = document.createElement("tr");
+    tr.dataset.backend = name;
+    cell(tr, name);
+    cell(tr, b.parallel_jobs ? `${b.active} / ${b.parallel_jobs}` : b.active, "num");
+    const td = cell(tr, "");
+    const bar = document.createElement("div"); bar.className = "bar";
+    const fill = document.createElement("span");
+    const peak = b.parallel_jobs || Math.max(...names.map((n) => ov.backends[n].active), 1);
+    fill.style.width = Math.min(100, 100 * b.active / peak) + "%";
+    bar.appendChild(fill); td.textContent = ""; td.appendChild(bar);
+    cell(tr, b.done, "num");
+    cell(tr, b.failed, "num");
+    table.appendChild(tr);
+  }
+  el.appendChild(table);
+}
+
+function drawTimeline(ov) {
+  const t = ov.timeline;
+  const x = t.edges.map((s) => new Date(s * 1000));
+  const traces = [];
+  for (const name of view.config.states) {
+    if (!t.counts[name]) continue;
+    traces.push({ type: "scatter", mode: "lines", stackgroup: "states", x, y: t.counts[name], name,
+      line: { width: 0.5, color: ov.colors[name] }, fillcolor: ov.colors[name] });
+  }
+  if (t.bin_s) {
+    const mids = t.edges.slice(0, -1).map((s) => new Date((s + t.bin_s / 2) * 1000));
+    traces.push({ type: "scatter", mode: "lines", x: mids, y: t.done_per_bin.map((n) => n * 3600 / t.bin_s),
+      name: "done per hour", yaxis: "y2", line: { color: "black", dash: "dot" } });
+  }
+  Plotly.react("timeline", traces, {
+    margin: { l: 50, r: 50, t: 10, b: 30 }, uirevision: "timeline", legend: { orientation: "h", y: -0.15 },
+    yaxis: { title: { text: "tasks" } },
+    yaxis2: { title: { text: "done / hour" }, overlaying: "y", side: "right", rangemode: "tozero" },
+  }, { responsive: true, displaylogo: false });
+}
+
+function drawFailures(ov) {
+  const body = document.querySelector("#failures tbody");
+  body.replaceChildren();
+  for (const f of ov.failures) {
+    const tr = document.createElement("tr");
+    tr.dataset.task = f.task_id;
+    cell(tr, f.tile_id); cell(tr, f.backend); cell(tr, f.job_id); cell(tr, f.attempts, "num");
+    cell(tr, f.error, "error-text"); cell(tr, f.reason, "error-text");
+    body.appendChild(tr);
+  }
+}
+
+function publish(ov) {
+  const b = document.body.dataset;
+  view.updates += 1;
+  b.updates = String(view.updates);
+  b.tasks = String(ov.tasks);
+  b.done = String(ov.counts.done || 0);
+  b.finished = String((ov.counts.finished || 0) + (ov.counts.downloading || 0) + (ov.counts.done || 0));
+  b.states = JSON.stringify(ov.counts);
+  delete b.error;
+}
+
+async function update() {
+  const since = view.cursor === null ? "" : "?since=" + view.cursor;
+  const [states, ov] = await Promise.all([getJSON("/api/states" + since), getJSON("/api/overview")]);
+  applyStates(states);
+  drawMap();
+  drawCounts(ov); drawCredits(ov); drawEta(ov); drawBackends(ov); drawTimeline(ov); drawFailures(ov);
+  publish(ov);
+  const status = document.getElementById("status");
+  status.className = "muted";
+  status.textContent = "updated " + new Date(ov.now * 1000).toLocaleTimeString();
+}
+
+async function loop() {
+  try {
+    await update();
+  } catch (err) {
+    const status = document.getElementById("status");
+    status.className = "error";
+    status.textContent = String(err);
+    document.body.dataset.error = String(err);
+  }
+  setTimeout(loop, POLL_MS);
+}
+
+async function start() {
+  for (;;) {
+    try {
+      view.config = await getJSON("/api/config");
+      view.centres = view.config.tasks > view.config.polygon_limit;
+      loadTiles(await getJSON("/api/tiles" + (view.centres ? "?centres=true" : "")));
+      break;
+    } catch (err) {
+      document.getElementById("status").textContent = String(err) + " (retrying)";
+      document.body.dataset.error = String(err);
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+  document.getElementById("title").textContent = "openeo-upscale: " + view.config.campaign;
+  document.title = view.config.campaign + " · openeo-upscale";
+  loop();
+}
+
+start();

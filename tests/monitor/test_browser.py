@@ -1,0 +1,156 @@
+"""The dashboard and the report in headless Chromium.
+
+A campaign runs in another process (`openeo-upscale run`) against the local backend while the
+dashboard, also in a process of its own, serves the same store; the page must show a tile turn
+`done` without reloading, and load nothing from outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from openeo_upscale.backend import LocalBackend
+from openeo_upscale.campaign import Store
+from tests.backend.client_helpers import wait_until
+from tests.conftest import ANTWERP_BBOX, MAX_NDVI_URL
+from tests.monitor.browser import requested_hosts, screenshot
+
+ROOT = Path(__file__).resolve().parents[2]
+BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def campaign_toml(folder: Path, url: str, udp_dir: Path) -> Path:
+    path = folder / "campaign.toml"
+    path.write_text(f"""
+store = "campaign.sqlite"
+name = "antwerp"
+output_dir = "results"
+
+[grid]
+bbox = {BBOX}
+size = 5000
+
+[udp]
+file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
+namespace = "{MAX_NDVI_URL}"
+
+[defaults]
+temporal_extent = ["2023-05-01", "2023-07-01"]
+
+[polling]
+min_interval = 0.1
+max_interval = 0.5
+
+[[backends]]
+name = "local"
+url = "{url}"
+parallel_jobs = 2
+auth = "basic"
+username_env = "BROWSER_TEST_USER"
+password_env = "BROWSER_TEST_PASSWORD"
+""")
+    return path
+
+
+def start(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BROWSER_TEST_USER": "demo", "BROWSER_TEST_PASSWORD": "demo"}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "openeo_upscale.cli", *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def running_campaign(tmp_path: Path, backend: LocalBackend, udp_dir: Path) -> Iterator[Path]:
+    """`openeo-upscale run` in a process of its own; yields the store's path once it exists."""
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
+    process = start("run", str(toml), "--quiet", log=tmp_path / "run.log")
+    store = tmp_path / "campaign.sqlite"
+    try:
+        def created() -> bool:
+            if not store.exists():
+                return False
+            with Store.open(store) as opened:
+                return bool(opened.campaigns())
+
+        wait_until(created, "the campaign in the store", timeout=60)
+        yield store
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def dashboard(running_campaign: Path, tmp_path: Path) -> Iterator[str]:
+    """`openeo-upscale dashboard` in a process of its own; yields its URL once it answers."""
+    port = free_port()
+    process = start("dashboard", str(running_campaign), "--port", str(port), log=tmp_path / "dashboard.log")
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, "the dashboard", timeout=30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_dashboard_shows_a_tile_turning_done_live(chromium: object, dashboard: str) -> None:
+    chromium.get(dashboard)  # type: ignore[attr-defined]
+    done = wait_until(
+        lambda: int(chromium.execute_script("return Number(document.body.dataset.done || 0)")),  # type: ignore[attr-defined]
+        "a tile to turn done on the map", timeout=90)
+    assert done >= 1
+    screenshot(chromium, "dashboard")
+    assert chromium.find_element("id", "map").is_displayed()  # type: ignore[attr-defined]
+
+
+def test_dashboard_loads_nothing_from_outside(chromium: object, dashboard: str) -> None:
+    chromium.get(dashboard)  # type: ignore[attr-defined]
+    wait_until(lambda: chromium.execute_script(  # type: ignore[attr-defined]
+        "return document.readyState === 'complete' && typeof Plotly !== 'undefined'"), "the page", timeout=30)
+    hosts = requested_hosts(chromium)
+    assert hosts == {"127.0.0.1"}, hosts
+
+
+def test_report_renders_its_map_and_charts_offline(chromium: object, tmp_path: Path) -> None:
+    """A report of a small campaign, opened from disk: the map and the four charts draw, and the
+    page asks for nothing over the network."""
+    from openeo_upscale.monitor.report import write_report
+    from tests.monitor.test_maps import build_campaign
+
+    store, campaign_id = build_campaign(tmp_path)
+    with store:
+        path = write_report(store, campaign_id, tmp_path / "report.html")
+    chromium.get(path.as_uri())  # type: ignore[attr-defined]
+    drawn = """return ['map', 'timeline', 'durations', 'credits'].every(id => {
+        const div = document.getElementById(id);
+        return div && div._fullLayout && div.querySelector('svg.main-svg');
+    })"""
+    wait_until(lambda: chromium.execute_script(drawn), "the report's charts", timeout=30)  # type: ignore[attr-defined]
+    traces = chromium.execute_script(  # type: ignore[attr-defined]
+        "return document.querySelectorAll('#map .scatterlayer .trace').length")
+    assert traces >= 2
+    screenshot(chromium, "report")
+    assert requested_hosts(chromium) == set()

@@ -1,0 +1,128 @@
+"""The dashboard app on a real uvicorn server at 127.0.0.1: endpoints, page, offline assets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from openeo_upscale.campaign import Store, TaskState
+from openeo_upscale.cli import main
+from openeo_upscale.monitor.dashboard import STATIC, create_app, plotly_js
+
+S = TaskState
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "store.sqlite"
+    rows = [{"tile_id": f"t{i}", "geometry": f"POLYGON (({i} 0, {i + 1} 0, {i + 1} 1, {i} 1, {i} 0))"}
+            for i in range(4)]
+    with Store.open(path) as store:
+        cid = store.create_campaign("demo", tasks=rows)
+        first = next(iter(store.all_tasks(cid)))
+        store.transition(first.id, S.PENDING, S.CREATING, actor="test", backend="local", attempts=1)
+        store.transition(first.id, S.CREATING, S.FAILED, actor="test", error="boom", reason="refused")
+    return path
+
+
+@pytest.fixture
+def url(store_path: Path) -> Iterator[str]:
+    """The dashboard of ``store_path`` served by uvicorn in a thread."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(str(store_path)), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the dashboard did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _get(url: str, *, gz: bool = False) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gz else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+        if response.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return response.status, response.headers.get("Content-Type", ""), body
+
+
+def _json(url: str) -> Any:
+    status, kind, body = _get(url)
+    assert status == 200 and "json" in kind
+    return json.loads(body)
+
+
+def test_endpoints_answer(url: str) -> None:
+    config = _json(url + "/api/config")
+    assert config["campaign"] == "demo" and config["tasks"] == 4 and config["tiles_url"] is None
+    assert config["colors"]["done"] == "lime"
+    tiles = _json(url + "/api/tiles")
+    assert [f["properties"]["tile_id"] for f in tiles["features"]] == ["t0", "t1", "t2", "t3"]
+    assert _json(url + "/api/tiles?centres=true")["features"][0]["geometry"]["type"] == "Point"
+    states = _json(url + "/api/states")
+    assert [states["states"][i] for i in states["state"]] == ["failed", "pending", "pending", "pending"]
+    assert _json(url + f"/api/states?since={states['cursor'] + 3600}")["id"] == []
+    overview = _json(url + "/api/overview")
+    assert overview["counts"]["failed"] == 1
+    assert overview["failures"][0]["error"] == "boom"
+
+
+def test_large_payloads_are_gzipped(url: str) -> None:
+    status, _, body = _get(url + "/api/tiles", gz=True)
+    assert status == 200 and json.loads(body)["type"] == "FeatureCollection"
+
+
+def test_page_and_every_asset_load_from_the_app(url: str) -> None:
+    status, kind, page = _get(url + "/")
+    assert status == 200 and kind.startswith("text/html")
+    html = page.decode()
+    for element in ("map", "counts", "timeline", "backends", "credits", "eta", "failures"):
+        assert f'id="{element}"' in html
+    assets = [a for a in re.findall(r'(?:src|href)="([^"]+)"', html) if a != "data:,"]  # no favicon request
+    assert set(assets) == {"/static/style.css", "/static/plotly.min.js", "/static/app.js"}
+    for asset in assets:
+        status, _, body = _get(url + asset)
+        assert status == 200 and body
+    assert _get(url + "/static/plotly.min.js")[2] == plotly_js().read_bytes()
+
+
+def test_our_files_reference_nothing_outside() -> None:
+    for path in STATIC.iterdir():
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), path.name
+
+
+def test_the_campaign_may_be_named(store_path: Path) -> None:
+    with Store.open(store_path) as store:
+        store.create_campaign("other")
+    create_app(str(store_path), "demo")  # two campaigns: the name picks one
+
+
+def test_a_missing_store_is_an_error_not_a_new_file(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dashboard", str(tmp_path / "nothing.sqlite")]) == 2
+    assert "no store" in capsys.readouterr().err
+    assert not (tmp_path / "nothing.sqlite").exists()

@@ -1,0 +1,203 @@
+"""The tile map: one trace per state in the state's colour, hover per tile, and the live widget."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from openeo_upscale.campaign import TaskState
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.monitor import maps
+from openeo_upscale.monitor.colors import STATE_COLORS
+
+S = TaskState
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+EVIL = "<script>alert(1)</script>"
+
+
+def _square(col: int, row: int, size: float = 0.05) -> str:
+    w, s = 4.0 + col * size, 51.0 + row * size
+    return f"POLYGON (({w} {s}, {w + size} {s}, {w + size} {s + size}, {w} {s + size}, {w} {s}))"
+
+
+def _advance(store: Store, task_id: int, path: list[TaskState], **fields: object) -> None:
+    for before, after in itertools.pairwise(path):
+        assert store.transition(task_id, before, after, actor="test", reason=f"to {after}",
+                                **(fields if after is path[-1] else {}))
+
+
+def build_campaign(tmp_path: Path, n: int = 12) -> tuple[Store, int]:
+    """A store with ``n`` tiles: done, failed (one with a malicious error), running, queued, pending."""
+    store = Store.open(tmp_path / "store.db")
+    rows = [{"tile_id": f"t{i:03d}", "geometry": _square(i % 4, i // 4)} for i in range(n)]
+    campaign_id = store.create_campaign("demo", config={"uid": "abc123"}, tasks=rows)
+    tasks = {task.tile_id: task.id for task in store.all_tasks(campaign_id)}
+    to_running = [S.PENDING, S.CREATING, S.QUEUED, S.RUNNING]
+    for i, (tile, task_id) in enumerate(sorted(tasks.items())):
+        backend = "alpha" if i % 2 else "beta"
+        job = {"backend": backend, "job_id": f"j-{tile}", "attempts": 1, "started": T0 + timedelta(minutes=i)}
+        kind = i % 5
+        if kind == 0:
+            _advance(store, task_id, to_running, **job)
+            _advance(store, task_id, [S.RUNNING, S.FINISHED, S.DOWNLOADING, S.DONE],
+                     finished=T0 + timedelta(minutes=i + 10 + i), costs=1.5 + i)
+        elif kind == 1:
+            _advance(store, task_id, to_running, **job)
+            error = EVIL if i == 1 else f"out of memory on {tile}"
+            _advance(store, task_id, [S.RUNNING, S.FAILED], finished=T0 + timedelta(minutes=i + 3),
+                     error=error, costs=0.25)
+        elif kind == 2:
+            _advance(store, task_id, to_running, **job)
+        elif kind == 3:
+            _advance(store, task_id, [S.PENDING, S.CREATING, S.QUEUED], backend=backend, job_id=f"j-{tile}",
+                     attempts=1)
+    return store, campaign_id
+
+
+@pytest.fixture
+def campaign(tmp_path: Path) -> Iterator[tuple[Store, int]]:
+    store, campaign_id = build_campaign(tmp_path)
+    try:
+        yield store, campaign_id
+    finally:
+        store.close()
+
+
+def test_one_trace_per_present_state_in_its_colour(campaign: tuple[Store, int]) -> None:
+    store, campaign_id = campaign
+    figure = maps.plot_map(store, campaign_id)
+    present = {task.state for task in store.all_tasks(campaign_id)}
+    assert [trace.name for trace in figure.data] == [s.value for s in S if s in present]
+    for trace in figure.data:
+        assert trace.fillcolor == STATE_COLORS[S(trace.name)]
+        assert trace.fill == "toself"
+        assert trace.showlegend
+    assert figure.layout.title.text == "demo: 12 tiles"
+    assert figure.layout.yaxis.scaleanchor == "x"
+
+
+def test_hover_names_tile_state_backend_job_attempts_duration_credits(campaign: tuple[Store, int]) -> None:
+    store, campaign_id = campaign
+    figure = maps.plot_map(store, campaign_id, title="mine")
+    done = next(trace for trace in figure.data if trace.name == "done")
+    texts = {text for text in done.text if text}
+    hover = next(text for text in texts if "t005" in text)
+    for part in ("<b>t005</b>", "state: done", "backend: alpha", "job: j-t005", "attempts: 1",
+                 "duration: 15m 00s", "credits: 6.50"):
+        assert part in hover
+    # every coordinate of a tile carries its text; gaps carry none
+    assert all((x is None) == (t is None) for x, t in zip(done.x, done.text, strict=True))
+    assert figure.layout.title.text == "mine"
+    pending = next(trace for trace in figure.data if trace.name == "pending")
+    unstarted = next(t for t in pending.text if t)
+    assert "job: -" in unstarted and "duration: -" in unstarted
+
+
+def test_hover_escapes_tile_ids(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.db") as store:
+        campaign_id = store.create_campaign("x", config={"uid": "u"},
+                                            tasks=[{"tile_id": EVIL, "geometry": _square(0, 0)}])
+        figure = maps.plot_map(store, campaign_id)
+    assert EVIL not in figure.data[0].text[0]
+    assert "&lt;script&gt;" in figure.data[0].text[0]
+
+
+def test_many_tiles_become_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maps, "MAX_POLYGONS", 5)
+    store, campaign_id = build_campaign(tmp_path)
+    with store:
+        figure = maps.plot_map(store, campaign_id)
+    assert {trace.mode for trace in figure.data} == {"markers"}
+    assert sum(len(trace.x) for trace in figure.data) == 12
+    assert all(trace.marker.color == STATE_COLORS[S(trace.name)] for trace in figure.data)
+
+
+def test_empty_campaign_and_tasks_without_geometry(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.db") as store:
+        empty = store.create_campaign("empty", config={"uid": "u"}, tasks=[])
+        bare = store.create_campaign("bare", config={"uid": "v"}, tasks=[{"tile_id": "a"}])
+        assert maps.plot_map(store, empty).data == ()
+        figure = maps.plot_map(store, bare)
+    assert figure.data == ()
+    assert "without a geometry" in figure.layout.annotations[0].text
+
+
+def test_format_duration() -> None:
+    assert maps.format_duration(None) == "-"
+    assert maps.format_duration(12.4) == "12s"
+    assert maps.format_duration(245) == "4m 05s"
+    assert maps.format_duration(3723) == "1h 02m 03s"
+
+
+def _without_anywidget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_anywidget(name: str, *args: object, **kwargs: object) -> object:
+        if name == "anywidget":
+            raise ImportError("No module named 'anywidget'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_anywidget)
+
+
+def test_map_without_anywidget_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_anywidget(monkeypatch)
+    with pytest.raises(ImportError, match="pip install anywidget") as caught:
+        maps.live_map(object())  # type: ignore[arg-type]
+    assert isinstance(caught.value, maps.WidgetUnavailableError)
+
+
+def test_campaign_methods_delegate(campaign: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    from openeo_upscale.campaign import Campaign
+
+    store, campaign_id = campaign
+    opened = Campaign(store, campaign_id)
+    figure = opened.plot_map(title="t")
+    assert figure.layout.title.text == "t" and len(figure.data) == 5
+    _without_anywidget(monkeypatch)
+    with pytest.raises(maps.WidgetUnavailableError, match="pip install anywidget"):
+        opened.map(interval=1.0)
+
+
+@dataclass
+class _FakeCampaign:
+    store: Store
+    id: int
+    running: bool = True
+
+
+def test_follow_updates_in_place_until_the_campaign_stops(campaign: tuple[Store, int]) -> None:
+    import plotly.graph_objects as go
+
+    store, campaign_id = campaign
+    figure = go.Figure()
+    fake = _FakeCampaign(store, campaign_id)
+    maps.refresh(figure, store, campaign_id)
+    assert [trace.name for trace in figure.data] == [s.value for s in S]
+    traces = list(figure.data)
+    queued = next(t for t in store.all_tasks(campaign_id) if t.state is S.QUEUED)
+    store.transition(queued.id, S.QUEUED, S.RUNNING, actor="test")
+    fake.running = False
+    assert maps.follow(figure, fake, 0.0, threading.Event()) == 1
+    assert list(figure.data) == traces  # the same trace objects, updated in place
+    running = figure.data[list(S).index(S.RUNNING)]
+    assert any(text and queued.tile_id in text for text in running.text)
+    canceled = figure.data[list(S).index(S.CANCELED)]
+    assert not canceled.showlegend and not canceled.x
+
+
+def test_follow_stops_on_the_stop_event(campaign: tuple[Store, int]) -> None:
+    import plotly.graph_objects as go
+
+    store, campaign_id = campaign
+    stop = threading.Event()
+    stop.set()
+    assert maps.follow(go.Figure(), _FakeCampaign(store, campaign_id), 0.0, stop) == 0
