@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from openeo_upscale.campaign.models import Event, Task
 from openeo_upscale.campaign.states import TASK_TRANSITIONS, JobStatus, TaskState
@@ -29,6 +29,9 @@ from openeo_upscale.errors import StoreError
 
 SCHEMA_VERSION = 1
 """Version of the tables this code writes; a store recorded with a newer one is refused."""
+
+SCHEMA_RACE_RETRIES = 3
+"""Times `Store.open` looks again when another process created the tables at the same moment."""
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another one before giving up."""
@@ -213,7 +216,16 @@ class Store:
         """
         engine = _engine_for(target)
         try:
-            _prepare_schema(engine)
+            for attempt in range(SCHEMA_RACE_RETRIES + 1):
+                try:
+                    _prepare_schema(engine)
+                    break
+                except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                    # Two processes creating a new store at once (a runner and a dashboard, say):
+                    # both saw no table and the second CREATE fails. Look again: it is there now.
+                    raced = isinstance(exc, IntegrityError) or "exist" in str(exc).lower()
+                    if attempt == SCHEMA_RACE_RETRIES or not raced:
+                        raise
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"cannot open the store: {exc.__class__.__name__}: {exc}") from exc

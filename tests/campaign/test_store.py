@@ -162,3 +162,19 @@ def test_unreachable_or_unsupported_targets_raise_store_error(tmp_path: Path) ->
         Store.open("sqlite://")
     with pytest.raises(StoreError, match="cannot open the store"):
         Store.open("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """A runner and a dashboard creating the same new SQLite store at the same moment."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "raced.sqlite"
+    script = ("import sys; from openeo_upscale.campaign import Store; "
+              "Store.open(sys.argv[1]).close()")
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE)
+                 for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    with Store.open(path) as store:
+        assert store.campaigns() == []
