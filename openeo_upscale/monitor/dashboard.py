@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class _Campaign:
         self.name = name
         self._id: int | None = None
         self._tiles: dict[bool, tuple[tuple[int, int], bytes]] = {}
+        self._tiles_lock = threading.Lock()
 
     def id(self) -> int:
         if self._id is None:
@@ -107,11 +109,21 @@ class _Campaign:
     def tiles(self, centres: bool) -> Response:
         """The GeoJSON, rebuilt only when tasks were added (tiles never change otherwise)."""
         key = self.count()
-        cached = self._tiles.get(centres)
-        if cached is None or cached[0] != key:
-            payload = data.tiles_geojson(self.store, self.id(), centres=centres)
-            cached = self._tiles[centres] = (key, json.dumps(payload, separators=(",", ":")).encode())
+        with self._tiles_lock:  # one build at a time (the warm-up thread and a request may race)
+            cached = self._tiles.get(centres)
+            if cached is None or cached[0] != key:
+                payload = data.tiles_geojson(self.store, self.id(), centres=centres)
+                cached = self._tiles[centres] = (key, json.dumps(payload, separators=(",", ":")).encode())
         return Response(cached[1], media_type="application/geo+json", headers={"Cache-Control": "no-store"})
+
+    def warm(self) -> None:
+        """Build the tiles the page will ask for first, so that its first load does not wait for it."""
+        try:
+            self.tiles(centres=self.count()[0] > POLYGON_LIMIT)
+        except HTTPException:
+            pass  # no campaign yet: the first request builds it
+        except Exception:  # a warm-up must never take the dashboard down
+            log.exception("could not prepare the tiles in advance")
 
 
 def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str | None = None, *,
@@ -131,6 +143,8 @@ def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str 
     app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
     if owns:
         app.router.on_shutdown.append(store.close)
+    app.router.on_startup.append(
+        lambda: threading.Thread(target=shown.warm, name="dashboard-warm-up", daemon=True).start())
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

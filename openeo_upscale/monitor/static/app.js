@@ -72,9 +72,11 @@ function fmtNumber(x, digits) {
   return x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
+// Raw numbers formatted by plotly at hover time: formatting 100,000 tiles up front (toLocaleString
+// and friends) cost most of a second on every redraw.
 const HOVER = "<b>%{customdata[0]}</b><br>state: %{customdata[1]}<br>backend: %{customdata[2]}" +
-  "<br>job: %{customdata[3]}<br>attempts: %{customdata[4]}<br>duration: %{customdata[5]}" +
-  "<br>credits: %{customdata[6]}<extra></extra>";
+  "<br>job: %{customdata[3]}<br>attempts: %{customdata[4]}<br>duration: %{customdata[5]:,.0f} s" +
+  "<br>credits: %{customdata[6]:,.3f}<extra></extra>";
 
 function mapTraces() {
   const names = view.stateNames, colors = view.config.colors, basemap = !!view.config.tiles_url;
@@ -84,7 +86,7 @@ function mapTraces() {
     const g = groups[view.state[i]];
     g.x.push(view.lon[i]); g.y.push(view.lat[i]);
     g.data.push([view.tileIds[i], names[view.state[i]], view.backend[i] || "–", view.job[i] || "–",
-      view.attempts[i], fmtDuration(view.duration[i]), fmtNumber(view.costs[i], 3)]);
+      view.attempts[i], view.duration[i], view.costs[i]]);
     if (polygons) {
       for (const ring of view.rings[i]) {
         for (const p of ring) { g.px.push(p[0]); g.py.push(p[1]); }
@@ -268,6 +270,10 @@ function publish(ov) {
 async function update() {
   const since = view.cursor === null ? "" : "?since=" + view.cursor;
   const [states, ov] = await Promise.all([getJSON("/api/states" + since), getJSON("/api/overview")]);
+  render(states, ov);
+}
+
+function render(states, ov) {
   applyStates(states);
   drawMap();
   drawCounts(ov); drawCredits(ov); drawEta(ov); drawBackends(ov); drawTimeline(ov); drawFailures(ov);
@@ -294,7 +300,14 @@ async function start() {
     try {
       view.config = await getJSON("/api/config");
       view.centres = view.config.tasks > view.config.polygon_limit;
-      loadTiles(await getJSON("/api/tiles" + (view.centres ? "?centres=true" : "")));
+      // The first states and overview are fetched while the tiles are: the page is ready after
+      // the slowest of the three, not after their sum.
+      const [tiles, states, ov] = await Promise.all([
+        getJSON("/api/tiles" + (view.centres ? "?centres=true" : "")),
+        getJSON("/api/states"), getJSON("/api/overview")]);
+      loadTiles(tiles);
+      view.cursor = null;
+      render(states, ov);
       break;
     } catch (err) {
       document.getElementById("status").textContent = String(err) + " (retrying)";
@@ -304,7 +317,7 @@ async function start() {
   }
   document.getElementById("title").textContent = "openeo-upscale: " + view.config.campaign;
   document.title = view.config.campaign + " · openeo-upscale";
-  loop();
+  setTimeout(loop, POLL_MS);
 }
 
 start();
