@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,3 +203,96 @@ def test_follow_stops_on_the_stop_event(campaign: tuple[Store, int]) -> None:
     stop = threading.Event()
     stop.set()
     assert maps.follow(go.Figure(), _FakeCampaign(store, campaign_id), 0.0, stop) == 0
+
+
+# the live widget (plotly's FigureWidget, built on anywidget), driven without a Jupyter frontend ----------
+
+
+def _states_shown(widget: Any) -> dict[str, int]:
+    return {trace.meta["state"]: trace.meta["tiles"] for trace in widget.data if trace.meta["tiles"]}
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _new_live_thread(before: set[threading.Thread]) -> threading.Thread:
+    """The live map's refresh thread, started since ``before`` was taken."""
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name.startswith("live-map-")]
+    return thread
+
+
+def test_live_map_is_a_widget_updated_in_place_until_the_campaign_stops(campaign: tuple[Store, int]) -> None:
+    import plotly.graph_objects as go
+
+    store, campaign_id = campaign
+    fake = _FakeCampaign(store, campaign_id)
+    stop = threading.Event()
+    before = set(threading.enumerate())
+    try:
+        widget = maps.live_map(fake, 0.01, stop=stop)
+        thread = _new_live_thread(before)
+        assert isinstance(widget, go.FigureWidget)
+        assert [trace.name for trace in widget.data] == [s.value for s in S]
+        traces = list(widget.data)
+        assert _states_shown(widget) == {"pending": 2, "queued": 2, "running": 2, "done": 3, "failed": 3}
+
+        queued = next(t for t in store.all_tasks(campaign_id) if t.state is S.QUEUED)
+        store.transition(queued.id, S.QUEUED, S.RUNNING, actor="test")
+        _until(lambda: _states_shown(widget).get("running") == 3)
+        store.transition(queued.id, S.RUNNING, S.FAILED, actor="test", error="boom")
+        _until(lambda: _states_shown(widget).get("failed") == 4)
+        assert list(widget.data) == traces  # the same traces, updated in place
+
+        # the same colours and hover as the static figure
+        static = {trace.name: trace for trace in maps.plot_map(store, campaign_id).data}
+        for trace in widget.data:
+            assert trace.fillcolor == STATE_COLORS[S(trace.name)]
+            if trace.name in static:
+                assert trace.text == static[trace.name].text
+
+        fake.running = False
+        thread.join(5.0)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+
+
+def test_campaign_map_follows_a_run_on_the_local_backend(tmp_path: Path) -> None:
+    """A tiny campaign on the local backend: the widget passes through the job states to all done,
+    and its thread ends with the campaign's run."""
+    import openeo
+    import plotly.graph_objects as go
+
+    from openeo_upscale.backend import BackendConfig, LocalBackend
+    from openeo_upscale.campaign import Campaign, Polling, Udp
+    from openeo_upscale.grid import tiles
+    from openeo_upscale.udp import UDP_DIR
+    from tests.conftest import ANTWERP_BBOX, FAST
+
+    with LocalBackend(BackendConfig(state_dir=tmp_path / "backend", simulation=FAST)) as backend:
+        udp = Udp.from_file(UDP_DIR / "ndvi_max.json", namespace=f"{backend.api_url}/udp/ndvi_max.json")
+        with Campaign.create(tmp_path / "store.db", tiles(ANTWERP_BBOX, 5000).head(3), udp,
+                             defaults={"temporal_extent": ["2023-05-01", "2023-06-01"]},
+                             output_dir=tmp_path / "out", polling=Polling(min_interval=0.1, max_interval=0.5),
+                             ) as campaign:
+            campaign.add_backend("local", openeo.connect(backend.url).authenticate_basic("demo", "demo"),
+                                 parallel_jobs=2)
+            campaign.start()
+            before = set(threading.enumerate())
+            widget = campaign.map(interval=0.02)
+            thread = _new_live_thread(before)
+            assert isinstance(widget, go.FigureWidget)
+            seen: set[str] = set()
+            while campaign.running:
+                seen |= set(_states_shown(widget))
+                time.sleep(0.01)
+            assert campaign.wait()
+            thread.join(5.0)
+            assert not thread.is_alive()
+            assert _states_shown(widget) == {"done": 3}
+            assert seen & {"queued", "running"}, seen
+            assert widget.layout.title.text == "campaign: 3 tiles"
