@@ -207,6 +207,13 @@ class Campaign:
             # Downloads of the previous run finish first: a new pool must not resume a file that an
             # old worker is still writing.
             self._downloader.shutdown(wait=True)
+        # What the dashboard shows as each backend's slots (names and limits only, never secrets).
+        self.config["backends"] = [
+            {"name": name, "parallel_jobs": settings.parallel_jobs, "queue_limit": settings.queue_limit,
+             "weight": settings.weight}
+            for name, (settings, _client) in self._backends.items()
+        ]
+        self.store.set_campaign_config(self.id, self.config)
         runner_ref: list[Runner] = []
         scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None)
         downloader = scheduler.downloads

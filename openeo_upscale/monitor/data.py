@@ -51,7 +51,8 @@ def _epoch(column: Any, dialect: str) -> Any:
     if dialect == "sqlite":
         # the store keeps naive UTC text in SQLite; julianday reads it as UTC
         return (sa.func.julianday(sa.type_coerce(column, sa.String)) - 2440587.5) * 86400.0
-    return sa.extract("epoch", column)
+    # PostgreSQL's extract() is numeric: a Decimal in Python, which does not mix with floats.
+    return sa.cast(sa.extract("epoch", column), sa.Float)
 
 
 def _now(now: datetime | None) -> datetime:

@@ -126,3 +126,28 @@ def test_a_missing_store_is_an_error_not_a_new_file(tmp_path: Path,
     assert main(["dashboard", str(tmp_path / "nothing.sqlite")]) == 2
     assert "no store" in capsys.readouterr().err
     assert not (tmp_path / "nothing.sqlite").exists()
+
+
+def test_a_running_campaign_records_its_backends_slots_for_the_dashboard(tmp_path: Path) -> None:
+    """`Campaign.start` stores each backend's name and limits, which the overview shows as slots."""
+    import openeo
+
+    from openeo_upscale.backend import BackendConfig, LocalBackend
+    from openeo_upscale.campaign import Campaign, Polling, Udp
+    from openeo_upscale.grid import tiles
+    from openeo_upscale.monitor import data
+    from openeo_upscale.udp import UDP_DIR
+    from tests.conftest import ANTWERP_BBOX, FAST
+
+    with LocalBackend(BackendConfig(state_dir=tmp_path / "backend", simulation=FAST)) as backend:
+        udp = Udp.from_file(UDP_DIR / "ndvi_max.json", namespace=f"{backend.api_url}/udp/ndvi_max.json")
+        with Campaign.create(tmp_path / "store.db", tiles(ANTWERP_BBOX, 5000).head(2), udp,
+                             defaults={"temporal_extent": ["2023-05-01", "2023-06-01"]},
+                             output_dir=tmp_path / "out", polling=Polling(min_interval=0.1)) as campaign:
+            campaign.add_backend("local", openeo.connect(backend.url).authenticate_basic("demo", "demo"),
+                                 parallel_jobs=3)
+            assert campaign.run()["counts"]["done"] == 2
+            assert campaign.store.campaign(campaign.id)["config"]["backends"] == [
+                {"name": "local", "parallel_jobs": 3, "queue_limit": None, "weight": 1.0}]
+            overview = data.overview(campaign.store, campaign.id)
+            assert overview["backends"]["local"]["parallel_jobs"] == 3

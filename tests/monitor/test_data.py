@@ -1,4 +1,4 @@
-"""The dashboard's data: tiles, states and overview read from a small SQLite store."""
+"""The dashboard's data: tiles, states and overview read from a small store, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.monitor import data
+from tests.campaign.conftest import postgres_database, postgres_url  # noqa: F401 - fixtures
 
 S = TaskState
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -37,9 +38,11 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    with Store.open(tmp_path / "store.sqlite", clock=clock) as opened:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    sqlite = str(tmp_path / "store.sqlite")
+    target = sqlite if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with Store.open(target, clock=clock) as opened:
         yield opened
 
 
