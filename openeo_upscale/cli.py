@@ -361,6 +361,49 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results_verify(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign import TaskState
+    from openeo_upscale.campaign.mosaic import verify_results
+
+    with _results_store(args.store) as store:
+        campaign_id = int(store.campaign(name=args.name)["id"])
+        problems = verify_results(store, campaign_id)
+        checked = sum(len(task.result_paths or []) for task in store.all_tasks(campaign_id)
+                      if task.state is TaskState.DONE)
+    if not problems:
+        print(f"all {checked:,} file(s) of the done tasks are present and match their item.json")
+        return 0
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems):,} problem(s) among {checked:,} file(s)")
+    return EXIT_FAILED
+
+
+def _results_mosaic(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign.mosaic import build_mosaic
+
+    with _results_store(args.store) as store:
+        campaign_id = int(store.campaign(name=args.name)["id"])
+        written = build_mosaic(store, campaign_id, args.output)
+    if not written:
+        print("no GeoTIFF results of done tasks: nothing to mosaic")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+@contextmanager
+def _results_store(store: str) -> Iterator[Any]:
+    """An existing store, closed afterwards."""
+    from openeo_upscale.campaign import Store
+    from openeo_upscale.errors import StoreError
+
+    if not _store_exists(store):
+        raise StoreError(f"no store at {store}")
+    with Store.open(store) as opened:
+        yield opened
+
+
 def _is_bbox(value: Any) -> bool:
     """A bounding-box mapping (not GeoJSON)."""
     corners = {"west", "south", "east", "north"}
@@ -504,6 +547,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="HTML file (default report.html)")
     report.add_argument("--name", help="the campaign (when the store holds several)")
     report.set_defaults(func=_report)
+
+    results = sub.add_parser("results", help="check or mosaic the downloaded results of a campaign")
+    results_sub = results.add_subparsers(dest="results_command", required=True)
+    verify = results_sub.add_parser("verify", help="check the done tasks' files against their item.json "
+                                    "(exit 1 when any is missing or corrupt)")
+    verify.add_argument("store", help="SQLite file or postgresql:// URL")
+    verify.add_argument("--name", help="the campaign (when the store holds several)")
+    verify.set_defaults(func=_results_verify)
+    mosaic = results_sub.add_parser("mosaic", help="a COG per date and band over the whole area, "
+                                    "and a PNG quick-look per date")
+    mosaic.add_argument("store", help="SQLite file or postgresql:// URL")
+    mosaic.add_argument("--name", help="the campaign (when the store holds several)")
+    mosaic.add_argument("-o", "--output", help="folder (default: the campaign's output folder/mosaic)")
+    mosaic.set_defaults(func=_results_mosaic)
     return parser
 
 
