@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
+# UDP_DIR=path/to/apex/udps runs the APEx bap_composite instead of the project's own BAP UDP.
 demo: $(STAMP)
-	$(BIN)/openeo-upscale demo
+	$(BIN)/openeo-upscale demo $(if $(UDP_DIR),--udp-dir $(UDP_DIR))
 
 test: $(STAMP)
 	@scripts/install-chromium.sh

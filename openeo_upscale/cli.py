@@ -65,7 +65,8 @@ def _backend_serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from openeo_upscale.demo import run_demo
 
-    return run_demo(Path(args.output))
+    return run_demo(Path(args.output), udp_dir=Path(args.udp_dir) if args.udp_dir else None,
+                    max_tiles=args.max_tiles, quiet=args.quiet)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -468,8 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="backend TOML file (users, limits, simulation, faults)")
     serve.set_defaults(func=_backend_serve)
 
-    demo = sub.add_parser("demo", help="run a job on the embedded local backend")
+    demo = sub.add_parser("demo", help="the reference workflow on the embedded local backend: a BAP "
+                                       "composite over Antwerp, mosaic and report")
     demo.add_argument("-o", "--output", default="demo-output", help="output folder (default demo-output)")
+    demo.add_argument("--udp-dir", help="a folder holding the APEx bap_composite.json to use instead of "
+                                        "the project's own BAP UDP")
+    demo.add_argument("--max-tiles", type=int, help="run only the first N tiles")
+    demo.add_argument("--quiet", action="store_true", help="plain log lines instead of the live panel")
     demo.set_defaults(func=_demo)
 
     dashboard = sub.add_parser("dashboard", help="serve a live web dashboard of a campaign (read-only)")

@@ -1,43 +1,104 @@
-"""`make demo` for now: start the local backend, run one job through the official `openeo`
-client, and show where the result landed."""
+"""`make demo`: the reference workflow end to end, offline, on the embedded local backend.
+
+A 5 km UTM grid over Antwerp (bbox 4.35,51.10,4.45,51.20, as in the ESA APEx upscaling
+notebook), a best-available-pixel composite per tile (bands B04, B03, B02, May and June 2023)
+with two jobs in parallel and live progress, the results downloaded, one mosaic per band and
+month (Cloud-Optimized GeoTIFF) with a PNG quick-look, the HTML report, and the command that
+opens the dashboard.
+
+The local backend runs in real mode on its synthetic Sentinel-2 data. The UDP is the APEx
+`bap_composite` by its namespace URL when a folder holding a copy of it is given (``udp_dir``),
+and otherwise the project's own `bap_composite` UDP (`openeo_upscale/udp/bap_composite.json`).
+"""
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import openeo
 
-from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
+from openeo_upscale.backend import BackendConfig, LocalBackend
+from openeo_upscale.backend.config import Mode
+from openeo_upscale.campaign import Campaign, Polling, Udp
+from openeo_upscale.grid import tiles
+from openeo_upscale.udp import UDP_DIR
 
-DEMO_BBOX = {"west": 4.35, "south": 51.10, "east": 4.40, "north": 51.15}
+DEMO_BBOX = (4.35, 51.10, 4.45, 51.20)
+"""West, south, east, north of the area: the reference notebook's Antwerp box."""
+DEMO_TILE_SIZE = 5000
 DEMO_PERIOD = ["2023-05-01", "2023-07-01"]
+DEMO_BANDS = ["B04", "B03", "B02"]
+PARALLEL_JOBS = 2
+APEX_BAP_URL = ("https://raw.githubusercontent.com/ESA-APEx/apex_algorithms/refs/heads/main/"
+                "openeo_udp/bap_composite.json")
+
+_OWNED = ("backend-state", "campaign.sqlite", "campaign.sqlite-wal", "campaign.sqlite-shm", "results",
+          "mosaic", "report.html")
+"""What a demo run writes into its output folder (and clears first, so that every run is fresh)."""
 
 
-def run_demo(output: Path) -> int:
+def run_demo(output: Path, *, udp_dir: Path | None = None, max_tiles: int | None = None,
+             quiet: bool = False) -> int:
+    """Run the demo into ``output``; returns the exit code (0 when every tile is done)."""
+    from openeo_upscale.campaign.mosaic import build_mosaic
+    from openeo_upscale.monitor import LogMonitor, TerminalMonitor, recent_errors
+    from openeo_upscale.monitor.report import write_report
+
+    output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
-    config = BackendConfig(state_dir=output / "backend-state", simulation=Simulation(time_scale=0.02))
+    for name in _OWNED:
+        path = output / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    grid = tiles(DEMO_BBOX, DEMO_TILE_SIZE)
+    if max_tiles is not None:
+        grid = grid.head(max_tiles)
+    reference = udp_dir is not None and (udp_dir / "bap_composite.json").is_file()
+    config = BackendConfig(state_dir=output / "backend-state", mode=Mode.REAL,
+                           udp_dirs=(udp_dir,) if reference and udp_dir is not None else ())
+    began = time.monotonic()
     with LocalBackend(config) as backend:
-        print(f"local openEO backend at {backend.url}")
-        con = openeo.connect(backend.url).authenticate_basic("demo", "demo")
-        cube = con.datacube_from_process(
-            "ndvi_max", namespace=f"{backend.api_url}/udp/ndvi_max.json",
-            spatial_extent=DEMO_BBOX, temporal_extent=DEMO_PERIOD)
-        job = cube.create_job(title="openeo-upscale demo", out_format="GTiff")
-        print(f"created job {job.job_id}; starting it")
-        job.start()
-        t0 = time.monotonic()
-        status = job.status()
-        while status not in ("finished", "error", "canceled"):
-            print(f"  {time.monotonic() - t0:5.1f} s  {status}", flush=True)
-            time.sleep(1.0)
-            status = job.status()
-        if status != "finished":
-            for entry in job.logs(level="error"):
-                print(f"  error: {entry.message}")
-            return 1
-        files = job.get_results().download_files(output / "results")
-        print(f"job {job.job_id} finished in {time.monotonic() - t0:.1f} s")
-        for f in files:
-            print(f"result: {Path(f).resolve()}")
+        if reference and udp_dir is not None:
+            udp = Udp.from_file(udp_dir / "bap_composite.json", APEX_BAP_URL)
+            which = "the APEx bap_composite UDP"
+        else:
+            udp = Udp.from_file(UDP_DIR / "bap_composite.json", f"{backend.api_url}/udp/bap_composite.json")
+            which = "the project's own bap_composite UDP"
+        print(f"local openEO backend (real mode) at {backend.url}")
+        print(f"{len(grid)} tiles of {DEMO_TILE_SIZE // 1000} km over Antwerp; {which}; "
+              f"{PARALLEL_JOBS} jobs in parallel")
+        store_path = output / "campaign.sqlite"
+        with Campaign.create(store_path, grid, udp, name="antwerp-bap",
+                             defaults={"temporal_extent": DEMO_PERIOD, "bands": DEMO_BANDS},
+                             output_dir=output / "results", polling=Polling(min_interval=0.2)) as campaign:
+            campaign.add_backend("local", openeo.connect(backend.url).authenticate_basic("demo", "demo"),
+                                 parallel_jobs=PARALLEL_JOBS)
+            monitor: Any = LogMonitor() if quiet or not sys.stdout.isatty() else TerminalMonitor()
+            with monitor:
+                campaign.start()
+                while not campaign.wait(timeout=1.0):
+                    monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
+                monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
+            summary = campaign.summary()
+            done = summary["counts"]["done"]
+            if done != summary["tasks"]:
+                for error in recent_errors(campaign.store, campaign.id):
+                    print(f"error: {error}", file=sys.stderr)
+                print(f"only {done} of {summary['tasks']} tiles are done", file=sys.stderr)
+                return 1
+            collection = campaign.collection()
+            mosaic = build_mosaic(campaign.store, campaign.id, output / "mosaic")
+            report = write_report(campaign.store, campaign.id, output / "report.html")
+    print(f"\nall {done} tiles done in {time.monotonic() - began:.0f} s, {summary['credits']:.2f} credits")
+    print(f"results:    {collection}")
+    for path in mosaic:
+        print(f"mosaic:     {path}")
+    print(f"report:     {report}")
+    print(f"dashboard:  openeo-upscale dashboard {store_path}")
     return 0

@@ -75,11 +75,22 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "run_slotz" in capsys.readouterr().err
 
 
-def test_demo_runs_a_job_and_writes_a_geotiff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "-o", str(tmp_path)]) == 0
+def test_demo_runs_the_reference_pipeline_on_two_tiles(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo`'s pipeline, cut to two tiles: real BAP jobs, downloads, mosaic, quick-look, report."""
+    assert main(["demo", "-o", str(tmp_path), "--max-tiles", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
-    tif = tmp_path / "results" / "openEO.tif"
-    assert f"result: {tif.resolve()}" in out
-    with rasterio.open(tif) as ds:
-        assert ds.crs.to_epsg() == 32631
-        assert ds.read(1).std() > 0
+    assert "all 2 tiles done" in out
+    assert f"dashboard:  openeo-upscale dashboard {tmp_path.resolve() / 'campaign.sqlite'}" in out
+    mosaic = tmp_path / "mosaic"
+    for month in ("2023-05-01", "2023-06-01"):
+        assert (mosaic / f"openEO_{month}Z.png").is_file()
+        for band in ("B04", "B03", "B02"):
+            with rasterio.open(mosaic / f"openEO_{month}Z_{band}.tif") as ds:
+                assert ds.crs.to_epsg() == 32631 and ds.res == (10.0, 10.0)
+                data = ds.read(1, masked=True)
+                # Two abutting 5 km tiles: one seamless raster of 1000 x 500 pixels, mostly valid.
+                assert sorted(ds.shape) == [500, 1000]
+                assert data.count() > 0.9 * data.size
+    assert (tmp_path / "report.html").is_file()
+    assert (tmp_path / "results" / "collection.json").is_file()
