@@ -386,3 +386,12 @@ def test_log_monitor_prints_a_line_only_when_something_changed() -> None:
     assert "done 4" in out.getvalue() and "active local 2/4" in out.getvalue()
     monitor.update(SUMMARY, ["tile x: broken"])
     assert "error: tile x: broken" in out.getvalue()
+
+
+def test_the_readme_cdse_example_loads_and_dry_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The TOML the README shows for Copernicus Data Space is valid, and --dry-run needs no login."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "cdse-antwerp.toml"
+    config = load_campaign(path)
+    assert config.name == "antwerp-bap" and [b.auth for b in config.backends] == [AuthKind.OIDC]
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert "9 tasks" in capsys.readouterr().out.replace(",", "")
