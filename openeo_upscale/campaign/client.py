@@ -74,7 +74,9 @@ class BackendClient:
         self.requests = 0
         """HTTP requests made so far (every attempt, every page, every asset download)."""
         self._download_session = requests.Session()
-        self._download_session.hooks["response"].append(self._count)
+        self._backend_session = requests.Session()
+        for session in (self._download_session, self._backend_session):
+            session.hooks["response"].append(self._count)
 
     # connection -----------------------------------------------------------------------------
 
@@ -139,7 +141,7 @@ class BackendClient:
             text = f"{method} {path}: HTTP {response.status_code} {code}: {message}"
             if response.status_code == 429 or response.status_code >= 500:
                 raise TransientError(
-                    text, retry_after=_retry_after(response), status=response.status_code, code=code, **where
+                    text, retry_after=retry_after(response), status=response.status_code, code=code, **where
                 )
             if code in CAPACITY_CODES:
                 raise CapacityError(text, status=response.status_code, code=code, **where)
@@ -246,10 +248,10 @@ class BackendClient:
         """The session to fetch an asset with: authenticated only for links on the backend itself."""
         connection = self.connection
         if urlsplit(href).netloc == urlsplit(connection.root_url).netloc:
-            session = requests.Session()
-            session.auth = connection.auth
-            session.hooks["response"].append(self._count)
-            return session
+            # One pooled session for the backend's own links; its auth follows the connection's,
+            # which changes when a token is renewed.
+            self._backend_session.auth = connection.auth
+            return self._backend_session
         return self._download_session
 
 
@@ -263,7 +265,7 @@ def _error_body(response: requests.Response) -> tuple[str, str]:
     return "Unknown", str(doc)[:200]
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after(response: requests.Response) -> float | None:
     """``Retry-After`` in seconds (delta or HTTP date), or None."""
     value = response.headers.get("Retry-After")
     if not value:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from openeo_upscale.campaign.client import retry_after
 from openeo_upscale.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
                 status = response.status_code
                 raise DownloadError(
                     f"download of {shown} answered HTTP {status}", href=shown,
-                    transient=status == 429 or status >= 500, retry_after=_retry_after(response))
+                    transient=status == 429 or status >= 500, retry_after=retry_after(response))
             with part.open(mode) as file:
                 for block in response.iter_content(chunk_size=chunk):
                     file.write(block)
@@ -150,13 +151,6 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
         raise DownloadError(f"download of {shown} failed: {type(exc).__name__}: {exc}",
                             href=shown, transient=True) from exc
 
-
-def _retry_after(response: requests.Response) -> float | None:
-    """A numeric ``Retry-After`` in seconds, or None."""
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -183,14 +177,18 @@ def _failed_check(path: Path, size: int | None, digest: str | None) -> str | Non
     """'size' or 'checksum' when `path` does not match, else None."""
     if size is not None and path.stat().st_size != size:
         return "size"
-    if digest is not None:
-        sha = hashlib.sha256()
-        with path.open("rb") as file:
-            for block in iter(lambda: file.read(CHUNK_SIZE), b""):
-                sha.update(block)
-        if sha.hexdigest() != digest:
-            return "checksum"
+    if digest is not None and sha256_of(path) != digest:
+        return "checksum"
     return None
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 digest of a file, read in `CHUNK_SIZE` pieces."""
+    sha = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(CHUNK_SIZE), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def _redact(href: str) -> str:

@@ -15,7 +15,6 @@ nearest-neighbour resampling, so the native tiles keep their exact values.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from openeo_upscale.campaign.downloads import CHUNK_SIZE, SHA256_MULTIHASH
+from openeo_upscale.campaign.downloads import SHA256_MULTIHASH, sha256_of
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.results import ITEM_FILE, task_folder
 from openeo_upscale.campaign.states import TaskState
@@ -186,12 +185,9 @@ def _check(path: Path, asset: dict[str, Any]) -> tuple[ProblemKind | None, str]:
     if has_size and actual_size != size:
         return ProblemKind.CORRUPT, f"size {actual_size} bytes, expected {size}"
     if digest is not None:
-        sha = hashlib.sha256()
-        with path.open("rb") as file:
-            for block in iter(lambda: file.read(CHUNK_SIZE), b""):
-                sha.update(block)
-        if sha.hexdigest() != digest:
-            return ProblemKind.CORRUPT, f"sha256 {sha.hexdigest()}, expected {digest}"
+        actual = sha256_of(path)
+        if actual != digest:
+            return ProblemKind.CORRUPT, f"sha256 {actual}, expected {digest}"
     return None, ""
 
 

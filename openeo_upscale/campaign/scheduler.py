@@ -219,13 +219,12 @@ class Scheduler:
                 self._poll(slot, tasks)
                 polled.add(name)
         # Downloads first: a launch round may take seconds of POSTs, finished results need not wait.
-        self._hand_over_downloads()
+        result.downloads = len(self._hand_over_downloads())
         result.launched, result.blocked = self._launch()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
         result.active = len(active)
         self._plan(active, polled | self._touched)
         result.next_tick = self._next_tick(active)
-        result.downloads = len(self._hand_over_downloads())
         result.pending = len(
             self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
         )
@@ -290,10 +289,9 @@ class Scheduler:
             try:
                 self._follow(slot, task, listing)
             except TransientError as exc:
-                self._defer(task, exc)
+                self._later(slot, task, exc)
                 if exc.status == 429:
-                    self._pause(slot, exc)
-                    return
+                    return  # the backend is paused: its other tasks wait too
 
     def _list(self, slot: BackendSlot, tasks: list[Task]) -> _Listing:
         """One walk of the backend's job listing, cut short once every wanted job and token is seen."""
@@ -509,14 +507,8 @@ class Scheduler:
             slot.prepared = True
             process, title, description = self.job_spec(task, task.client_token)
             job_id = slot.client.create_job(process, title=title, description=description, task_id=task.id)
-        except CapacityError as exc:
-            self._lower_capacity(slot, exc)
-            self._defer(task, exc)
-            return
-        except TransientError as exc:
-            self._defer(task, exc)
-            if exc.status == 429:
-                self._pause(slot, exc)
+        except (CapacityError, TransientError) as exc:
+            self._later(slot, task, exc)
             return
         except PermanentError as exc:
             self._transition(
@@ -535,20 +527,23 @@ class Scheduler:
     def _start(self, slot: BackendSlot, task: Task) -> None:
         try:
             slot.client.start_job(str(task.job_id), task_id=task.id)
-        except CapacityError as exc:
-            self._lower_capacity(slot, exc)
-            self._defer(task, exc)
-            return
-        except TransientError as exc:
-            self._defer(task, exc)
-            if exc.status == 429:
-                self._pause(slot, exc)
+        except (CapacityError, TransientError) as exc:
+            self._later(slot, task, exc)
             return
         except PermanentError as exc:
             self._job_failed(slot, task, f"the backend refused to start the job: {exc.reason}", [])
             return
         self._cleared(task)
         self._transition(task, S.CREATING, S.QUEUED, "job started", job_status=JobStatus.QUEUED)
+
+    def _later(self, slot: BackendSlot, task: Task, exc: CapacityError | TransientError) -> None:
+        """Try the task's request again after a backoff; a full backend lowers its capacity, a 429
+        pauses the whole backend (the limit is the account's, not the task's)."""
+        if isinstance(exc, CapacityError):
+            self._lower_capacity(slot, exc)
+        elif exc.status == 429:
+            self._pause(slot, exc)
+        self._defer(task, exc)
 
     # capacity and limits --------------------------------------------------------------------------
 

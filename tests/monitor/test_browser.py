@@ -7,7 +7,6 @@ dashboard, also in a process of its own, serves the same store; the page must sh
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -21,8 +20,9 @@ import requests
 from openeo_upscale.backend import LocalBackend
 from openeo_upscale.campaign import Store
 from tests.backend.client_helpers import wait_until
-from tests.conftest import ANTWERP_BBOX, MAX_NDVI_URL
+from tests.conftest import ANTWERP_BBOX
 from tests.monitor.browser import requested_hosts, screenshot
+from tests.test_cli_campaign import PASSWORD_ENV, USER_ENV, _toml
 
 ROOT = Path(__file__).resolve().parents[2]
 BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
@@ -35,41 +35,8 @@ def free_port() -> int:
         return port
 
 
-def campaign_toml(folder: Path, url: str, udp_dir: Path) -> Path:
-    path = folder / "campaign.toml"
-    path.write_text(f"""
-store = "campaign.sqlite"
-name = "antwerp"
-output_dir = "results"
-
-[grid]
-bbox = {BBOX}
-size = 5000
-
-[udp]
-file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
-namespace = "{MAX_NDVI_URL}"
-
-[defaults]
-temporal_extent = ["2023-05-01", "2023-07-01"]
-
-[polling]
-min_interval = 0.1
-max_interval = 0.5
-
-[[backends]]
-name = "local"
-url = "{url}"
-parallel_jobs = 2
-auth = "basic"
-username_env = "BROWSER_TEST_USER"
-password_env = "BROWSER_TEST_PASSWORD"
-""")
-    return path
-
-
 def start(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BROWSER_TEST_USER": "demo", "BROWSER_TEST_PASSWORD": "demo"}
+    env = {**os.environ, USER_ENV: "demo", PASSWORD_ENV: "demo"}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "openeo_upscale.cli", *args], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -78,7 +45,7 @@ def start(*args: str, log: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def running_campaign(tmp_path: Path, backend: LocalBackend, udp_dir: Path) -> Iterator[Path]:
     """`openeo-upscale run` in a process of its own; yields the store's path once it exists."""
-    toml = campaign_toml(tmp_path, backend.url, udp_dir)
+    toml = _toml(tmp_path, backend.url, udp_dir)  # the CLI tests' campaign: same TOML, same secrets
     process = start("run", str(toml), "--quiet", log=tmp_path / "run.log")
     store = tmp_path / "campaign.sqlite"
     try:
