@@ -513,8 +513,7 @@ def create_app(config: BackendConfig) -> BackendApp:
         extent = simulate.Extent(**job["extent"])
         attempt = job.get("attempt") or 1
         seconds = simulate.simulated_seconds(extent, config.simulation, attempt, config.faults.seed)
-        cpu_hours = seconds * 2.0 / 3600
-        costs = round(config.credits_per_job + cpu_hours * config.credits_per_cpu_hour, 4)
+        costs = config.credits(seconds * 2.0)
         return {
             "costs": costs,
             "duration": f"PT{round(seconds)}S",

@@ -144,6 +144,13 @@ class BackendConfig:
     faults: Faults = Faults()
     title: str = "openeo-upscale local backend"
 
+    def credits(self, cpu_seconds: float) -> float:
+        """What a job that used ``cpu_seconds`` costs: the start fee plus its CPU time, CDSE-style.
+
+        Failed jobs and jobs canceled while running are billed too, for what they used.
+        """
+        return round(self.credits_per_job + cpu_seconds / 3600.0 * self.credits_per_cpu_hour, 4)
+
     def user(self, name: str) -> User | None:
         return next((u for u in self.users if u.name == name), None)
 

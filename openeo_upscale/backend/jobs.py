@@ -269,11 +269,20 @@ class JobService:
         if status not in ACTIVE:
             return
         now = self._clock()
+        values: dict[str, Any] = {"status": JobStatus.CANCELED.value, "finished_at": now, "updated": now}
+        if status is JobStatus.RUNNING and job.get("started_at") is not None:
+            # What it used until now is billed, as for any job that ran.
+            sim = self._config.simulation
+            elapsed = max(0.0, now - float(job["started_at"]))
+            simulated = self._config.mode is Mode.SIMULATED and sim.time_scale
+            seconds = elapsed / sim.time_scale if simulated else elapsed
+            values["usage"] = used = simulate.usage(simulate.Extent(**job["extent"]), seconds)
+            values["costs"] = self._config.credits(float(used["cpu"]["value"]))
         with self._transaction() as conn:
             done = conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status == status.value)
-                .values(status=JobStatus.CANCELED.value, finished_at=now, updated=now)
+                .values(**values)
             )
             if done.rowcount == 1:
                 self._append_log(conn, job_id, "info", f"Job canceled by {user}.")
@@ -415,18 +424,23 @@ class JobService:
 
     def _finish(self, job: dict[str, Any], now: float) -> None:
         job_id = job["id"]
+        extent = simulate.Extent(**job["extent"])
+        sim = self._config.simulation
+        sim_seconds = job["duration"] / sim.time_scale if sim.time_scale else job["duration"]
+        used = simulate.usage(extent, sim_seconds)
+        costs = self._config.credits(float(used["cpu"]["value"]))
         if job["fail_message"]:
             with self._transaction() as conn:
                 done = conn.execute(
                     sa.update(jobs)
                     .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
-                    .values(status=JobStatus.ERROR.value, finished_at=now, updated=now)
+                    .values(status=JobStatus.ERROR.value, finished_at=now, updated=now, usage=used,
+                            costs=costs)
                 )
                 if done.rowcount == 1:
                     self._append_log(conn, job_id, "error", job["fail_message"])
             _log.info("job %s failed: %s", job_id, job["fail_message"])
             return
-        extent = simulate.Extent(**job["extent"])
         folder = self._results / job_id
         path = folder / "openEO.tif"
         proj = simulate.write_geotiff(path, extent)
@@ -440,11 +454,6 @@ class JobService:
             "file:checksum": "1220" + hashlib.sha256(data).hexdigest(),
             **proj,
         }
-        sim = self._config.simulation
-        sim_seconds = job["duration"] / sim.time_scale if sim.time_scale else job["duration"]
-        used = simulate.usage(extent, sim_seconds)
-        cpu_hours = float(used["cpu"]["value"]) / 3600.0
-        costs = round(self._config.credits_per_job + cpu_hours * self._config.credits_per_cpu_hour, 4)
         with self._transaction() as conn:
             done = conn.execute(
                 sa.update(jobs)
@@ -517,8 +526,7 @@ class JobService:
         with self._db.connect() as conn:
             started = conn.execute(sa.select(jobs.c.started_at).where(jobs.c.id == job_id)).scalar()
         used["duration"] = {"value": round(now - (started or now), 3), "unit": "seconds"}
-        cpu_hours = float(used.get("cpu", {}).get("value", 0.0)) / 3600.0
-        costs = round(self._config.credits_per_job + cpu_hours * self._config.credits_per_cpu_hour, 4)
+        costs = self._config.credits(float(used.get("cpu", {}).get("value", 0.0)))
         ok = outcome is not None and outcome.ok and error is None
         values: dict[str, Any] = {"finished_at": now, "updated": now, "usage": used, "costs": costs}
         if ok:
