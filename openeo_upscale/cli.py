@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from openeo_upscale.errors import UpscaleError
 
 if TYPE_CHECKING:
-    from openeo_upscale.campaign import Campaign
+    from openeo_upscale.campaign import Campaign, RunnerInfo
     from openeo_upscale.campaign.config import CampaignConfig
 
 EXIT_FAILED = 1
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
         try:
             with _sigterm_as_interrupt():
-                _watch(campaign, monitor)
+                _watch(campaign, monitor, wait=args.wait)
         except KeyboardInterrupt:
             return _interrupted(campaign, args.config, cancel=args.cancel_on_exit)
         return _ending(campaign)
@@ -127,14 +127,16 @@ def _run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator[Campaign]:
-    """The configured campaign, opened from the store or created there; the store is closed afterwards."""
+    """The configured campaign, opened from the store or created there; the store is closed afterwards.
+
+    Several runs may start at once on a new store: one creates the campaign, the others resume it.
+    """
     from openeo_upscale.campaign import Campaign, Store
 
     store = Store.open(config.store)
     try:
         if any(c["name"] == config.name for c in store.campaigns()):
             campaign = Campaign.open(store, config.name)
-            print(f"resuming campaign {config.name!r} in {_shown(config.store)}", flush=True)
         else:
             if config.udp is None:
                 raise _config_error("no [udp] table: say which process to run "
@@ -144,10 +146,13 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
             tiles = config.load_tiles()
             campaign = Campaign.create(
                 store, tiles, udp, name=config.name, defaults=config.defaults, column_map=config.column_map,
-                output_dir=config.output_dir, on_exists="error", retry=config.retry, limits=config.limits,
-                polling=config.polling)
-            print(f"created campaign {config.name!r} with {len(tiles):,} tasks in {_shown(config.store)}",
-                  flush=True)
+                output_dir=config.output_dir, on_exists="resume", retry=config.retry, limits=config.limits,
+                polling=config.polling, leasing=config.leasing)
+        if campaign.created:
+            print(f"created campaign {config.name!r} with {campaign.summary()['tasks']:,} tasks in "
+                  f"{_shown(config.store)}", flush=True)
+        else:
+            print(f"resuming campaign {config.name!r} in {_shown(config.store)}", flush=True)
         try:
             yield campaign
         finally:
@@ -191,12 +196,16 @@ def _tile_records(tiles: Any) -> list[dict[str, Any]]:
     return records
 
 
-def _watch(campaign: Campaign, monitor: Any) -> None:
-    """Start the campaign and refresh the monitor about once a second until the run ends."""
+def _watch(campaign: Campaign, monitor: Any, *, wait: bool = False) -> None:
+    """Join the campaign (waiting for the runner that holds a SQLite store, with ``wait``) and refresh
+    the monitor about once a second until the run ends."""
     from openeo_upscale.monitor import recent_errors
 
+    def waiting(holder: RunnerInfo) -> None:
+        print(f"waiting for {holder.describe()} to finish; Ctrl-C gives up", file=sys.stderr, flush=True)
+
+    campaign.start(wait=wait, on_wait=waiting)
     with monitor:
-        campaign.start()
         while not campaign.wait(timeout=1.0):
             monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
         monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
@@ -273,6 +282,7 @@ def _status(args: argparse.Namespace) -> int:
 
     console = Console()
     console.print(f"campaign [bold]{summary['campaign']}[/bold]: {summary['tasks']:,} tasks, "
+                  f"{summary['jobs']:,} backend jobs ({summary['retried']:,} tasks retried), "
                   f"{float(summary['credits']):,.2f} credits")
     states = Table("state", "tasks", show_edge=False)
     for state, n in summary["counts"].items():
@@ -280,11 +290,53 @@ def _status(args: argparse.Namespace) -> int:
             states.add_row(state, f"{n:,}")
     console.print(states)
     if summary["backends"]:
-        backends = Table("backend", "active", "tasks by state", show_edge=False)
+        backends = Table("backend", "active", "jobs", "credits", "runner", "tasks by state", show_edge=False)
         for name, entry in summary["backends"].items():
             by_state = ", ".join(f"{state} {n:,}" for state, n in entry["counts"].items())
-            backends.add_row(name, str(entry["active"]), by_state)
+            runner = "-" if entry["runner"] is None else str(entry["runner"])
+            backends.add_row(name, str(entry["active"]), f"{entry['jobs']:,}", f"{entry['credits']:,.2f}",
+                             runner, by_state)
         console.print(backends)
+    if summary["runners"]:
+        runners = Table("runner", "host", "pid", "since", "heartbeat", show_edge=False)
+        for runner in summary["runners"]:
+            runners.add_row(str(runner["id"]), runner["host"], str(runner["pid"]), runner["since"],
+                            f"{runner['heartbeat_age_s']:.0f} s ago")
+        console.print(runners)
+    else:
+        console.print("no runner is running the campaign")
+    return 0
+
+
+def _store_upgrade(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign import Store
+    from openeo_upscale.errors import StoreError
+
+    if not _store_exists(args.store):
+        raise StoreError(f"no store at {args.store}")
+    with Store.open(args.store) as store:
+        prepared = store.prepared
+    assert prepared is not None
+    if prepared.upgraded:
+        print(f"upgraded {_shown(args.store)} from schema version {prepared.found} to {prepared.version}")
+    else:
+        print(f"{_shown(args.store)} is at schema version {prepared.version}: nothing to do")
+    return 0
+
+
+def _store_repair(args: argparse.Namespace) -> int:
+    from openeo_upscale.campaign import Store
+    from openeo_upscale.errors import StoreError
+
+    if not _store_exists(args.store):
+        raise StoreError(f"no store at {args.store}")
+    with Store.open(args.store) as store:
+        renamed = store.repair_duplicates()
+    if not renamed:
+        print("no two campaigns share a name: nothing to repair")
+        return 0
+    for line in renamed:
+        print(line)
     return 0
 
 
@@ -508,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="on Ctrl-C/SIGTERM cancel the running jobs (default: leave them; run resumes)")
     run.add_argument("--dry-run", action="store_true",
                      help="show the tasks and their area; write nothing, start no job")
+    run.add_argument("--wait", action="store_true",
+                     help="on a SQLite store held by another runner, wait for it instead of refusing")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="counts per state, per backend and credits of a campaign")
@@ -547,6 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--output-dir", help="where results go (default <name>-results)")
     imp.add_argument("--pin-from", help="pin each task to the backend in this column (e.g. backend_name)")
     imp.set_defaults(func=_import)
+
+    store_cmd = sub.add_parser("store", help="look after a store: upgrade its schema, repair duplicates")
+    store_sub = store_cmd.add_subparsers(dest="store_command", required=True)
+    upgrade = store_sub.add_parser("upgrade", help="upgrade a store to this version's schema (opening it "
+                                   "does the same)")
+    upgrade.add_argument("store", help="SQLite file or postgresql:// URL")
+    upgrade.set_defaults(func=_store_upgrade)
+    repair = store_sub.add_parser("repair", help="rename campaigns that share a name (an earlier release "
+                                  "could create two at once), keeping the most advanced one's name")
+    repair.add_argument("store", help="SQLite file or postgresql:// URL")
+    repair.set_defaults(func=_store_repair)
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a campaign")
     report.add_argument("store", help="SQLite file or postgresql:// URL")

@@ -56,6 +56,21 @@ class CampaignError(UpscaleError):
     """A campaign cannot be created, opened or run as asked; the message says what to change."""
 
 
+class CampaignExistsError(CampaignError):
+    """A campaign of that name is already in the store (names are unique in a store)."""
+
+
+class CampaignBusyError(CampaignError):
+    """Another runner holds the campaign (a SQLite store allows one at a time); the message names it.
+
+    `holder` describes that runner (host, pid, since when) where it is known.
+    """
+
+    def __init__(self, message: str, *, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class BackendError(UpscaleError):
     """An openEO backend refused or failed a request made for a task.
 

@@ -6,16 +6,18 @@ from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign, validate_parameters
 from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
-from openeo_upscale.campaign.models import Event, Task
+from openeo_upscale.campaign.leases import Leases
+from openeo_upscale.campaign.models import Event, JobRecord, RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Backoff, Pacer
 from openeo_upscale.campaign.results import Downloader
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
-from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.states import (
     JOB_ACTIVE,
     JOB_TERMINAL,
     TASK_ACTIVE,
+    TASK_HOLDING,
     TASK_TERMINAL,
     TASK_TRANSITIONS,
     JobStatus,
@@ -25,7 +27,9 @@ from openeo_upscale.campaign.states import (
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
 from openeo_upscale.errors import (
     BackendError,
+    CampaignBusyError,
     CampaignError,
+    CampaignExistsError,
     CapacityError,
     DownloadError,
     ParameterError,
@@ -39,6 +43,7 @@ __all__ = [
     "JOB_TERMINAL",
     "SCHEMA_VERSION",
     "TASK_ACTIVE",
+    "TASK_HOLDING",
     "TASK_TERMINAL",
     "TASK_TRANSITIONS",
     "BackendClient",
@@ -47,12 +52,17 @@ __all__ = [
     "BackendSlot",
     "Backoff",
     "Campaign",
+    "CampaignBusyError",
     "CampaignError",
+    "CampaignExistsError",
     "CapacityError",
     "DownloadError",
     "Downloader",
     "Event",
+    "JobRecord",
     "JobStatus",
+    "Leases",
+    "Leasing",
     "Limits",
     "Pacer",
     "ParameterError",
@@ -60,6 +70,7 @@ __all__ = [
     "Polling",
     "RetryPolicy",
     "Runner",
+    "RunnerInfo",
     "Scheduler",
     "Store",
     "StoreError",

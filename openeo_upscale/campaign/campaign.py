@@ -21,20 +21,20 @@ import geopandas as gpd
 import openeo
 import pandas as pd
 import shapely
-import sqlalchemy as sa
 
 from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign
-from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.leases import Leases
+from openeo_upscale.campaign.models import RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Pacer
-from openeo_upscale.campaign.results import Downloader, recover_interrupted
+from openeo_upscale.campaign.results import Downloader
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
-from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
-from openeo_upscale.campaign.states import TASK_ACTIVE, TaskState
-from openeo_upscale.campaign.store import Store, events_table, tasks_table
-from openeo_upscale.errors import BackendError, CampaignError, StoreError
+from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.states import TASK_HOLDING, TaskState
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import BackendError, CampaignError, CampaignExistsError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,16 @@ class Campaign:
         self.retry_policy = RetryPolicy(**self.config.get("retry", {}))
         self.limits = Limits(**self.config.get("limits", {}))
         self.polling = Polling(**self.config.get("polling", {}))
+        self.leasing = Leasing(**self.config.get("leasing", {}))
         self.output_dir = Path(self.config.get("output_dir") or "results")
+        self.created = False
+        """True when `create` made this campaign (False: it was there already and is resumed)."""
         self._owns_store = owns_store
         self._backends: dict[str, tuple[BackendSettings, BackendClient]] = {}
         self._thread: threading.Thread | None = None
         self._runner: Runner | None = None
         self._downloader: Downloader | None = None
+        self._leases: Leases | None = None
         self._error: BaseException | None = None
         self._last: TickResult | None = None
         self.on_task_done: TaskCallback | None = None
@@ -96,6 +100,7 @@ class Campaign:
         retry: RetryPolicy | None = None,
         limits: Limits | None = None,
         polling: Polling | None = None,
+        leasing: Leasing | None = None,
     ) -> Campaign:
         """A new campaign of one task per tile, every task validated first; or the existing one.
 
@@ -103,19 +108,16 @@ class Campaign:
         backends find it, for example its public URL; without one, the UDP is stored on each backend
         as the account's own process). Nothing is written when a task's parameters break the UDP's
         schema: `ParameterError` names the task, the parameter and the rule. With
-        ``on_exists="resume"`` a campaign of the same name in the store is opened instead.
+        ``on_exists="resume"`` a campaign of the same name in the store is opened instead (also when
+        another process creates it at the same moment: names are unique in a store, so one of them
+        creates it and the others resume it); with ``"error"`` that raises `CampaignExistsError`.
+        ``created`` tells which happened.
         """
         opened, owns = _store(store)
         try:
-            existing = [c for c in opened.campaigns() if c["name"] == name]
-            if existing:
-                if on_exists == "error":
-                    raise CampaignError(
-                        f"the store already holds a campaign named {name!r}; "
-                        "open it, or create with on_exists='resume'"
-                    )
-                log.info("campaign %r exists in the store; resuming it", name)
-                return cls(opened, existing[0]["id"], owns_store=owns)
+            found = _existing(opened, name)
+            if found is not None:
+                return cls._resumed(opened, found, name, on_exists, owns)
             the_udp = _udp(udp, namespace)
             frame = _tiles_frame(tiles)
             records = frame.to_dict("records")
@@ -129,15 +131,33 @@ class Campaign:
                 "retry": dataclasses.asdict(retry or RetryPolicy()),
                 "limits": dataclasses.asdict(limits or Limits()),
                 "polling": dataclasses.asdict(polling or Polling()),
+                "leasing": dataclasses.asdict(leasing or Leasing()),
             }
             rows = (_task_row(the_udp, record, defaults, column_map) for record in records)
-            campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows)
+            try:
+                campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows)
+            except CampaignExistsError:
+                # Another process created it between our look and our insert: the name is a
+                # unique key, so exactly one of us did.
+                found = _existing(opened, name)
+                assert found is not None
+                return cls._resumed(opened, found, name, on_exists, owns)
             log.info("campaign %r created with %d tasks", name, len(records))
-            return cls(opened, campaign_id, owns_store=owns)
+            campaign = cls(opened, campaign_id, owns_store=owns)
+            campaign.created = True
+            return campaign
         except BaseException:
             if owns:
                 opened.close()
             raise
+
+    @classmethod
+    def _resumed(cls, store: Store, campaign_id: int, name: str, on_exists: str, owns: bool) -> Campaign:
+        if on_exists == "error":
+            raise CampaignExistsError(f"the store already holds a campaign named {name!r}; "
+                                      "open it, or create with on_exists='resume'")
+        log.info("campaign %r exists in the store; resuming it", name)
+        return cls(store, campaign_id, owns_store=owns)
 
     @classmethod
     def open(cls, store: Store | str | os.PathLike[str], name: str | None = None) -> Campaign:
@@ -177,10 +197,14 @@ class Campaign:
 
     # running ----------------------------------------------------------------------------------
 
-    def run(self, *, max_ticks: int | None = None) -> dict[str, Any]:
+    def run(self, *, max_ticks: int | None = None, wait: bool = False,
+            on_wait: Callable[[RunnerInfo], None] | None = None) -> dict[str, Any]:
         """Run until every task has ended (or ``max_ticks``); returns the `summary`, with the path
-        of the results' STAC collection under ``"collection"`` when any task is done."""
-        self.start(max_ticks=max_ticks)
+        of the results' STAC collection under ``"collection"`` when any task is done.
+
+        ``wait`` and ``on_wait`` as for `start`.
+        """
+        self.start(max_ticks=max_ticks, wait=wait, on_wait=on_wait)
         try:
             self.wait()
         except KeyboardInterrupt:
@@ -197,16 +221,24 @@ class Campaign:
         title = f"openeo-upscale campaign {self.name}"
         return build_collection(self.store, self.id, self.output_dir, title=title)
 
-    def start(self, *, max_ticks: int | None = None) -> None:
-        """Run in a background thread; `stop` ends it, `wait` waits for it."""
+    def start(self, *, max_ticks: int | None = None, wait: bool = False,
+              on_wait: Callable[[RunnerInfo], None] | None = None) -> None:
+        """Join the campaign as one of its runners and run in a background thread; `stop` ends it,
+        `wait` waits for it.
+
+        On PostgreSQL any number of processes may run a campaign at once and share its work. On
+        SQLite one may: while another live runner holds the campaign, this raises
+        `CampaignBusyError` naming it, or with ``wait`` blocks until it is gone (``on_wait`` is
+        called with the holder first).
+        """
         if self.running:
             raise CampaignError(f"campaign {self.name!r} is already running")
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
-        if self._downloader is not None:
-            # Downloads of the previous run finish first: a new pool must not resume a file that an
-            # old worker is still writing.
-            self._downloader.shutdown(wait=True)
+        if self._thread is not None:
+            # The previous run's downloads end and its runner leaves first: a new pool must not
+            # resume a file that an old worker is still writing.
+            self._thread.join()
         # What the dashboard shows as each backend's slots (names and limits only, never secrets).
         self.config["backends"] = [
             {"name": name, "parallel_jobs": settings.parallel_jobs, "queue_limit": settings.queue_limit,
@@ -215,50 +247,63 @@ class Campaign:
         ]
         self.store.set_campaign_config(self.id, self.config)
         runner_ref: list[Runner] = []
-        scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None)
+        scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None,
+                                   wait=wait, on_wait=on_wait)
         downloader = scheduler.downloads
-        assert isinstance(downloader, Downloader)
+        leases = scheduler.leases
+        assert isinstance(downloader, Downloader) and leases is not None
         runner = Runner(scheduler, idle_wait=self.polling.max_interval, on_tick=self._ticked)
         runner_ref.append(runner)
-        self._runner, self._downloader, self._error = runner, downloader, None
-        self._last_event = self._max_event_id()
+        leases.on_change = runner.wake
+        self._runner, self._downloader, self._leases, self._error = runner, downloader, leases, None
+        self._last_event = self.store.last_event_id()
         self._thread = threading.Thread(
-            target=self._loop, args=(runner, downloader, max_ticks), name=f"upscale-{self.name}", daemon=True
+            target=self._loop, args=(runner, downloader, leases, max_ticks), name=f"upscale-{self.name}",
+            daemon=True,
         )
         self._thread.start()
 
-    def scheduler(self, *, on_download: Callable[[], None] | None = None) -> Scheduler:
+    def scheduler(self, *, on_download: Callable[[], None] | None = None, wait: bool = False,
+                  on_wait: Callable[[RunnerInfo], None] | None = None) -> Scheduler:
         """The engine without its loop, for driving `Scheduler.tick` by hand (tests, tools).
 
-        Puts downloads a crash interrupted back in line, so only one scheduler may exist at a time;
-        shut its download pool down with ``scheduler.downloads.shutdown()``.
+        Joins the campaign as a runner (see `start`); end with ``scheduler.close()``, which shuts its
+        download pool down and leaves.
         """
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
-        recover_interrupted(self.store, self.id)
-        downloader = Downloader(self.store, self.output_dir, self.backends, retry=self.retry_policy,
-                                on_end=on_download)
-        return Scheduler(
-            self.store,
-            self.id,
-            self.uid,
-            [BackendSlot(settings, client) for settings, client in self._backends.values()],
-            self._job_spec,
-            retry=self.retry_policy,
-            limits=self.limits,
-            downloads=downloader,
-            pacer=Pacer(self.polling),
-            prepare=self._prepare_backend,
-        )
+        leases = Leases(self.store, self.id, list(self._backends), leasing=self.leasing)
+        leases.join(wait=wait, on_wait=on_wait)
+        try:
+            downloader = Downloader(self.store, self.output_dir, self.backends, retry=self.retry_policy,
+                                    on_end=on_download, actor=leases.actor("downloader"),
+                                    runner_id=leases.runner_id)
+            return Scheduler(
+                self.store,
+                self.id,
+                self.uid,
+                [BackendSlot(settings, client) for settings, client in self._backends.values()],
+                self._job_spec,
+                retry=self.retry_policy,
+                limits=self.limits,
+                downloads=downloader,
+                pacer=Pacer(self.polling),
+                prepare=self._prepare_backend,
+                leases=leases,
+            )
+        except BaseException:
+            leases.leave("could not start")
+            raise
 
-    def _loop(self, runner: Runner, downloader: Downloader, max_ticks: int | None) -> None:
+    def _loop(self, runner: Runner, downloader: Downloader, leases: Leases, max_ticks: int | None) -> None:
         try:
             runner.run(max_ticks=max_ticks)
         except BaseException as exc:  # reported by wait(); the thread must not die silently
             log.exception("campaign %r: the scheduler stopped on an error", self.name)
             self._error = exc
         finally:
-            downloader.shutdown(wait=not runner.stopping)
+            downloader.shutdown(wait=True, abort=runner.stopping)
+            leases.leave("stopped by the user" if runner.stopping else "run ended")
 
     @property
     def running(self) -> bool:
@@ -268,14 +313,16 @@ class Campaign:
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop launching and polling; returns within ``timeout`` seconds.
 
-        Jobs stay on their backends and `start` (or a later run) picks them up again. Returns
-        True when the thread has ended, False if it is still finishing a request (it ends on its
-        own; everything it writes is a complete transition).
+        Jobs stay on their backends and `start` (or a later run, or another runner) picks them up
+        again; downloads in progress are interrupted between two pieces and resume later from their
+        ``.part`` files. The runner then leaves the campaign, so that other runners take its backends
+        over at once. Returns True when the thread has ended, False if it is still finishing a request
+        (it ends on its own; everything it writes is a complete transition).
         """
         if self._runner is not None:
             self._runner.stop()
         if self._downloader is not None:
-            self._downloader.shutdown(wait=False)
+            self._downloader.shutdown(wait=False, abort=True)
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -307,28 +354,41 @@ class Campaign:
     # looking ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Counts per state, per backend (slots, states, HTTP requests), credits spent, and
+        """Counts per state, per backend (slots, states, jobs in the ledger, HTTP requests of this
+        process), credits spent over every job, the live ``runners``, tasks ``retried``, and
         ``blocked``: why pending tasks are not launched (the credit budget, say), or None."""
         counts = self.store.counts(self.id)
         per_backend = self.store.backend_counts(self.id)
+        ledger = self.store.ledger_summary(self.id)
+        holders = self.store.lease_holders(self.id)
         backends: dict[str, Any] = {}
-        for name in sorted(set(per_backend) | set(self._backends)):
+        for name in sorted(set(per_backend) | set(self._backends) | set(ledger)):
             states = per_backend.get(name, {})
             entry: dict[str, Any] = {
                 "counts": {str(s): n for s, n in states.items() if n},
-                "active": sum(n for s, n in states.items() if s in TASK_ACTIVE and s is not S.DOWNLOADING),
+                "active": sum(n for s, n in states.items() if s in TASK_HOLDING),
+                "jobs": ledger.get(name, {}).get("jobs", 0),
+                "credits": round(ledger.get(name, {}).get("credits", 0.0), 6),
+                "runner": holders.get(name, (None, None))[0],
             }
             if name in self._backends:
                 settings, client = self._backends[name]
                 entry["parallel_jobs"] = settings.parallel_jobs
                 entry["requests"] = client.requests
             backends[name] = entry
+        now = self.store.now()
+        runners = [{"id": r.id, "host": r.host, "pid": r.pid, "since": r.started.isoformat(),
+                    "heartbeat_age_s": round((now - r.heartbeat).total_seconds(), 1)}
+                   for r in self.store.runners(self.id, live_within=self.leasing.lease_seconds)]
         return {
             "campaign": self.name,
             "tasks": sum(counts.values()),
             "counts": {str(state): n for state, n in counts.items()},
             "backends": backends,
             "credits": round(self.store.credits(self.id), 6),
+            "jobs": sum(entry["jobs"] for entry in ledger.values()),
+            "retried": self.store.retried_tasks(self.id),
+            "runners": runners,
             "blocked": self._last.blocked if self._last is not None else None,
         }
 
@@ -438,36 +498,27 @@ class Campaign:
         if self.udp is not None and not self.udp.namespace:
             client.save_process(self.udp.process_id, self.udp.definition)
 
-    def _max_event_id(self) -> int:
-        with self.store.engine.connect() as conn:
-            return int(
-                conn.execute(sa.select(sa.func.coalesce(sa.func.max(events_table.c.id), 0))).scalar() or 0
-            )
-
     def _ticked(self, result: TickResult) -> None:
         self._last = result
         if self.on_task_done is None and self.on_task_failed is None:
             return
-        query = (
-            sa.select(events_table.c.id, events_table.c.task_id, events_table.c.to_state)
-            .join(tasks_table, tasks_table.c.id == events_table.c.task_id)
-            .where(
-                events_table.c.id > self._last_event,
-                tasks_table.c.campaign_id == self.id,
-                events_table.c.to_state.in_([S.DONE.value, S.FAILED.value]),
-            )
-            .order_by(events_table.c.id)
-        )
-        with self.store.engine.connect() as conn:
-            found = list(conn.execute(query))
-        for event_id, task_id, to_state in found:
-            self._last_event = max(self._last_event, int(event_id))
-            callback = self.on_task_done if to_state == S.DONE.value else self.on_task_failed
+        for event_id, task_id, to_state in self.store.arrivals(self.id, self._last_event, (S.DONE, S.FAILED)):
+            self._last_event = max(self._last_event, event_id)
+            callback = self.on_task_done if to_state is S.DONE else self.on_task_failed
             if callback is not None:
                 try:
                     callback(self.store.task(task_id))
                 except Exception:
                     log.exception("the %s callback failed for task %s", to_state, task_id)
+
+
+def _existing(store: Store, name: str) -> int | None:
+    """The id of the campaign named ``name``, None when there is none; the store's clear error when
+    an earlier release left several of that name."""
+    found = [c for c in store.campaigns() if c["name"] == name]
+    if not found:
+        return None
+    return int(store.campaign(name=name)["id"])
 
 
 def _store(store: Store | str | os.PathLike[str]) -> tuple[Store, bool]:

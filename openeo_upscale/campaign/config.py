@@ -38,6 +38,9 @@ only the CLI reads the environment (it passes it to `connection_factory`). Examp
     [polling]                       # Polling: min_interval, max_interval, growth (seconds)
     min_interval = 0.5
 
+    [leasing]                       # Leasing: several runners sharing the campaign (PostgreSQL)
+    lease_seconds = 30              # a runner silent this long is taken over by the others
+
     [[backends]]
     name = "cdse"                   # letters, digits, '-' and '_'
     url = "https://openeo.dataspace.copernicus.eu"
@@ -54,8 +57,8 @@ only the CLI reads the environment (it passes it to `connection_factory`). Examp
     #                           device code flow (prints a link to open)
 
 ``<NAME>`` is the backend name in upper case with ``-`` as ``_`` (``cdse`` → ``OPENEO_CDSE_USERNAME``).
-A campaign already in the store is resumed as it is: its tiles, UDP, defaults, retry, limits and
-polling were fixed when it was created, so for it only ``store``, ``name`` and ``[[backends]]``
+A campaign already in the store is resumed as it is: its tiles, UDP, defaults, retry, limits,
+polling and leasing were fixed when it was created, so for it only ``store``, ``name`` and ``[[backends]]``
 matter and ``tiles``/``[grid]`` may be left out.
 """
 
@@ -76,7 +79,7 @@ import geopandas as gpd
 import openeo
 
 from openeo_upscale.campaign.creator import Udp
-from openeo_upscale.campaign.settings import BackendSettings, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.errors import ConfigError, ParameterError, UpscaleError
 
 __all__ = [
@@ -226,6 +229,7 @@ class CampaignConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: Limits = field(default_factory=Limits)
     polling: Polling = field(default_factory=Polling)
+    leasing: Leasing = field(default_factory=Leasing)
     source: Path | None = None
     """The TOML file this was read from."""
 
@@ -330,7 +334,8 @@ def campaign_from_dict(data: Mapping[str, Any], base: Path, *, source: Path | No
         if "column_map" in data:
             column_map = _table(data.pop("column_map"), "column_map")
             values["column_map"] = {str(k): _text(v, f"column_map.{k}") for k, v in column_map.items()}
-        for key, cls in (("retry", RetryPolicy), ("limits", Limits), ("polling", Polling)):
+        tables = (("retry", RetryPolicy), ("limits", Limits), ("polling", Polling), ("leasing", Leasing))
+        for key, cls in tables:
             if key in data:
                 values[key] = _build(cls, _table(data.pop(key), key), f"[{key}]")
         return CampaignConfig(**values)

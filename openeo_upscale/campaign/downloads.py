@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -83,6 +83,7 @@ def download_asset(
     checksum: str | None,
     chunk: int = CHUNK_SIZE,
     timeout: float | tuple[float, float] = DOWNLOAD_TIMEOUT,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Download `href` to `target` and return `target`; a complete, verified target is kept as is.
 
@@ -90,7 +91,8 @@ def download_asset(
     `Range: bytes=N-` request (a 200 answer restarts it from zero). When the download ends, the
     size and the sha256 multihash `checksum` are checked where given (other multihash codes are
     not checked); a file that fails is deleted and `DownloadError` names the failed check, a
-    verified one is renamed to `target` atomically. Network errors leave the `.part` for a resume.
+    verified one is renamed to `target` atomically. Network errors leave the `.part` for a resume,
+    and so does ``should_stop`` returning True between two pieces (a `DownloadError`, transient).
     """
     shown = _redact(href)
     digest = _sha256_hex(checksum, shown)
@@ -106,7 +108,7 @@ def download_asset(
     if size is not None and offset > size:
         offset = 0
     if size is None or offset < size:
-        _fetch(session, href, shown, part, offset, chunk, timeout)
+        _fetch(session, href, shown, part, offset, chunk, timeout, should_stop)
     failed = _failed_check(part, size, digest)
     if failed is not None:
         part.unlink(missing_ok=True)
@@ -117,7 +119,7 @@ def download_asset(
 
 
 def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset: int, chunk: int,
-           timeout: float | tuple[float, float]) -> None:
+           timeout: float | tuple[float, float], should_stop: Callable[[], bool] | None = None) -> None:
     """Stream `href` into `part`, appending from `offset` where the server honours the Range."""
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
@@ -145,6 +147,10 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
             with part.open(mode) as file:
                 for block in response.iter_content(chunk_size=chunk):
                     file.write(block)
+                    if should_stop is not None and should_stop():
+                        file.flush()
+                        raise DownloadError(f"download of {shown} interrupted; its .part file resumes",
+                                            href=shown, transient=True)
                 file.flush()
                 os.fsync(file.fileno())
     except requests.RequestException as exc:
@@ -197,10 +203,12 @@ def _redact(href: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def download_results(session: requests.Session, item: Mapping[str, Any], folder: Path) -> list[Path]:
+def download_results(session: requests.Session, item: Mapping[str, Any], folder: Path, *,
+                     should_stop: Callable[[], bool] | None = None) -> list[Path]:
     """Download every asset of a job's results (a STAC item) into `folder`; returns their paths.
 
     Every name is checked before anything is downloaded, so an unsafe name writes nothing.
+    ``should_stop`` interrupts the downloads between two pieces (see `download_asset`).
     """
     assets: Mapping[str, Any] = item.get("assets") or {}
     planned: list[tuple[str, Path, int | None, str | None]] = []
@@ -216,5 +224,5 @@ def download_results(session: requests.Session, item: Mapping[str, Any], folder:
         if checksum is not None and not isinstance(checksum, str):
             raise DownloadError(f"asset {name!r} has an invalid file:checksum {checksum!r}", asset=name)
         planned.append((href, path, size, checksum))
-    return [download_asset(session, href, path, size=size, checksum=checksum)
+    return [download_asset(session, href, path, size=size, checksum=checksum, should_stop=should_stop)
             for href, path, size, checksum in planned]

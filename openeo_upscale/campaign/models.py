@@ -1,4 +1,5 @@
-"""Read-only views of stored rows: a task (one tile of a campaign) and one event of its timeline."""
+"""Read-only views of stored rows: a task (one tile of a campaign), one event of its timeline, one
+backend job of the ledger, and one runner of a campaign."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class Task:
     costs: float | None
     error: str | None
     result_paths: list[str] | None
+    claimed_by: int | None = None
+    """The runner that last claimed the task: recorded its client token, or holds its download."""
+    claim_expires: datetime | None = None
+    """Until when `claimed_by` holds the task's download (None for a launch claim)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
@@ -76,3 +81,66 @@ class Event:
         if values["job_status"] is not None:
             values["job_status"] = JobStatus(values["job_status"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One backend job (one attempt of a task) in the ledger, from the moment its token is recorded.
+
+    ``requested`` is when the client token was recorded (the slot is taken), ``created`` when the
+    backend's job id became known, ``started`` when it was seen running, ``finished`` when it ended
+    for the campaign (the slot is free again). ``costs`` are the credits the backend billed for it.
+    """
+
+    id: int
+    campaign_id: int
+    task_id: int
+    attempt: int
+    backend: str
+    client_token: str
+    job_id: str | None
+    runner_id: int | None
+    requested: datetime
+    created: datetime | None
+    started: datetime | None
+    finished: datetime | None
+    status: JobStatus | None
+    costs: float | None
+    usage: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobRecord:
+        """Build from a stored row (column name -> value)."""
+        values = dict(row)
+        if values["status"] is not None:
+            values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """One process that runs (or ran) a campaign: where, since when, its last heartbeat."""
+
+    id: int
+    campaign_id: int
+    host: str
+    pid: int
+    version: str
+    started: datetime
+    heartbeat: datetime
+    stopped: datetime | None
+    stop_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunnerInfo:
+        """Build from a stored row (column name -> value)."""
+        return cls(**dict(row))
+
+    def describe(self, now: datetime | None = None) -> str:
+        """``runner 3 (pid 4711 on host nb-12, since 2026-12-01 10:00:00 UTC, last heartbeat 4 s ago)``."""
+        since = self.started.strftime("%Y-%m-%d %H:%M:%S UTC")
+        text = f"runner {self.id} (pid {self.pid} on host {self.host}, since {since}"
+        if now is not None:
+            text += f", last heartbeat {max(0.0, (now - self.heartbeat).total_seconds()):.0f} s ago"
+        return text + ")"

@@ -1,9 +1,12 @@
 """The download pool: finished tasks' results fetched in parallel threads, off the scheduling path.
 
 A task moves ``finished -> downloading -> done``; its files land in ``<output>/<tile_id>/``
-next to ``item.json``, the backend's STAC item of the job's results. A failed download goes back
-to ``finished`` and is tried again later (the ``.part`` file resumes), up to
+next to ``item.json``, the backend's STAC item of the job's results. The scheduler claims finished
+tasks in the store for this runner (`Store.claim_downloads`) and hands them to the pool; any runner
+of a campaign may claim any download. A failed download goes back to ``finished`` with a time before
+which no runner claims it again (the ``.part`` file resumes then), up to
 `RetryPolicy.download_attempts`; an unsafe asset name or a malformed item fails the task at once.
+A stop interrupts the downloads between two pieces and puts them back to ``finished``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,7 @@ def task_folder(output_dir: Path, tile_id: str) -> Path:
 
 
 class Downloader:
-    """A thread pool that turns finished tasks into done ones; `submit` never blocks."""
+    """A thread pool that turns claimed (`downloading`) tasks into done ones; `submit` never blocks."""
 
     def __init__(
         self,
@@ -57,8 +60,8 @@ class Downloader:
         *,
         workers: int = DOWNLOAD_WORKERS,
         retry: RetryPolicy | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
         actor: str = "downloader",
+        runner_id: int | None = None,
         on_end: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
@@ -66,40 +69,53 @@ class Downloader:
         self.clients = clients
         self.retry = retry or RetryPolicy()
         self._backoff = Backoff(self.retry)
-        self._now = monotonic
         self.actor = actor
+        self.runner_id = runner_id
+        """The runner the store claimed the downloads for; its transitions require that claim."""
+        self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upscale-download")
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._failures: dict[int, int] = {}
-        self._not_before: dict[int, float] = {}
         self._closed = False
+        self._abort = threading.Event()
         self.on_end = on_end
         """Called after each download attempt ends (the runner's `wake`)."""
 
     def submit(self, task: Task) -> bool:
-        """Queue a finished task's download unless it is queued already or waiting for a retry."""
+        """Queue the download of a task claimed for this pool, unless it is queued already."""
         with self._lock:
-            if self._closed or task.id in self._running or self._now() < self._not_before.get(task.id, 0.0):
+            if self._closed or task.id in self._running:
                 return False
             self._running.add(task.id)
         self._pool.submit(self._guarded, task)
         return True
+
+    def free(self) -> int:
+        """Workers with nothing to do: how many more downloads to claim now."""
+        with self._lock:
+            return 0 if self._closed else max(0, self.workers - len(self._running))
 
     def in_flight(self) -> int:
         """Downloads queued or running."""
         with self._lock:
             return len(self._running)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Take no more work; drop queued downloads; with ``wait``, let running ones end."""
+    def shutdown(self, wait: bool = True, *, abort: bool = False) -> None:
+        """Take no more work; drop queued downloads; with ``abort`` interrupt running ones between two
+        pieces (they go back to `finished` and resume later); with ``wait`` let them end."""
         with self._lock:
             self._closed = True
+        if abort:
+            self._abort.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def _guarded(self, task: Task) -> None:
         try:
-            self._download(task)
+            if self._abort.is_set():
+                self._interrupted(task)
+            else:
+                self._download(task)
         except Exception:
             log.exception("task %s (%s): download of job %s crashed", task.id, task.tile_id, task.job_id)
             self._retry_later(task, "the download crashed (see the log)")
@@ -110,10 +126,6 @@ class Downloader:
                 self.on_end()
 
     def _download(self, task: Task) -> None:
-        if not self.store.transition(
-            task.id, S.FINISHED, S.DOWNLOADING, actor=self.actor, reason="downloading results"
-        ):
-            return
         client = self.clients.get(task.backend or "")
         if client is None:
             self._fail(task, f"backend {task.backend} is not configured; cannot download job {task.job_id}")
@@ -123,13 +135,15 @@ class Downloader:
             item = client.results(str(task.job_id), task_id=task.id)
             hrefs = [a.get("href") for a in (item.get("assets") or {}).values() if isinstance(a, Mapping)]
             session = client.download_session(str(hrefs[0]) if hrefs else "")
-            paths = download_results(session, item, folder)
+            paths = download_results(session, item, folder, should_stop=self._abort.is_set)
             _write_json(folder / ITEM_FILE, item)
         except PermanentError as exc:
             self._fail(task, f"results not available: {exc.reason}")
             return
         except DownloadError as exc:
-            if exc.href is None:
+            if self._abort.is_set():
+                self._interrupted(task)
+            elif exc.href is None:
                 # The item itself is unacceptable (an unsafe name, a malformed asset): no retry helps.
                 self._fail(task, f"results refused: {exc}")
             else:
@@ -141,14 +155,7 @@ class Downloader:
         except (BackendError, OSError) as exc:
             self._retry_later(task, str(exc))
             return
-        if self.store.transition(
-            task.id,
-            S.DOWNLOADING,
-            S.DONE,
-            actor=self.actor,
-            reason=f"{len(paths)} file(s) downloaded",
-            result_paths=[str(p) for p in paths],
-        ):
+        if self._move(task, S.DONE, f"{len(paths)} file(s) downloaded", result_paths=[str(p) for p in paths]):
             log.info(
                 "task %s (%s): %d result file(s) of job %s in %s",
                 task.id,
@@ -159,14 +166,22 @@ class Downloader:
             )
         with self._lock:
             self._failures.pop(task.id, None)
-            self._not_before.pop(task.id, None)
+
+    def _move(self, task: Task, to_state: TaskState, reason: str, **fields: Any) -> bool:
+        """End this runner's claim on the download: one transition, only while the claim is still ours."""
+        return self.store.transition(task.id, S.DOWNLOADING, to_state, actor=self.actor, reason=reason,
+                                     claimed=self.runner_id, claim_expires=None, **fields)
+
+    def _interrupted(self, task: Task) -> None:
+        self._move(task, S.FINISHED, "download interrupted by a stop; resuming later", claimed_by=None)
 
     def _retry_later(self, task: Task, reason: str, *, transient: bool = False,
                      retry_after: float | None = None) -> None:
-        """Back to `finished` for another try after a backoff; failed after too many tries.
+        """Back to `finished`, not to be claimed again before a backoff; failed after too many tries.
 
         Transient failures (no answer, 5xx, 429) get `TRANSIENT_FACTOR` times as many tries as
-        failures of the download itself (a size or checksum mismatch, a local disk error).
+        failures of the download itself (a size or checksum mismatch, a local disk error). The
+        count is this runner's: another runner that claims the download starts its own.
         """
         with self._lock:
             failures = self._failures.get(task.id, 0) + (1 if transient else TRANSIENT_FACTOR)
@@ -175,8 +190,6 @@ class Downloader:
             self._fail(task, f"download failed too often, last: {reason}")
             return
         wait = self._backoff.delay(min(failures, 8), retry_after)
-        with self._lock:
-            self._not_before[task.id] = self._now() + wait
         log.warning(
             "task %s (%s): download of job %s failed (%s); retrying in %.1f s",
             task.id,
@@ -185,19 +198,15 @@ class Downloader:
             reason,
             wait,
         )
-        self.store.transition(
-            task.id,
-            S.DOWNLOADING,
-            S.FINISHED,
-            actor=self.actor,
-            reason=f"download failed, will retry: {reason}",
-        )
+        self.store.transition(task.id, S.DOWNLOADING, S.FINISHED, actor=self.actor,
+                              reason=f"download failed, will retry: {reason}", claimed=self.runner_id,
+                              claimed_by=None, claim_expires=self.store.now() + timedelta(seconds=wait))
 
     def _fail(self, task: Task, reason: str) -> None:
         log.error(
             "task %s (%s): job %s on backend %s: %s", task.id, task.tile_id, task.job_id, task.backend, reason
         )
-        self.store.transition(task.id, S.DOWNLOADING, S.FAILED, actor=self.actor, reason=reason, error=reason)
+        self._move(task, S.FAILED, reason, error=reason)
 
 
 def _write_json(path: Path, doc: Any) -> None:
@@ -205,21 +214,3 @@ def _write_json(path: Path, doc: Any) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     os.replace(temporary, path)
-
-
-def recover_interrupted(store: Store, campaign_id: int, actor: str = "recovery") -> int:
-    """Put tasks left `downloading` by a crash back to `finished` so that they are downloaded again.
-
-    Must only run while no download pool works on the campaign. Returns how many were moved.
-    """
-    moved = 0
-    for task in store.tasks_in(campaign_id, S.DOWNLOADING):
-        if store.transition(
-            task.id,
-            S.DOWNLOADING,
-            S.FINISHED,
-            actor=actor,
-            reason="download interrupted by a stop or crash; resuming",
-        ):
-            moved += 1
-    return moved

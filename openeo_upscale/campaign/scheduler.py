@@ -19,7 +19,9 @@ goes on; ``ConcurrentJobLimit`` keeps the job and lowers the backend's capacity 
 permanent error fails the task at once with the backend's message; a job error is retried up to
 ``max_attempts`` with the job's error logs kept.
 
-Only one scheduler may run a campaign at a time (see `Campaign.start`).
+Several runners may share a campaign (see `leases`): a scheduler lists and launches only on the
+backends whose lease its runner holds, the slots and the budget are counted in the store in the
+transaction that claims them (`Store.claim_launches`), and any runner claims downloads.
 """
 
 from __future__ import annotations
@@ -34,25 +36,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from openeo_upscale.campaign.client import BackendClient
+from openeo_upscale.campaign.client import REQUEST_TIMEOUT, BackendClient
+from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
-from openeo_upscale.campaign.settings import BackendSettings, Limits, RetryPolicy
-from openeo_upscale.campaign.states import JobStatus, TaskState
-from openeo_upscale.campaign.store import Store, utc_now
+from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, RetryPolicy
+from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
+from openeo_upscale.campaign.store import Launch, Store, utc_now
 from openeo_upscale.errors import BackendError, CapacityError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
 S = TaskState
-ACTIVE_STATES = (S.CREATING, S.QUEUED, S.RUNNING)
+ACTIVE_STATES = tuple(sorted(TASK_HOLDING))
 """Task states that hold a backend slot."""
+
+CREATE_GRACE = timedelta(seconds=2 * sum(REQUEST_TIMEOUT) + 10)
+"""How long after another runner recorded a token its ``POST /jobs`` may still be in flight: until
+then, and unless that runner has stopped, a job missing from the listing is not created again."""
 
 TOKEN_PATTERN = re.compile(r"\[(ou-[0-9a-f]{6,32}-\d+-\d+)\]")
 """How a client token appears in a job's title or description."""
 
 TOKEN_LISTING_MARGIN = timedelta(minutes=15)
 """Clock skew allowed when a newest-first listing is cut off before a token's creation time."""
+
+LATE_COSTS_WINDOW = timedelta(hours=1)
+"""How long after a failed or canceled job ended its costs are still looked for in the listings."""
 
 
 def client_token(campaign_uid: str, task_id: int, attempt: int) -> str:
@@ -78,13 +88,15 @@ class JobSpec(Protocol):
 
 
 class Downloads(Protocol):
-    """The download pool as the scheduler sees it."""
+    """The download pool as the scheduler sees it: it takes tasks the store has claimed for it."""
 
     def submit(self, task: Task) -> bool: ...
 
+    def free(self) -> int: ...
+
     def in_flight(self) -> int: ...
 
-    def shutdown(self, wait: bool = True) -> None: ...
+    def shutdown(self, wait: bool = True, *, abort: bool = False) -> None: ...
 
 
 @dataclass
@@ -166,7 +178,7 @@ class Scheduler:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
         backoff: Backoff | None = None,
-        actor: str = "scheduler",
+        leases: Leases | None = None,
     ) -> None:
         if not backends:
             raise ValueError("a scheduler needs at least one backend")
@@ -179,37 +191,53 @@ class Scheduler:
         self.limits = limits or Limits()
         self.downloads = downloads
         self.pacer = pacer
+        self.leases = leases
+        """This runner's membership of the campaign; None: the only runner, holding every backend."""
         self._prepare = prepare
         self._now = monotonic
         self._wall = wall
         self._backoff = backoff or Backoff(self.retry)
-        self.actor = actor
+        self.actor = leases.actor("scheduler") if leases is not None else "scheduler"
         self._retry_at: dict[int, float] = {}
         self._task_failures: dict[int, int] = {}
         self._progress: dict[int, deque[tuple[float, float]]] = {}
         self._touched: set[str] = set()
         self._changed = 0
+        self._active: list[Task] = []
+
+    @property
+    def runner_id(self) -> int | None:
+        return None if self.leases is None else self.leases.runner_id
+
+    def held(self) -> list[str]:
+        """The configured backends this scheduler launches on and polls now (its runner's leases)."""
+        if self.leases is None:
+            return list(self.backends)
+        held = self.leases.held()
+        return [name for name in self.backends if name in held]
+
+    def close(self) -> None:
+        """Shut the download pool down and leave the campaign (for schedulers driven by hand)."""
+        if self.downloads is not None:
+            self.downloads.shutdown(wait=True)
+        if self.leases is not None:
+            self.leases.leave()
 
     # the tick -------------------------------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        """Poll the backends that are due, move tasks along, launch into free slots, queue downloads."""
+        """Poll the backends that are due, move tasks along, launch into free slots, claim downloads."""
         self._changed = 0
         self._touched = set()
         result = TickResult()
-        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
-        by_backend: dict[str, list[Task]] = {name: [] for name in self.backends}
+        if self.leases is not None:
+            self.leases.check()
+            self.leases.rebalance(self._busy)
+        held = self.held()
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
+        by_backend: dict[str, list[Task]] = {name: [] for name in held}
         for task in active:
-            if task.backend in by_backend:
-                by_backend[task.backend].append(task)
-            else:
-                log.warning(
-                    "task %s (%s) holds job %s on backend %s, which is not configured; leaving it",
-                    task.id,
-                    task.tile_id,
-                    task.job_id,
-                    task.backend,
-                )
+            by_backend[str(task.backend)].append(task)
         polled: set[str] = set()
         for name, tasks in by_backend.items():
             slot = self.backends[name]
@@ -219,17 +247,34 @@ class Scheduler:
                 self._poll(slot, tasks)
                 polled.add(name)
         # Downloads first: a launch round may take seconds of POSTs, finished results need not wait.
-        result.downloads = len(self._hand_over_downloads())
-        result.launched, result.blocked = self._launch()
-        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
-        result.active = len(active)
+        result.downloads = self._hand_over_downloads()
+        result.launched, result.blocked = self._launch(held)
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
+        self._active = active
+        result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=list(self.backends))
         self._plan(active, polled | self._touched)
         result.next_tick = self._next_tick(active)
-        result.pending = len(
-            self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=list(self.backends))
-        )
+        result.pending = self.store.count_in(self.campaign_id, (S.PENDING,), runnable_on=list(self.backends))
+        if result.pending and result.blocked is None and not held and self.limits.max_credits is not None:
+            # A runner without backends launches nothing, but must see the budget end the run too.
+            spending = self.store.spending(self.campaign_id)
+            if spending.room(self.limits.max_credits) <= 0:
+                result.blocked = spending.describe(self.limits.max_credits)
+        if result.next_tick is None and not held and (result.active or result.downloads):
+            # Other runners hold the backends: look again for downloads to share and for the end.
+            result.next_tick = self._leasing.heartbeat_seconds
         result.changed = self._changed
         return result
+
+    @property
+    def _leasing(self) -> Leasing:
+        return self.leases.leasing if self.leases is not None else Leasing()
+
+    def _busy(self, backend: str) -> bool:
+        """Whether this runner is creating a job on ``backend`` that is not recorded yet."""
+        me = self.runner_id
+        return any(t.backend == backend and t.state is S.CREATING and t.job_id is None and t.claimed_by == me
+                   for t in self._active)
 
     def _needs_listing(self, tasks: list[Task]) -> bool:
         """A task in `creating` whose retry is due needs a listing first (adopt before creating again)."""
@@ -263,14 +308,19 @@ class Scheduler:
         moments += [slot.lowered_until for slot in self.backends.values() if slot.lowered_until > now]
         return max(0.0, min(moments) - now) if moments else None
 
-    def _hand_over_downloads(self) -> list[Task]:
-        """Give finished tasks to the download pool; returns the tasks finished or downloading."""
-        waiting = self.store.tasks_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING))
-        if self.downloads is not None:
-            for task in waiting:
-                if task.state is S.FINISHED:
-                    self.downloads.submit(task)
-        return waiting
+    def _hand_over_downloads(self) -> int:
+        """Claim finished tasks for the download pool's free workers; returns the tasks finished or
+        downloading (by any runner)."""
+        if self.downloads is not None and (free := self.downloads.free()) > 0:
+            claimed = self.store.claim_downloads(
+                self.campaign_id, self.runner_id, list(self.backends), limit=free,
+                lease_seconds=self._leasing.lease_seconds,
+                actor=self.leases.actor("downloader") if self.leases is not None else "downloader")
+            for task in claimed:
+                self.downloads.submit(task)
+        return self.store.count_in(
+            self.campaign_id, (S.FINISHED, S.DOWNLOADING), backends=list(self.backends)
+        )
 
     # polling ----------------------------------------------------------------------------------------
 
@@ -292,6 +342,19 @@ class Scheduler:
                 self._later(slot, task, exc)
                 if exc.status == 429:
                     return  # the backend is paused: its other tasks wait too
+        self._late_costs(slot, listing)
+
+    def _late_costs(self, slot: BackendSlot, listing: _Listing) -> None:
+        """Costs a backend lists only after a job failed or was canceled go to its ledger row."""
+        missing = self.store.jobs_missing_costs(self.campaign_id, slot.name,
+                                                since=self._wall() - LATE_COSTS_WINDOW)
+        for job_id in missing & listing.by_id.keys():
+            job = listing.by_id[job_id]
+            costs = job.get("costs")
+            if isinstance(costs, int | float):
+                usage = job.get("usage")
+                self.store.record_late_costs(self.campaign_id, slot.name, job_id, float(costs),
+                                             usage if isinstance(usage, dict) else None)
 
     def _list(self, slot: BackendSlot, tasks: list[Task]) -> _Listing:
         """One walk of the backend's job listing, cut short once every wanted job and token is seen."""
@@ -325,7 +388,7 @@ class Scheduler:
         if task.job_id is None:
             job = listing.by_token.get(task.client_token or "")
             if job is None:
-                if self._due(task):
+                if self._due(task) and self._may_create(task):
                     self._create(slot, task)
                 return
             status = _status(job)
@@ -375,15 +438,33 @@ class Scheduler:
         if status is JobStatus.FINISHED:
             self._finished(slot, task, job)
             return
+        if "costs" not in job and "usage" not in job:
+            job = slot.client.job(str(task.job_id), task_id=task.id)
         if status is JobStatus.ERROR:
             self._job_failed(
                 slot,
                 task,
                 "the job failed on the backend",
                 slot.client.error_logs(str(task.job_id), task_id=task.id),
+                job,
             )
             return
-        self._job_failed(slot, task, "the job was canceled on the backend", [])
+        self._job_failed(slot, task, "the job was canceled on the backend", [], job)
+
+    def _may_create(self, task: Task) -> bool:
+        """Whether ``POST /jobs`` may be sent (again) for a task in `creating` whose token no job carries.
+
+        Not while another live runner recorded the token less than `CREATE_GRACE` ago: its request
+        may still be on its way, and a listing cannot show a job that does not exist yet.
+        """
+        owner = task.claimed_by
+        if owner is None or owner == self.runner_id or self.leases is None:
+            return True
+        if self.leases.is_stopped(owner) or self._wall() - task.updated > CREATE_GRACE:
+            return True
+        log.info("task %s (%s): runner %s recorded its token; waiting before creating its job here",
+                 task.id, task.tile_id, owner)
+        return False
 
     def _finished(self, slot: BackendSlot, task: Task, job: Mapping[str, Any]) -> None:
         if "costs" not in job and "usage" not in job:
@@ -409,14 +490,22 @@ class Scheduler:
             if self.pacer is not None and task.started is not None:
                 self.pacer.record_duration(slot.name, (now - task.started).total_seconds())
 
-    def _job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str]) -> None:
-        """A job ended without results: retry the task (a new job) or fail it, keeping the logs."""
+    def _job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str],
+                    job: Mapping[str, Any] | None = None) -> None:
+        """A job ended without results: retry the task (a new job) or fail it, keeping the logs and
+        what the failed job cost (``job``: its listing or metadata)."""
         detail = reason + (": " + " | ".join(logs[-3:]) if logs else "")
         used = task.attempts - task.attempt_floor
         retry = used < self.retry.max_attempts
         target, outcome = (S.PENDING, "will retry") if retry else (S.FAILED, "no attempts left")
         why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
-        if self._transition(task, task.state, target, why, job_status=JobStatus.ERROR, error=detail):
+        listed = _status(job) if job is not None else None
+        costs = job.get("costs") if job is not None else None
+        usage = job.get("usage") if job is not None else None
+        ended = listed if listed in (JobStatus.CANCELED, JobStatus.ERROR) else JobStatus.ERROR
+        if self._transition(task, task.state, target, why, job_status=ended, error=detail,
+                            costs=float(costs) if isinstance(costs, int | float) else None,
+                            usage=usage if isinstance(usage, dict) else None):
             log.log(logging.WARNING if retry else logging.ERROR, "task %s (%s): job %s on backend %s: %s; %s",
                     task.id, task.tile_id, task.job_id, slot.name, detail, outcome)
 
@@ -434,12 +523,14 @@ class Scheduler:
 
     # creating and starting --------------------------------------------------------------------------
 
-    def _launch(self) -> tuple[int, str | None]:
-        """Fill free slots with pending tasks; returns (launched, why not where blocked)."""
+    def _launch(self, held: Sequence[str]) -> tuple[int, str | None]:
+        """Fill free slots of the held backends with pending tasks; returns (launched, why not where
+        the budget held them back)."""
         now = self._now()
         free: dict[str, int] = {}
-        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES)
-        for name, slot in self.backends.items():
+        active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
+        for name in held:
+            slot = self.backends[name]
             mine = [t for t in active if t.backend == name]
             room = slot.capacity(now) - len(mine)
             if slot.settings.queue_limit is not None:
@@ -454,20 +545,25 @@ class Scheduler:
         if not free:
             return 0, None
         budget = self.limits.max_credits
-        if budget is not None and self.store.credits(self.campaign_id) >= budget:
-            return 0, f"credit budget of {budget} spent"
+        if budget is not None:
+            spending = self.store.spending(self.campaign_id)
+            if spending.room(budget) <= 0:
+                return 0, spending.describe(budget)
         pending = self.store.tasks_in(
             self.campaign_id, S.PENDING, limit=sum(free.values()), runnable_on=list(free)
         )
-        launched = 0
+        plan: dict[str, list[Task]] = {}
         for task in pending:
             chosen = self._choose(task, free)
-            if chosen is None:
-                continue
-            free[chosen] -= 1
-            if self._launch_one(self.backends[chosen], task):
-                launched += 1
-        return launched, None
+            if chosen is not None:
+                free[chosen] -= 1
+                plan.setdefault(chosen, []).append(task)
+        launched, blocked = 0, None
+        for name, tasks in plan.items():
+            claimed, why = self._claim(self.backends[name], tasks, now)
+            launched += claimed
+            blocked = why or blocked
+        return launched, blocked
 
     def _choose(self, task: Task, free: Mapping[str, int]) -> str | None:
         candidates = [n for n, room in free.items() if room > 0 and task.pinned_backend in (None, n)]
@@ -477,30 +573,32 @@ class Scheduler:
             return None
         return max(candidates, key=lambda n: (free[n] * self.backends[n].settings.weight, n))
 
-    def _launch_one(self, slot: BackendSlot, task: Task) -> bool:
-        attempt = task.attempts + 1
-        token = client_token(self.campaign_uid, task.id, attempt)
-        if not self._transition(
-            task,
-            S.PENDING,
-            S.CREATING,
-            f"attempt {attempt} on backend {slot.name}",
-            backend=slot.name,
-            client_token=token,
-            attempts=attempt,
-            job_id=None,
-            job_status=None,
-            started=None,
-            finished=None,
-            error=None,
-        ):
-            return False
-        self._create(slot, self.store.task(task.id))
-        return True
+    def _claim(self, slot: BackendSlot, tasks: list[Task], now: float) -> tuple[int, str | None]:
+        """Record the tokens of ``tasks`` in the store's slot claim, then create their jobs."""
+        launches = []
+        for task in tasks:
+            attempt = task.attempts + 1
+            launches.append(Launch(task.id, attempt, client_token(self.campaign_uid, task.id, attempt),
+                                   f"attempt {attempt} on backend {slot.name}"))
+        claimed = self.store.claim_launches(
+            self.campaign_id, slot.name, launches, runner_id=self.runner_id, capacity=slot.capacity(now),
+            queue_limit=slot.settings.queue_limit, max_credits=self.limits.max_credits, actor=self.actor)
+        if claimed.held_back and not claimed.budget:
+            log.debug("backend %s: %s", slot.name, claimed.held_back)
+        for task_id in claimed.task_ids:
+            self._changed += 1
+            self._touched.add(slot.name)
+            self._cleared_id(task_id)
+            self._progress.pop(task_id, None)
+            self._create(slot, self.store.task(task_id))
+        return len(claimed.task_ids), claimed.held_back if claimed.budget else None
 
     def _create(self, slot: BackendSlot, task: Task) -> None:
         """``POST /jobs`` for a task in `creating` whose token is recorded and not on the backend."""
         assert task.client_token is not None
+        if self.leases is not None and not self.leases.holds(slot.name):
+            # Another runner took the backend over: it creates the job (see `_may_create`).
+            return
         try:
             if not slot.prepared and self._prepare is not None:
                 self._prepare(slot.client)
@@ -611,8 +709,11 @@ class Scheduler:
         log.info("task %s (%s): %s; retrying in %.1f s", task.id, task.tile_id, exc, wait)
 
     def _cleared(self, task: Task) -> None:
-        self._retry_at.pop(task.id, None)
-        self._task_failures.pop(task.id, None)
+        self._cleared_id(task.id)
+
+    def _cleared_id(self, task_id: int) -> None:
+        self._retry_at.pop(task_id, None)
+        self._task_failures.pop(task_id, None)
 
     def _pause(self, slot: BackendSlot, exc: BackendError) -> None:
         slot.failures += 1

@@ -93,3 +93,23 @@ class Limits:
             raise ConfigError("max_credits must not be negative")
         if self.max_runtime is not None and self.max_runtime <= 0:
             raise ConfigError("max_runtime must be positive")
+
+
+@dataclass(frozen=True)
+class Leasing:
+    """How runners sharing a campaign hand work over when one of them stops (a campaign setting:
+    every runner must judge the others by the same lease)."""
+
+    lease_seconds: float = 30.0
+    """A runner that has not heart-beaten for this long is taken to be gone: its backends and
+    downloads are taken over by the others (at once, when its process is gone from this host)."""
+
+    def __post_init__(self) -> None:
+        if not (self.lease_seconds > 0 and math.isfinite(self.lease_seconds)):
+            raise ConfigError(f"lease_seconds must be a positive number of seconds, not {self.lease_seconds}")
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Seconds between two heartbeats: a third of the lease, at most 2 s, so that a lease
+        freed by another runner is taken within about that."""
+        return min(self.lease_seconds / 3.0, 2.0)

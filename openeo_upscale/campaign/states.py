@@ -33,6 +33,9 @@ TASK_ACTIVE: frozenset[TaskState] = frozenset(
 )
 """States that occupy a backend slot or a download worker."""
 
+TASK_HOLDING: frozenset[TaskState] = frozenset({TaskState.CREATING, TaskState.QUEUED, TaskState.RUNNING})
+"""States that hold a backend job, and so one of its backend's slots (`parallel_jobs`)."""
+
 TASK_TERMINAL: frozenset[TaskState] = frozenset(
     {TaskState.DONE, TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED}
 )

@@ -1,0 +1,289 @@
+"""This process's membership of a campaign: registered as a runner, heart-beating, holding leases.
+
+How the work is divided among runners:
+
+- **Backends** (launching and polling): each backend of a campaign has one lease, held by one
+  runner at a time. Only the holder lists that backend's jobs and launches on it, so the backend
+  is listed once per due time for the whole campaign, whatever the number of runners. A runner
+  takes free leases up to its fair share (backends / live runners, rounded up) and gives up
+  surplus ones when others join, between two ticks.
+- **Downloads**: any runner claims finished tasks (`Store.claim_downloads`), a few at a time, for
+  as long as it heart-beats.
+- **Slots and budget** are counted in the store, in the transaction that claims them
+  (`Store.claim_launches`), not in a runner's memory.
+
+A heartbeat thread renews the runner's leases every `Leasing.heartbeat_seconds`, takes over
+runners that stopped heart-beating for `Leasing.lease_seconds` (or whose process is gone from this
+host), and takes the leases they held. On SQLite a campaign has one runner at a time: a second one
+is refused with the holder named, or waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from openeo_upscale import __version__
+from openeo_upscale.campaign.models import RunnerInfo
+from openeo_upscale.campaign.settings import Leasing
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import CampaignBusyError, StoreError
+
+log = logging.getLogger(__name__)
+
+Wake = Callable[[], None]
+
+
+def process_gone(info: RunnerInfo, *, host: str | None = None) -> bool:
+    """True when ``info`` is a process of this host that no longer runs (or is a zombie)."""
+    if info.host != (host or socket.gethostname()) or info.pid == os.getpid():
+        return False
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it runs, as another user
+    try:
+        fields = Path(f"/proc/{info.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] == "Z"  # killed, not yet reaped by its parent
+
+
+class Leases:
+    """One runner of a campaign: `join`, then `held` backends and `actor` names; `leave` at the end."""
+
+    def __init__(
+        self,
+        store: Store,
+        campaign_id: int,
+        backends: Sequence[str],
+        *,
+        leasing: Leasing | None = None,
+        exclusive: bool | None = None,
+        on_change: Wake | None = None,
+    ) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.backends = tuple(backends)
+        self.leasing = leasing or Leasing()
+        self.exclusive = store.dialect == "sqlite" if exclusive is None else exclusive
+        """One runner at a time (SQLite), or any number sharing the work (PostgreSQL)."""
+        self.on_change = on_change
+        """Called (from the heartbeat thread) when this runner gained a lease or others were reaped."""
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.runner: RunnerInfo | None = None
+        self.lost: str | None = None
+        """Why this runner lost its membership (reaped by another one), or None."""
+        self._held: frozenset[str] = frozenset()
+        self._want = len(self.backends)
+        self._stopped_runners: set[int] = set()
+        self._lock = threading.Lock()
+        """Guards `_held`."""
+        self._ops = threading.Lock()
+        """One lease operation at a time: a heartbeat and a rebalance must not interleave."""
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # membership -------------------------------------------------------------------------------
+
+    @property
+    def runner_id(self) -> int | None:
+        return None if self.runner is None else self.runner.id
+
+    def actor(self, role: str) -> str:
+        """The name events are recorded under: ``scheduler@3`` for runner 3's scheduler."""
+        return role if self.runner is None else f"{role}@{self.runner.id}"
+
+    def join(
+        self,
+        *,
+        wait: bool = False,
+        on_wait: Callable[[RunnerInfo], None] | None = None,
+        give_up: threading.Event | None = None,
+    ) -> RunnerInfo:
+        """Register as a runner of the campaign and start heart-beating.
+
+        On an exclusive (SQLite) store held by another live runner: `CampaignBusyError` naming it,
+        or with ``wait`` a wait until it is gone (``on_wait`` is told whom we wait for, once per
+        holder; ``give_up`` ends the wait with the error).
+        """
+        told: set[int] = set()
+        while True:
+            registration = self.store.register_runner(
+                self.campaign_id,
+                host=self.host,
+                pid=self.pid,
+                version=__version__,
+                lease_seconds=self.leasing.lease_seconds,
+                exclusive=self.exclusive,
+                is_gone=self._gone,
+                actor="recovery",
+            )
+            for reaped in registration.reaped:
+                log.warning("campaign %s: took over %s", self.campaign_id, reaped.describe(self.store.now()))
+            if registration.runner is not None:
+                break
+            holder = registration.holders[0]
+            described = holder.describe(self.store.now())
+            if not wait or (give_up is not None and give_up.is_set()):
+                raise CampaignBusyError(
+                    f"campaign {self.campaign_id} is being run by {described}; a SQLite store allows one "
+                    "runner at a time. Wait for it (run --wait), stop it, or put the campaign in a "
+                    "PostgreSQL store to run several at once",
+                    holder=described,
+                )
+            if holder.id not in told and on_wait is not None:
+                on_wait(holder)
+            told.add(holder.id)
+            (give_up or self._quit).wait(self.leasing.heartbeat_seconds)
+        self.runner = registration.runner
+        log.info("campaign %s: registered as %s", self.campaign_id, self.runner.describe())
+        self._refresh()
+        self._thread = threading.Thread(
+            target=self._beating, name=f"upscale-heartbeat-{self.runner.id}", daemon=True
+        )
+        self._thread.start()
+        return self.runner
+
+    def leave(self, reason: str = "stopped") -> None:
+        """Stop heart-beating and give everything up: the leases, any download still claimed."""
+        self._quit.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10.0)
+        if self.runner is None or self.lost is not None:
+            return
+        try:
+            self.store.stop_runner(self.campaign_id, self.runner.id, reason, actor=self.actor("recovery"))
+        except StoreError as exc:
+            log.error(
+                "%s could not record its stop (the others take over after the lease): %s",
+                self.runner.describe(),
+                exc,
+            )
+        with self._lock:
+            self._held = frozenset()
+
+    def check(self) -> None:
+        """Raise `CampaignBusyError` when another runner took this one over (it must stop)."""
+        if self.lost is not None:
+            raise CampaignBusyError(
+                f"runner {self.runner_id} lost the campaign: {self.lost}; run again to resume"
+            )
+
+    # leases -----------------------------------------------------------------------------------
+
+    def held(self) -> frozenset[str]:
+        """The backends this runner launches on and polls now."""
+        with self._lock:
+            return self._held
+
+    def holds(self, backend: str) -> bool:
+        return backend in self.held()
+
+    def rebalance(self, busy: Callable[[str], bool]) -> None:
+        """Give up leases beyond this runner's fair share, keeping those ``busy`` says are in the
+        middle of something only this runner can finish (a job creation not yet recorded).
+
+        Called by the scheduler between two ticks, never while one of its requests is in flight.
+        """
+        with self._ops:
+            held = self.held()
+            surplus = len(held) - self._want
+            if surplus <= 0 or self.runner is None:
+                return
+            free = [name for name in sorted(held) if not busy(name)][:surplus]
+            if not free:
+                return
+            self.store.release_leases(self.campaign_id, self.runner.id, free)
+            with self._lock:
+                self._held = self._held - set(free)
+        log.info("%s: handed backends %s over to the other runners", self.actor("scheduler"), ", ".join(free))
+
+    def is_stopped(self, runner_id: int) -> bool:
+        """Whether a runner has stopped (or was reaped): its requests can no longer be in flight."""
+        if runner_id in self._stopped_runners:
+            return True
+        info = self.store.runner(runner_id)
+        if info is not None and info.stopped is not None:
+            self._stopped_runners.add(runner_id)
+            return True
+        return False
+
+    # the heartbeat ----------------------------------------------------------------------------
+
+    def _gone(self, info: RunnerInfo) -> bool:
+        return process_gone(info, host=self.host)
+
+    def _beating(self) -> None:
+        while not self._quit.wait(self.leasing.heartbeat_seconds):
+            try:
+                self.beat()
+            except StoreError as exc:
+                log.error("%s: heartbeat failed (retrying): %s", self.actor("runner"), exc)
+            if self.lost is not None:
+                if self.on_change is not None:
+                    self.on_change()
+                return
+
+    def beat(self) -> None:
+        """One heartbeat: renew this runner's leases, take over dead runners, take free leases."""
+        with self._ops:
+            self._beat()
+
+    def _beat(self) -> None:
+        if self.runner is None:
+            return
+        beat = self.store.heartbeat(
+            self.campaign_id, self.runner.id, lease_seconds=self.leasing.lease_seconds
+        )
+        if not beat.alive:
+            found = self.store.runner(self.runner.id)
+            self.lost = (
+                found.stop_reason if found is not None and found.stop_reason else "it was marked stopped"
+            )
+            log.error("%s was taken over by another runner (%s); stopping", self.runner.describe(), self.lost)
+            with self._lock:
+                self._held = frozenset()
+            return
+        with self._lock:
+            before, self._held = self._held, beat.held
+        reaped = self.store.reap_runners(
+            self.campaign_id,
+            self.runner.id,
+            lease_seconds=self.leasing.lease_seconds,
+            is_gone=self._gone,
+            actor=self.actor("recovery"),
+        )
+        for info in reaped:
+            log.warning("%s took over %s", self.actor("runner"), info.describe(self.store.now()))
+        self._refresh()
+        if (self.held() - before or reaped) and self.on_change is not None:
+            self.on_change()
+
+    def _refresh(self) -> None:
+        """Take free leases up to the fair share of this runner."""
+        assert self.runner is not None
+        live = max(1, len(self.store.runners(self.campaign_id, live_within=self.leasing.lease_seconds)))
+        self._want = math.ceil(len(self.backends) / live)
+        if len(self.held()) >= self._want:
+            return
+        held = self.store.acquire_leases(
+            self.campaign_id,
+            self.runner.id,
+            self.backends,
+            want=self._want,
+            lease_seconds=self.leasing.lease_seconds,
+        )
+        with self._lock:
+            gained = held - self._held
+            self._held = held
+        if gained:
+            log.info("%s now launches on and polls %s", self.actor("scheduler"), ", ".join(sorted(gained)))
