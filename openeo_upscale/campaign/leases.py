@@ -4,9 +4,11 @@ How the work is divided among runners:
 
 - **Backends** (launching and polling): each backend of a campaign has one lease, held by one
   runner at a time. Only the holder lists that backend's jobs and launches on it, so the backend
-  is listed once per due time for the whole campaign, whatever the number of runners. A runner
-  takes free leases up to its fair share (backends / live runners, rounded up) and gives up
-  surplus ones when others join, between two ticks.
+  is listed once per due time for the whole campaign, whatever the number of runners. Leases are
+  balanced: a runner takes a free lease when no other live runner that may use that backend holds
+  fewer leases (or when the lease has been free for two heartbeats), and between two ticks gives
+  one up to a runner that may use it and holds at least two fewer. A backend only one runner
+  configures stays with it.
 - **Downloads**: any runner claims finished tasks (`Store.claim_downloads`), a few at a time, for
   as long as it heart-beats.
 - **Slots and budget** are counted in the store, in the transaction that claims them
@@ -25,7 +27,9 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from openeo_upscale import __version__
@@ -68,22 +72,28 @@ class Leases:
         leasing: Leasing | None = None,
         exclusive: bool | None = None,
         on_change: Wake | None = None,
+        beating: bool = True,
+        name: str | None = None,
     ) -> None:
         self.store = store
         self.campaign_id = campaign_id
+        self.name = name or f"campaign {campaign_id}"
+        """How messages name the campaign."""
         self.backends = tuple(backends)
         self.leasing = leasing or Leasing()
         self.exclusive = store.dialect == "sqlite" if exclusive is None else exclusive
         """One runner at a time (SQLite), or any number sharing the work (PostgreSQL)."""
         self.on_change = on_change
         """Called (from the heartbeat thread) when this runner gained a lease or others were reaped."""
+        self.beating = beating
+        """Whether `join` starts the heartbeat thread (without it, call `beat` yourself)."""
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.runner: RunnerInfo | None = None
         self.lost: str | None = None
         """Why this runner lost its membership (reaped by another one), or None."""
         self._held: frozenset[str] = frozenset()
-        self._want = len(self.backends)
+        self._balanced_at = -math.inf
         self._stopped_runners: set[int] = set()
         self._lock = threading.Lock()
         """Guards `_held`."""
@@ -122,20 +132,21 @@ class Leases:
                 host=self.host,
                 pid=self.pid,
                 version=__version__,
+                backends=self.backends,
                 lease_seconds=self.leasing.lease_seconds,
                 exclusive=self.exclusive,
                 is_gone=self._gone,
                 actor="recovery",
             )
             for reaped in registration.reaped:
-                log.warning("campaign %s: took over %s", self.campaign_id, reaped.describe(self.store.now()))
+                log.warning("%s: took over %s", self.name, reaped.describe(self.store.now()))
             if registration.runner is not None:
                 break
             holder = registration.holders[0]
             described = holder.describe(self.store.now())
             if not wait or (give_up is not None and give_up.is_set()):
                 raise CampaignBusyError(
-                    f"campaign {self.campaign_id} is being run by {described}; a SQLite store allows one "
+                    f"{self.name} is being run by {described}; a SQLite store allows one "
                     "runner at a time. Wait for it (run --wait), stop it, or put the campaign in a "
                     "PostgreSQL store to run several at once",
                     holder=described,
@@ -145,8 +156,10 @@ class Leases:
             told.add(holder.id)
             (give_up or self._quit).wait(self.leasing.heartbeat_seconds)
         self.runner = registration.runner
-        log.info("campaign %s: registered as %s", self.campaign_id, self.runner.describe())
+        log.info("%s: registered as %s", self.name, self.runner.describe())
         self._refresh()
+        if not self.beating:
+            return self.runner
         self._thread = threading.Thread(
             target=self._beating, name=f"upscale-heartbeat-{self.runner.id}", daemon=True
         )
@@ -189,23 +202,38 @@ class Leases:
         return backend in self.held()
 
     def rebalance(self, busy: Callable[[str], bool]) -> None:
-        """Give up leases beyond this runner's fair share, keeping those ``busy`` says are in the
-        middle of something only this runner can finish (a job creation not yet recorded).
+        """Hand a lease over to a runner that may use its backend and holds at least two fewer,
+        keeping those ``busy`` says are in the middle of something only this runner can finish (a
+        job creation not yet recorded). At most once per heartbeat interval.
 
         Called by the scheduler between two ticks, never while one of its requests is in flight.
         """
+        now = time.monotonic()
+        if self.runner is None or now - self._balanced_at < self.leasing.heartbeat_seconds:
+            return
+        self._balanced_at = now
         with self._ops:
             held = self.held()
-            surplus = len(held) - self._want
-            if surplus <= 0 or self.runner is None:
+            if len(held) < 2:
                 return
-            free = [name for name in sorted(held) if not busy(name)][:surplus]
-            if not free:
+            view = self.store.lease_view(self.campaign_id, live_within=self.leasing.lease_seconds)
+            load = view.load()
+            given = []
+            for name in sorted(held):
+                takers = [r for r in view.candidates(name) if r != self.runner.id]
+                if busy(name) or not takers:
+                    continue
+                taker = min(takers, key=lambda r: load[r])
+                if load[taker] <= load[self.runner.id] - 2:
+                    given.append(name)
+                    load[taker] += 1
+                    load[self.runner.id] -= 1
+            if not given:
                 return
-            self.store.release_leases(self.campaign_id, self.runner.id, free)
+            self.store.release_leases(self.campaign_id, self.runner.id, given)
             with self._lock:
-                self._held = self._held - set(free)
-        log.info("%s: handed backends %s over to the other runners", self.actor("scheduler"), ", ".join(free))
+                self._held = self._held - set(given)
+        log.info("%s: handed %s over to the other runners", self.actor("scheduler"), ", ".join(given))
 
     def is_stopped(self, runner_id: int) -> bool:
         """Whether a runner has stopped (or was reaped): its requests can no longer be in flight."""
@@ -269,19 +297,28 @@ class Leases:
             self.on_change()
 
     def _refresh(self) -> None:
-        """Take free leases up to the fair share of this runner."""
+        """Take the free leases this runner should hold (see the module docstring)."""
         assert self.runner is not None
-        live = max(1, len(self.store.runners(self.campaign_id, live_within=self.leasing.lease_seconds)))
-        self._want = math.ceil(len(self.backends) / live)
-        if len(self.held()) >= self._want:
+        me = self.runner.id
+        view = self.store.lease_view(self.campaign_id, live_within=self.leasing.lease_seconds)
+        load = view.load()
+        now = self.store.now()
+        long_free = now - timedelta(seconds=2 * self.leasing.heartbeat_seconds)
+        wanted = []
+        for name in self.backends:
+            holder, expires = view.holders.get(name, (None, None))
+            if holder == me:
+                continue
+            if holder is not None and expires is not None and expires >= now:
+                continue  # held by a runner that heart-beats
+            others = [r for r in view.candidates(name) if r != me]
+            abandoned = holder is None and (expires is None or expires < long_free)
+            if abandoned or all(load[r] >= load[me] for r in others):
+                wanted.append(name)
+                load[me] += 1
+        if not wanted:
             return
-        held = self.store.acquire_leases(
-            self.campaign_id,
-            self.runner.id,
-            self.backends,
-            want=self._want,
-            lease_seconds=self.leasing.lease_seconds,
-        )
+        held = self.store.acquire_leases(self.campaign_id, me, wanted, lease_seconds=self.leasing.lease_seconds)
         with self._lock:
             gained = held - self._held
             self._held = held

@@ -127,6 +127,8 @@ class RunnerInfo:
     host: str
     pid: int
     version: str
+    backends: list[str]
+    """The backends this runner may use (configured in its process)."""
     started: datetime
     heartbeat: datetime
     stopped: datetime | None

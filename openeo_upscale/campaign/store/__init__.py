@@ -21,7 +21,7 @@ from openeo_upscale.campaign.store.base import Clock, utc_now
 from openeo_upscale.campaign.store.connect import engine_for
 from openeo_upscale.campaign.store.ledger import Claimed, Launch, LedgerQueries, Spending
 from openeo_upscale.campaign.store.migrate import Prepared, prepare
-from openeo_upscale.campaign.store.runners import Beat, Registration, RunnerQueries
+from openeo_upscale.campaign.store.runners import Beat, LeaseView, Registration, RunnerQueries
 from openeo_upscale.campaign.store.schema import (  # noqa: F401  (until every reader uses named queries)
     SCHEMA_VERSION,
     campaign_table,
@@ -40,6 +40,7 @@ __all__ = [
     "Claimed",
     "Clock",
     "Launch",
+    "LeaseView",
     "Prepared",
     "Registration",
     "Spending",

@@ -72,11 +72,12 @@ class Spending:
         return max(0, math.floor((max_credits - self.spent) / self.per_job) - self.in_flight)
 
     def describe(self, max_credits: float) -> str:
+        """``credit budget of 20: 17.40 spent, 2 job(s) in flight; a job costs about 1.30``."""
         text = f"credit budget of {max_credits:g}: {self.spent:.2f} spent"
         if self.in_flight:
             text += f", {self.in_flight} job(s) in flight"
-            if self.per_job:
-                text += f" (about {self.per_job:.2f} each)"
+        if self.per_job:
+            text += f"; a job costs about {self.per_job:.2f}"
         return text
 
 

@@ -10,6 +10,7 @@ gone is the caller's to say (`is_gone`): the store does not look at processes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,28 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class LeaseView:
+    """The live runners of a campaign with the backends each may use, and who holds each lease."""
+
+    runners: dict[int, tuple[str, ...]]
+    """Live runner id -> the backends it may use."""
+    holders: dict[str, tuple[int | None, datetime | None]]
+    """Backend -> (runner holding its lease or None, until when; or since when it is free)."""
+
+    def load(self) -> Counter[int]:
+        """How many leases each live runner holds."""
+        found: Counter[int] = Counter(dict.fromkeys(self.runners, 0))
+        for holder, _ in self.holders.values():
+            if holder in self.runners:
+                found[holder] += 1
+        return found
+
+    def candidates(self, backend: str) -> list[int]:
+        """The live runners that may use ``backend``."""
+        return [runner for runner, backends in self.runners.items() if backend in backends]
+
+
+@dataclass(frozen=True)
 class Beat:
     """The outcome of a heartbeat: still registered, and the backends whose lease this runner holds."""
 
@@ -57,6 +80,7 @@ class RunnerQueries(TaskQueries):
         host: str,
         pid: int,
         version: str,
+        backends: Sequence[str],
         lease_seconds: float,
         exclusive: bool,
         is_gone: GoneCheck,
@@ -75,7 +99,13 @@ class RunnerQueries(TaskQueries):
                 return Registration(None, tuple(live), tuple(reaped))
             key = conn.execute(
                 sa.insert(runners_table).values(
-                    campaign_id=campaign_id, host=host, pid=pid, version=version, started=now, heartbeat=now
+                    campaign_id=campaign_id,
+                    host=host,
+                    pid=pid,
+                    version=version,
+                    backends=list(backends),
+                    started=now,
+                    heartbeat=now,
                 )
             ).inserted_primary_key
             assert key is not None
@@ -209,7 +239,7 @@ class RunnerQueries(TaskQueries):
         conn.execute(
             sa.update(leases)
             .where(leases.c.campaign_id == campaign_id, leases.c.runner_id == runner_id)
-            .values(runner_id=None, expires=None)
+            .values(runner_id=None, expires=now)
         )
         held = (
             conn.execute(
@@ -262,10 +292,10 @@ class RunnerQueries(TaskQueries):
     # backend leases ---------------------------------------------------------------------------
 
     def acquire_leases(
-        self, campaign_id: int, runner_id: int, backends: Sequence[str], *, want: int, lease_seconds: float
+        self, campaign_id: int, runner_id: int, backends: Sequence[str], *, lease_seconds: float
     ) -> frozenset[str]:
-        """Take free or expired leases among ``backends`` until this runner holds ``want``; returns
-        the backends it holds (of the campaign, also those not in ``backends``)."""
+        """Take the leases of ``backends`` that are free or expired; returns the backends this runner
+        holds (of the campaign, also those not in ``backends``)."""
         leases = backend_leases_table
         with self._write() as conn:
             now = self._clock()
@@ -282,8 +312,6 @@ class RunnerQueries(TaskQueries):
                 )
             held = {name for name, row in rows.items() if row.runner_id == runner_id}
             for name in backends:
-                if len(held) >= want:
-                    break
                 if name in held:
                     continue
                 taken = conn.execute(
@@ -302,13 +330,34 @@ class RunnerQueries(TaskQueries):
             return frozenset(held)
 
     def release_leases(self, campaign_id: int, runner_id: int, backends: Iterable[str] | None = None) -> None:
-        """Give up this runner's leases (on ``backends``, or all)."""
+        """Give up this runner's leases (on ``backends``, or all); a free lease keeps the moment it
+        was freed in ``expires``."""
         leases = backend_leases_table
         query = sa.update(leases).where(leases.c.campaign_id == campaign_id, leases.c.runner_id == runner_id)
         if backends is not None:
             query = query.where(leases.c.backend.in_(list(backends)))
         with self._write() as conn:
-            conn.execute(query.values(runner_id=None, expires=None))
+            conn.execute(query.values(runner_id=None, expires=self._clock()))
+
+    def lease_view(self, campaign_id: int, *, live_within: float) -> LeaseView:
+        """The live runners (heart-beaten within ``live_within`` seconds) and the lease holders."""
+        r, leases = runners_table, backend_leases_table
+        since = self._clock() - timedelta(seconds=live_within)
+        with self._read() as conn:
+            live = conn.execute(
+                sa.select(r.c.id, r.c.backends).where(
+                    r.c.campaign_id == campaign_id, r.c.stopped.is_(None), r.c.heartbeat >= since
+                )
+            ).all()
+            held = conn.execute(
+                sa.select(leases.c.backend, leases.c.runner_id, leases.c.expires).where(
+                    leases.c.campaign_id == campaign_id
+                )
+            ).all()
+        return LeaseView(
+            {int(i): tuple(backends or ()) for i, backends in live},
+            {backend: (holder, expires) for backend, holder, expires in held},
+        )
 
     def lease_holders(self, campaign_id: int) -> dict[str, tuple[int | None, datetime | None]]:
         """Per backend of the campaign: the runner holding its lease (None: free) and until when."""

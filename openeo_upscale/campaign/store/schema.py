@@ -6,8 +6,9 @@
 - ``events``: every transition of a task (who, when, from, to, why);
 - ``jobs``: the ledger, one row per backend job (attempt) of a task, from the moment its client
   token is recorded: credits, retries and audits come from it;
-- ``runners``: every process that runs the campaign, with its heartbeat;
-- ``backend_leases``: which runner launches on and polls each backend of a campaign, until when;
+- ``runners``: every process that runs the campaign, the backends it may use, its heartbeat;
+- ``backend_leases``: which runner launches on and polls each backend of a campaign, until when
+  (a free lease: no runner, and since when it is free);
 - ``schema_info``: the schema version, which older releases read to refuse a newer store.
 
 Only the store's modules import this one.
@@ -152,6 +153,7 @@ runners_table = sa.Table(
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("version", sa.String(40), nullable=False),
+    sa.Column("backends", JSON, nullable=False),
     sa.Column("started", UTCDateTime, nullable=False),
     sa.Column("heartbeat", UTCDateTime, nullable=False),
     sa.Column("stopped", UTCDateTime),

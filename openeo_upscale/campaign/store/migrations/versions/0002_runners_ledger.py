@@ -98,6 +98,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("version", sa.String(40), nullable=False),
+        sa.Column("backends", sa.JSON(), nullable=False),
         sa.Column("started", WHEN, nullable=False),
         sa.Column("heartbeat", WHEN, nullable=False),
         sa.Column("stopped", WHEN),
