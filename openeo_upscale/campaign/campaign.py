@@ -272,7 +272,8 @@ class Campaign:
         """
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
-        leases = Leases(self.store, self.id, list(self._backends), leasing=self.leasing)
+        leases = Leases(self.store, self.id, list(self._backends), leasing=self.leasing,
+                        name=f"campaign {self.name!r}")
         leases.join(wait=wait, on_wait=on_wait)
         try:
             downloader = Downloader(self.store, self.output_dir, self.backends, retry=self.retry_policy,

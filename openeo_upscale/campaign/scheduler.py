@@ -139,7 +139,8 @@ class TickResult:
     active: int = 0
     """Tasks holding a backend job after the tick."""
     pending: int = 0
-    """Pending tasks left that a configured backend may run."""
+    """Pending tasks left that a configured backend may run: 1 for "some" (counted in full only
+    when launches are blocked)."""
     downloads: int = 0
     """Tasks finished or downloading (waiting for or in the download pool)."""
     blocked: str | None = None
@@ -254,12 +255,17 @@ class Scheduler:
         result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=list(self.backends))
         self._plan(active, polled | self._touched)
         result.next_tick = self._next_tick(active)
-        result.pending = self.store.count_in(self.campaign_id, (S.PENDING,), runnable_on=list(self.backends))
+        result.pending = self.store.count_in(
+            self.campaign_id, (S.PENDING,), runnable_on=list(self.backends), at_most=1
+        )
         if result.pending and result.blocked is None and not held and self.limits.max_credits is not None:
             # A runner without backends launches nothing, but must see the budget end the run too.
             spending = self.store.spending(self.campaign_id)
             if spending.room(self.limits.max_credits) <= 0:
                 result.blocked = spending.describe(self.limits.max_credits)
+        if result.blocked is not None:
+            # The run may end here: say how many wait (once, not on every tick of a running campaign).
+            result.pending = self.store.count_in(self.campaign_id, (S.PENDING,), runnable_on=list(self.backends))
         if result.next_tick is None and not held and (result.active or result.downloads):
             # Other runners hold the backends: look again for downloads to share and for the end.
             result.next_tick = self._leasing.heartbeat_seconds
@@ -311,16 +317,19 @@ class Scheduler:
     def _hand_over_downloads(self) -> int:
         """Claim finished tasks for the download pool's free workers; returns the tasks finished or
         downloading (by any runner)."""
-        if self.downloads is not None and (free := self.downloads.free()) > 0:
+        backends = list(self.backends)
+        if (
+            self.downloads is not None
+            and (free := self.downloads.free()) > 0
+            and self.store.count_in(self.campaign_id, (S.FINISHED,), backends=backends, at_most=1)
+        ):
             claimed = self.store.claim_downloads(
                 self.campaign_id, self.runner_id, list(self.backends), limit=free,
                 lease_seconds=self._leasing.lease_seconds,
                 actor=self.leases.actor("downloader") if self.leases is not None else "downloader")
             for task in claimed:
                 self.downloads.submit(task)
-        return self.store.count_in(
-            self.campaign_id, (S.FINISHED, S.DOWNLOADING), backends=list(self.backends)
-        )
+        return self.store.count_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING), backends=backends)
 
     # polling ----------------------------------------------------------------------------------------
 

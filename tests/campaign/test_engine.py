@@ -463,7 +463,7 @@ def test_each_tick_lists_a_backend_at_most_once(backends: Any, udp_dir: Path, tm
                     listings.clear()
                 planned.wait(min(result.next_tick if result.next_tick is not None else 0.05, 1.0))
         finally:
-            scheduler.downloads.shutdown()
+            scheduler.close()
         assert quiet > 0
         assert store.counts(campaign.id)[S.DONE] == 6
 

@@ -510,24 +510,28 @@ class TaskQueries(StoreBase):
         *,
         runnable_on: Iterable[str] | None = None,
         backends: Iterable[str] | None = None,
+        at_most: int | None = None,
     ) -> int:
         """How many of the campaign's tasks are in any of ``states`` (``runnable_on`` and ``backends``
-        as in `tasks_in`)."""
-        query = sa.select(sa.func.count()).where(
+        as in `tasks_in`); counting stops at ``at_most``, so that "are there any" stays cheap on a
+        campaign of 100,000 pending tasks."""
+        rows = sa.select(tasks_table.c.id).where(
             tasks_table.c.campaign_id == campaign_id,
             tasks_table.c.state.in_([TaskState(s).value for s in states]),
         )
         if runnable_on is not None:
-            query = query.where(
+            rows = rows.where(
                 sa.or_(
                     tasks_table.c.pinned_backend.is_(None),
                     tasks_table.c.pinned_backend.in_(list(runnable_on)),
                 )
             )
         if backends is not None:
-            query = query.where(tasks_table.c.backend.in_(list(backends)))
+            rows = rows.where(tasks_table.c.backend.in_(list(backends)))
+        if at_most is not None:
+            rows = rows.limit(at_most)
         with self._read() as conn:
-            return int(conn.execute(query).scalar() or 0)
+            return int(conn.execute(sa.select(sa.func.count()).select_from(rows.subquery())).scalar() or 0)
 
     def task(self, task_id: int) -> Task:
         """One task by id; `StoreError` when there is none."""
