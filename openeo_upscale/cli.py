@@ -231,6 +231,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _interrupted(campaign: Campaign, config: str, *, cancel: bool) -> int:
     from openeo_upscale.campaign import TASK_ACTIVE
 
+    if campaign.runner is None:
+        print("interrupted while waiting for the runner that holds the campaign; nothing was started",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     if cancel:
         canceled = campaign.cancel()
         print(f"interrupted: canceled {canceled:,} task(s) and their jobs on the backends", file=sys.stderr)

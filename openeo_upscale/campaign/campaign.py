@@ -307,6 +307,11 @@ class Campaign:
             leases.leave("stopped by the user" if runner.stopping else "run ended")
 
     @property
+    def runner(self) -> RunnerInfo | None:
+        """This process as a runner of the campaign, once `start` has joined it (None before)."""
+        return self._leases.runner if self._leases is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the background thread is alive."""
         return self._thread is not None and self._thread.is_alive()

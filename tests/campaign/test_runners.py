@@ -289,3 +289,37 @@ def test_a_download_left_by_a_killed_runner_resumes_in_another(
         assert verify_results(store, campaign_id) == []
     finally:
         store.close()
+
+
+def test_a_run_waiting_for_the_holder_gives_up_on_ctrl_c(
+    backends: Any, team_of: Any, tmp_path: Path, udp_dir: Path
+) -> None:
+    import signal
+
+    from openeo_upscale.campaign import Campaign, Leases, Udp
+    from tests.campaign.team import grid
+    from tests.conftest import MAX_NDVI_URL
+
+    one = backends("one")
+    team = team_of(str(tmp_path / "campaign.sqlite"), {"one": (one, 2)}, tasks=2)
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(
+            store,
+            grid(2),
+            Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL),
+            name="team",
+            defaults={"temporal_extent": ["2023-05-01", "2023-07-01"]},
+            output_dir=team.output,
+        )
+        holder = Leases(store, campaign.id, ["one"], name="campaign 'team'")
+        me = holder.join()
+        try:
+            (run,) = team.start(1, "--wait")
+            wait_until(lambda: "waiting for runner" in team.output_of(run), "the run to wait", timeout=60)
+            assert f"runner {me.id} (pid {me.pid} on host {me.host}" in team.output_of(run)
+            run.send_signal(signal.SIGINT)
+            assert team.wait([run], timeout=30) == [130]
+            assert "nothing was started" in team.output_of(run)
+            assert store.counts(campaign.id)[S.PENDING] == 2 and store.ledger_summary(campaign.id) == {}
+        finally:
+            holder.leave()
