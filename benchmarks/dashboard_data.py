@@ -40,7 +40,8 @@ import sqlalchemy as sa
 import uvicorn
 
 from openeo_upscale.campaign.states import JobStatus, TaskState
-from openeo_upscale.campaign.store import Store, events_table, tasks_table
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.campaign.store.schema import events_table, tasks_table
 from openeo_upscale.monitor.dashboard import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

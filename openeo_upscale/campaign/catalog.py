@@ -30,7 +30,7 @@ import json
 import logging
 import mimetypes
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -40,15 +40,13 @@ from urllib.parse import urlsplit
 import pystac
 import shapely
 import shapely.geometry
-import sqlalchemy as sa
 from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
-from sqlalchemy.exc import SQLAlchemyError
 
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.states import TaskState
-from openeo_upscale.campaign.store import Store, tasks_table
-from openeo_upscale.errors import StoreError, UpscaleError
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import UpscaleError
 
 __all__ = ["BACKEND_ITEM_NAME", "COLLECTION_NAME", "UPSCALE_PREFIX", "build_collection", "load_collection"]
 
@@ -101,7 +99,7 @@ def build_collection(store: Store, campaign_id: int, output_dir: str | os.PathLi
     collection.set_self_href(str(collection_path))
     extent = _ExtentAccumulator()
     written = 0
-    for task in _done_tasks(store, campaign_id):
+    for task in store.all_tasks(campaign_id, chunk=READ_CHUNK, states=[TaskState.DONE]):
         item = _item_for(task, root, config)
         if item is None:
             continue
@@ -395,25 +393,3 @@ def _link_problems(path: Path, root: Path) -> list[str]:
         elif not target.is_file():
             problems.append(f"{path.name}: {kind} href {href!r} does not resolve to a file")
     return problems
-
-
-# -- store -------------------------------------------------------------------------------------------
-
-
-def _done_tasks(store: Store, campaign_id: int, chunk: int = READ_CHUNK) -> Iterator[Task]:
-    """The campaign's done tasks, oldest id first, read a chunk at a time (keyset pagination)."""
-    last = 0
-    while True:
-        query = (sa.select(tasks_table)
-                 .where(tasks_table.c.campaign_id == campaign_id,
-                        tasks_table.c.state == TaskState.DONE.value, tasks_table.c.id > last)
-                 .order_by(tasks_table.c.id).limit(chunk))
-        try:
-            with store.engine.connect() as conn:
-                rows = [Task.from_row(dict(row._mapping)) for row in conn.execute(query)]
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the tasks of campaign {campaign_id}: {exc}") from exc
-        yield from rows
-        if len(rows) < chunk:
-            return
-        last = rows[-1].id

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -39,13 +40,11 @@ import pyarrow.parquet as pq
 import pyproj
 import shapely
 import shapely.ops
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.states import TaskState
-from openeo_upscale.campaign.store import Store, events_table, tasks_table
-from openeo_upscale.errors import StoreError, UpscaleError
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import UpscaleError
 
 __all__ = ["BOOKKEEPING_COLUMNS", "CLIENT_STATUS", "EXPORT_CHUNK", "ClientStatus", "export_tasks",
            "import_tasks"]
@@ -161,35 +160,20 @@ def _format_of(path: Path, given: str | None) -> str:
     return kind
 
 
-def _task_chunks(store: Store, campaign_id: int, size: int,
-                 columns: Iterable[sa.ColumnElement[Any]] | None = None) -> Iterator[list[dict[str, Any]]]:
-    """The campaign's task rows, oldest id first, ``size`` at a time (keyset pagination)."""
-    selected = list(columns) if columns is not None else [c for c in tasks_table.c if c.name != "id"]
-    last = 0
-    while True:
-        query = (sa.select(tasks_table.c.id, *selected)
-                 .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.id > last)
-                 .order_by(tasks_table.c.id).limit(size))
-        try:
-            with store.engine.connect() as conn:
-                chunk = [dict(row._mapping) for row in conn.execute(query)]
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the tasks of campaign {campaign_id}: {exc}") from exc
-        if chunk:
-            yield chunk
-        if len(chunk) < size:
-            return
-        last = chunk[-1]["id"]
+def _task_chunks(store: Store, campaign_id: int, size: int) -> Iterator[list[Task]]:
+    """The campaign's tasks, oldest id first, ``size`` at a time."""
+    tasks = store.all_tasks(campaign_id, chunk=size)
+    while chunk := list(islice(tasks, size)):
+        yield chunk
 
 
 def _parameter_kinds(store: Store, campaign_id: int, size: int) -> dict[str, str]:
     """Each parameter's column type over all tasks: ``bool``, ``int``, ``float``, ``str`` or ``json``."""
     seen: dict[str, set[str]] = {}
-    for chunk in _task_chunks(store, campaign_id, size, [tasks_table.c.parameters]):
-        for row in chunk:
-            for name, value in (row["parameters"] or {}).items():
-                if value is not None:
-                    seen.setdefault(name, set()).add(_kind(value))
+    for parameters in store.task_parameters(campaign_id, chunk=size):
+        for name, value in parameters.items():
+            if value is not None:
+                seen.setdefault(name, set()).add(_kind(value))
     kinds = {}
     for name, found in seen.items():
         if len(found) == 1:
@@ -213,12 +197,11 @@ def _kind(value: Any) -> str:
     return "json"
 
 
-def _rows(store: Store, chunk: list[dict[str, Any]], kinds: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The job table rows of one chunk of task rows."""
-    running = _running_since(store, [row["id"] for row in chunk])
+def _rows(store: Store, chunk: list[Task], kinds: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The job table rows of one chunk of tasks."""
+    running = store.first_running([task.id for task in chunk])
     rows = []
-    for values in chunk:
-        task = Task.from_row(values)
+    for task in chunk:
         usage = task.usage or {}
         row: dict[str, Any] = {
             "id": task.job_id,
@@ -241,19 +224,6 @@ def _rows(store: Store, chunk: list[dict[str, Any]], kinds: Mapping[str, str]) -
             row[name] = json.dumps(value) if kind == "json" and value is not None else value
         rows.append(row)
     return rows
-
-
-def _running_since(store: Store, task_ids: list[int]) -> dict[int, datetime]:
-    """When each task (of one chunk) first went running, from its events."""
-    query = (sa.select(events_table.c.task_id, sa.func.min(events_table.c.at))
-             .where(events_table.c.task_id.in_(task_ids), events_table.c.to_state == TaskState.RUNNING.value)
-             .group_by(events_table.c.task_id))
-    try:
-        with store.engine.connect() as conn:
-            # min() keeps the column's type, so the store's UTC decoding applies.
-            return {int(task_id): at for task_id, at in conn.execute(query)}
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read task events: {exc}") from exc
 
 
 def _rfc3339(value: datetime | None) -> str | None:

@@ -318,7 +318,8 @@ class Leases:
                 load[me] += 1
         if not wanted:
             return
-        held = self.store.acquire_leases(self.campaign_id, me, wanted, lease_seconds=self.leasing.lease_seconds)
+        lease = self.leasing.lease_seconds
+        held = self.store.acquire_leases(self.campaign_id, me, wanted, lease_seconds=lease)
         with self._lock:
             gained = held - self._held
             self._held = held

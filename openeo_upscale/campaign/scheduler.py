@@ -265,7 +265,9 @@ class Scheduler:
                 result.blocked = spending.describe(self.limits.max_credits)
         if result.blocked is not None:
             # The run may end here: say how many wait (once, not on every tick of a running campaign).
-            result.pending = self.store.count_in(self.campaign_id, (S.PENDING,), runnable_on=list(self.backends))
+            result.pending = self.store.count_in(
+                self.campaign_id, (S.PENDING,), runnable_on=list(self.backends)
+            )
         if result.next_tick is None and not held and (result.active or result.downloads):
             # Other runners hold the backends: look again for downloads to share and for the end.
             result.next_tick = self._leasing.heartbeat_seconds

@@ -15,9 +15,13 @@ Endpoints (JSON unless said otherwise):
 - ``GET /api/states[?since=CURSOR]``: the tasks' states in columns (`data.states`), polled.
 - ``GET /api/overview``: counts, backends, credits, throughput, ETA, timeline, failures
   (`data.overview`), polled.
+- ``GET /api/tasks/{task_id}/jobs``: one task's backend jobs from the ledger, every attempt
+  (`data.task_jobs`); 404 for a task the campaign does not have.
 
 DOM contract for browser tests (kept stable): the page has ``#map``, ``#counts``, ``#timeline``,
-``#backends``, ``#credits``, ``#eta`` and ``#failures``. After each successful update
+``#backends``, ``#credits``, ``#eta`` and ``#failures``; a row of ``#failures`` (``data-task``) with
+more than one job has a ``button.jobs`` that lists its attempts in the row below it
+(``tr.attempts``, one ``tr.attempt`` per job). After each successful update
 ``document.body`` carries ``data-updates`` (number of updates so far, from 1), ``data-tasks``
 (number of tasks), ``data-done`` (tasks in state ``done``), ``data-finished`` (tasks in
 ``finished``, ``downloading`` or ``done``: the backend job finished) and ``data-states`` (JSON
@@ -35,13 +39,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from openeo_upscale.campaign.store import Store, tasks_table
+from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import StoreError
 from openeo_upscale.monitor import data
 from openeo_upscale.monitor.colors import STATE_COLORS
@@ -100,11 +103,7 @@ class _Campaign:
 
     def count(self) -> tuple[int, int]:
         """How many tasks the campaign has, and its highest task id."""
-        t = tasks_table
-        with self.store.engine.connect() as conn:
-            count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(t.c.id))
-                                       .where(t.c.campaign_id == self.id())).one()
-        return int(count), int(last or 0)
+        return self.store.task_count_and_last_id(self.id())
 
     def tiles(self, centres: bool) -> Response:
         """The GeoJSON, rebuilt only when tasks were added (tiles never change otherwise)."""
@@ -173,6 +172,14 @@ def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str 
     @app.get("/api/overview")
     def overview() -> Response:
         return _json(data.overview(store, shown.id()))
+
+    @app.get("/api/tasks/{task_id}/jobs")
+    def task_jobs(task_id: int) -> Response:
+        found = data.task_jobs(store, shown.id(), task_id)
+        if found is None:
+            name = store.campaign(shown.id())["name"]
+            raise HTTPException(status_code=404, detail=f"no task with id {task_id} in campaign {name!r}")
+        return _json(found)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -7,8 +7,11 @@ tasks. The payloads are plain JSON-ready dicts:
 - `tiles_geojson`: the tile geometries, once (they do not change while a campaign runs);
 - `states`: per task, in columns, what changes (state, backend, job, attempts, duration, credits),
   all of it or only the tasks updated since a cursor;
-- `overview`: counts, per-backend slot use, credits, throughput, ETA, states over time and the
-  failed tasks.
+- `overview`: counts, per-backend slot use and jobs, credits (from the ledger: every attempt),
+  throughput, ETA, states over time and the failed tasks;
+- `task_jobs`: one task's backend jobs from the ledger, every attempt.
+
+Every query is a named query of `Store`; this module only shapes their answers.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import shapely
-import sqlalchemy as sa
 
+from openeo_upscale.campaign.models import JobRecord
 from openeo_upscale.campaign.states import TASK_ACTIVE, TASK_TERMINAL, TaskState
-from openeo_upscale.campaign.store import Store, campaign_table, events_table, tasks_table
+from openeo_upscale.campaign.store import Store
 from openeo_upscale.monitor.colors import STATE_COLORS
 
 COORDINATE_DIGITS = 5
@@ -42,25 +45,9 @@ timestamp earlier may commit after the previous read."""
 STATE_ORDER: tuple[str, ...] = tuple(state.value for state in TaskState)
 """Task states in lifecycle order; `states` encodes a state as its index here."""
 
-_t = tasks_table
-_e = events_table
-
-
-def _epoch(column: Any, dialect: str) -> Any:
-    """A timestamp column as seconds since 1970 (float), computed by the database."""
-    if dialect == "sqlite":
-        # the store keeps naive UTC text in SQLite; julianday reads it as UTC
-        return (sa.func.julianday(sa.type_coerce(column, sa.String)) - 2440587.5) * 86400.0
-    # PostgreSQL's extract() is numeric: a Decimal in Python, which does not mix with floats.
-    return sa.cast(sa.extract("epoch", column), sa.Float)
-
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def _as_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # tiles -------------------------------------------------------------------------------------------
@@ -74,12 +61,8 @@ def tiles_geojson(store: Store, campaign_id: int, *, centres: bool = False) -> d
     ``centres`` each tile is a Point at its centroid instead (what a map of 100,000 tiles draws).
     Tasks without a geometry are left out. ``bbox`` covers every tile (None when there are none).
     """
-    query = (sa.select(_t.c.id, _t.c.tile_id, _t.c.geometry)
-             .where(_t.c.campaign_id == campaign_id, _t.c.geometry.is_not(None))
-             .order_by(_t.c.id))
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    geoms = shapely.from_wkt([row.geometry for row in rows], on_invalid="ignore")
+    rows = store.tile_geometries(campaign_id)
+    geoms = shapely.from_wkt([geometry for _, _, geometry in rows], on_invalid="ignore")
     keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     rows = [row for row, kept in zip(rows, keep, strict=True) if kept]
     geoms = geoms[keep]
@@ -91,9 +74,9 @@ def tiles_geojson(store: Store, campaign_id: int, *, centres: bool = False) -> d
         geometries: list[dict[str, Any]] = [{"type": "Point", "coordinates": xy} for xy in points]
     else:
         geometries = _outlines(shapely.simplify(geoms, SIMPLIFY_TOLERANCE, preserve_topology=True))
-    features = [{"type": "Feature", "id": int(row.id), "properties": {"tile_id": row.tile_id},
+    features = [{"type": "Feature", "id": int(task_id), "properties": {"tile_id": tile_id},
                  "geometry": geometry}
-                for row, geometry in zip(rows, geometries, strict=True)]
+                for (task_id, tile_id, _), geometry in zip(rows, geometries, strict=True)]
     return {"type": "FeatureCollection", "features": features, "bbox": bbox}
 
 
@@ -138,16 +121,8 @@ def states(store: Store, campaign_id: int, *, since: float | None = None,
     listed and ``full`` is False; pass the new ``cursor`` next time.
     """
     moment = _now(now)
-    dialect = store.dialect
-    updated = _epoch(_t.c.updated, dialect)
-    query = (sa.select(_t.c.id, _t.c.state, _t.c.backend, _t.c.job_id, _t.c.attempts,
-                       _epoch(_t.c.started, dialect), _epoch(_t.c.finished, dialect), _t.c.costs, updated)
-             .where(_t.c.campaign_id == campaign_id)
-             .order_by(_t.c.id))
-    if since is not None:
-        query = query.where(_t.c.updated >= datetime.fromtimestamp(since - CURSOR_OVERLAP_S, UTC))
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = store.task_progress(campaign_id, updated_since=None if since is None
+                               else datetime.fromtimestamp(since - CURSOR_OVERLAP_S, UTC))
     now_s = moment.timestamp()
     index = {state: i for i, state in enumerate(STATE_ORDER)}
     running = {state.value for state in TASK_ACTIVE}
@@ -182,55 +157,56 @@ def states(store: Store, campaign_id: int, *, since: float | None = None,
 def overview(store: Store, campaign_id: int, *, now: datetime | None = None,
              window_s: float = THROUGHPUT_WINDOW_S, bins: int = TIMELINE_BINS,
              failures_limit: int = FAILURES_LIMIT) -> dict[str, Any]:
-    """Counts, per-backend slot use, credits, throughput, ETA, states over time and failures.
+    """Counts, per-backend slot use and jobs, credits, throughput, ETA, states over time and failures.
 
     ``{"campaign", "now", "tasks", "counts", "colors", "backends", "credits", "throughput",
     "eta", "timeline", "failures"}``; see the module and the keys' builders for the details.
-    ``credits.projected`` is spent / done * tasks (None before the first done task); throughput
-    counts tasks that reached ``done`` over the last ``window_s`` (or since the first event when
-    the campaign is younger); ``eta.seconds`` is the tasks not yet terminal over that rate.
+    A ``backends`` entry counts the tasks whose current job is there (``active``, ``done``,
+    ``failed``, ``counts`` per state) and, from the ledger, every job ever recorded there
+    (``jobs``) and their ``credits``; a backend only earlier attempts ran on is listed too.
+    ``credits.spent`` is the ledger's sum over every job, retries included; ``credits.projected``
+    is spent / done * tasks (None before the first done task); throughput counts tasks that
+    reached ``done`` over the last ``window_s`` (or since the first event when the campaign is
+    younger); ``eta.seconds`` is the tasks not yet terminal over that rate. Raises `StoreError`
+    for an unknown campaign.
     """
     moment = _now(now)
-    with store.engine.connect() as conn:
-        campaign = conn.execute(sa.select(campaign_table.c.name, campaign_table.c.config)
-                                .where(campaign_table.c.id == campaign_id)).first()
-        per_backend = conn.execute(
-            sa.select(_t.c.backend, _t.c.state, sa.func.count(),
-                      sa.func.coalesce(sa.func.sum(_t.c.costs), 0.0))
-            .where(_t.c.campaign_id == campaign_id)
-            .group_by(_t.c.backend, _t.c.state)).all()
-        timeline = _timeline(conn, store.dialect, campaign_id, moment, bins)
-        failures = _failures(conn, campaign_id, failures_limit)
-    counts = dict.fromkeys(STATE_ORDER, 0)
-    spent = 0.0
-    backends: dict[str, dict[str, Any]] = {}
-    capacity = _capacities(campaign.config if campaign is not None else None)
-    for backend, state, count, cost in per_backend:
-        counts[state] += int(count)
-        spent += float(cost)
-        if backend is None:
-            continue
-        entry = backends.setdefault(backend, {"active": 0, "done": 0, "failed": 0, "counts": {},
-                                              "parallel_jobs": capacity.get(backend)})
-        entry["counts"][state] = int(count)
-        if TaskState(state) in TASK_ACTIVE and state != TaskState.DOWNLOADING:
-            entry["active"] += int(count)
-        elif state == TaskState.DONE:
-            entry["done"] += int(count)
-        elif state == TaskState.FAILED:
-            entry["failed"] += int(count)
+    campaign = store.campaign(campaign_id)
+    counts = {state.value: n for state, n in store.counts(campaign_id).items()}
+    per_backend = store.backend_counts(campaign_id)
+    ledger = store.ledger_summary(campaign_id)
+    spent = store.credits(campaign_id)
     total = sum(counts.values())
+    timeline = _timeline(store, campaign_id, total, moment, bins)
+    failures = [{"task_id": f.task_id, "tile_id": f.tile_id, "backend": f.backend, "job_id": f.job_id,
+                 "attempts": f.attempts, "jobs": f.jobs, "error": f.error, "reason": f.reason}
+                for f in store.failed_tasks(campaign_id, limit=failures_limit)]
+    capacity = _capacities(campaign["config"])
+    backends: dict[str, dict[str, Any]] = {}
+    for backend in sorted(per_backend.keys() | ledger.keys()):
+        states = per_backend.get(backend, {})
+        jobs = ledger.get(backend, {})
+        backends[backend] = {
+            "active": sum(n for state, n in states.items()
+                          if state in TASK_ACTIVE and state is not TaskState.DOWNLOADING),
+            "done": states.get(TaskState.DONE, 0),
+            "failed": states.get(TaskState.FAILED, 0),
+            "counts": {state.value: states[state] for state in TaskState if state in states},
+            "parallel_jobs": capacity.get(backend),
+            "jobs": int(jobs.get("jobs", 0)),
+            "credits": round(float(jobs.get("credits", 0.0)), 6),
+        }
     done = counts[TaskState.DONE]
     remaining = sum(n for state, n in counts.items() if TaskState(state) not in TASK_TERMINAL)
     rate = _throughput(timeline, moment, window_s)
     eta_s = remaining / rate * 3600.0 if rate > 0 and remaining else (0.0 if not remaining else None)
     return {
-        "campaign": campaign.name if campaign is not None else None,
+        "campaign": campaign["name"],
         "now": moment.timestamp(),
         "tasks": total,
         "counts": counts,
         "colors": {state.value: color for state, color in STATE_COLORS.items()},
-        "backends": dict(sorted(backends.items())),
+        "backends": backends,
         "credits": {"spent": round(spent, 6),
                     "projected": round(spent / done * total, 6) if done else None},
         "throughput": {"done_per_hour": round(rate, 3), "window_s": window_s},
@@ -253,32 +229,21 @@ def _capacities(config: Any) -> dict[str, int]:
     return found
 
 
-def _timeline(conn: sa.Connection, dialect: str, campaign_id: int, moment: datetime,
-              bins: int) -> dict[str, Any]:
+def _timeline(store: Store, campaign_id: int, total: int, moment: datetime, bins: int) -> dict[str, Any]:
     """Tasks in each state at each bin edge, and tasks done per bin, from the events.
 
     Every task starts pending; each event that changes the state moves one task between two
-    counts. Edges run from the first event to ``moment`` in at most ``bins`` bins. ``_done_at``
-    (private) keeps the done events' bins for the throughput.
+    counts. Edges run from the first event to ``moment`` in at most ``bins`` bins; ``_first``
+    (private) is the first event's time, for the throughput.
     """
-    campaign_events = sa.select(_e.c.at, _e.c.from_state, _e.c.to_state).join_from(
-        _e, _t, _e.c.task_id == _t.c.id).where(_t.c.campaign_id == campaign_id).subquery()
-    at = _epoch(campaign_events.c.at, dialect)
-    total = conn.execute(sa.select(sa.func.count()).where(_t.c.campaign_id == campaign_id)).scalar() or 0
-    first = conn.execute(sa.select(sa.func.min(at))).scalar()
+    first = store.first_event_at(campaign_id)
     end = moment.timestamp()
     if first is None:
         return {"edges": [], "counts": {}, "done_per_bin": [], "bin_s": None, "_first": None}
-    first = float(first)
     span = max(end - first, 1.0)
     count = max(1, min(bins, math.ceil(span)))
     width = span / count
-    bin_of = sa.cast((at - first) / width, sa.Integer)
-    moves = conn.execute(
-        sa.select(bin_of.label("bin"), campaign_events.c.from_state, campaign_events.c.to_state,
-                  sa.func.count())
-        .where(campaign_events.c.from_state != campaign_events.c.to_state)
-        .group_by(bin_of, campaign_events.c.from_state, campaign_events.c.to_state)).all()
+    moves = store.state_moves(campaign_id, start=first, width=width)
     delta = {state: [0] * count for state in STATE_ORDER}
     done_per_bin = [0] * count
     for index, source, target, number in moves:
@@ -318,20 +283,34 @@ def _throughput(timeline: dict[str, Any], moment: datetime, window_s: float) -> 
     return done / hours
 
 
-def _failures(conn: sa.Connection, campaign_id: int, limit: int) -> list[dict[str, Any]]:
-    """Failed tasks, most recently changed first, with their last event's reason."""
-    rows = conn.execute(
-        sa.select(_t.c.id, _t.c.tile_id, _t.c.backend, _t.c.job_id, _t.c.attempts, _t.c.error)
-        .where(_t.c.campaign_id == campaign_id, _t.c.state == TaskState.FAILED.value)
-        .order_by(_t.c.updated.desc(), _t.c.id.desc())
-        .limit(limit)).all()
-    if not rows:
-        return []
-    last = (sa.select(_e.c.task_id, sa.func.max(_e.c.id).label("last"))
-            .where(_e.c.task_id.in_([row.id for row in rows]))
-            .group_by(_e.c.task_id).subquery())
-    reasons = dict(conn.execute(sa.select(_e.c.task_id, _e.c.reason)
-                                .join_from(_e, last, _e.c.id == last.c.last)).all())
-    return [{"task_id": row.id, "tile_id": row.tile_id, "backend": row.backend, "job_id": row.job_id,
-             "attempts": row.attempts, "error": row.error, "reason": reasons.get(row.id)} for row in rows]
+# jobs --------------------------------------------------------------------------------------------
 
+
+def task_jobs(store: Store, campaign_id: int, task_id: int) -> dict[str, Any] | None:
+    """One task's backend jobs from the ledger, first attempt first; None when the campaign has no
+    such task.
+
+    ``{"task_id", "tile_id", "state", "jobs": [...]}``; each job has ``attempt, backend, job_id,
+    status, requested, created, started, finished`` (seconds since 1970 or None), ``duration_s``
+    (from its start to its end, None while either is unknown), ``costs``, ``usage`` and ``error``.
+    """
+    task = store.campaign_task(campaign_id, task_id)
+    if task is None:
+        return None
+    return {"task_id": task.id, "tile_id": task.tile_id, "state": task.state.value,
+            "jobs": [_job(job) for job in store.jobs_of(task.id)]}
+
+
+def _job(job: JobRecord) -> dict[str, Any]:
+    duration = None
+    if job.started is not None and job.finished is not None:
+        duration = round(max((job.finished - job.started).total_seconds(), 0.0), 1)
+    return {"attempt": job.attempt, "backend": job.backend, "job_id": job.job_id,
+            "status": None if job.status is None else job.status.value,
+            "requested": _seconds(job.requested), "created": _seconds(job.created),
+            "started": _seconds(job.started), "finished": _seconds(job.finished),
+            "duration_s": duration, "costs": job.costs, "usage": job.usage, "error": job.error}
+
+
+def _seconds(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()

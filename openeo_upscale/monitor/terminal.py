@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
-import sqlalchemy as sa
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from openeo_upscale.campaign.states import TASK_TERMINAL, TaskState
-from openeo_upscale.campaign.store import Store, tasks_table
+from openeo_upscale.campaign.store import Store
 
 __all__ = ["LogMonitor", "Monitor", "Progress", "TerminalMonitor", "format_duration", "recent_errors"]
 
@@ -127,18 +126,12 @@ def format_duration(seconds: float | None) -> str:
 
 def recent_errors(store: Store, campaign_id: int, limit: int = 5) -> list[str]:
     """The last errors recorded on the campaign's tasks, newest first, one line each."""
-    query = (sa.select(tasks_table.c.tile_id, tasks_table.c.backend, tasks_table.c.job_id,
-                       tasks_table.c.state, tasks_table.c.error)
-             .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.error.is_not(None))
-             .order_by(tasks_table.c.updated.desc(), tasks_table.c.id.desc())
-             .limit(limit))
-    with store.engine.connect() as conn:
-        rows = list(conn.execute(query))
     lines = []
-    for tile_id, backend, job_id, state, error in rows:
-        where = ", ".join(str(v) for v in (backend, job_id) if v)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        lines.append(f"{tile_id} [{state}{', ' + where if where else ''}]: {first_line}")
+    for task in store.tasks_with_errors(campaign_id, limit=limit):
+        where = ", ".join(str(v) for v in (task.backend, task.job_id) if v)
+        error = str(task.error).strip()
+        first_line = error.splitlines()[0] if error else ""
+        lines.append(f"{task.tile_id} [{task.state.value}{', ' + where if where else ''}]: {first_line}")
     return lines
 
 

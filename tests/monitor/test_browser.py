@@ -121,3 +121,54 @@ def test_report_renders_its_map_and_charts_offline(chromium: object, tmp_path: P
     assert traces >= 2
     screenshot(chromium, "report")
     assert requested_hosts(chromium) == set()
+
+
+def test_a_failed_tasks_attempts_unfold_in_the_failures_table(chromium: object, tmp_path: Path) -> None:
+    """A failed task with two jobs gets a button that lists both attempts below its row, which stays
+    open across polls; a task with one job gets none. The backends table counts the ledger's jobs."""
+    from openeo_upscale.campaign import TaskState
+    from openeo_upscale.monitor.dashboard import create_app
+    from tests.monitor.builders import launch, run_job
+    from tests.monitor.test_dashboard import serving
+
+    S = TaskState
+    path = tmp_path / "store.sqlite"
+    with Store.open(path) as store:
+        rows = [{"tile_id": t, "geometry": f"POLYGON (({i} 0, {i + 1} 0, {i + 1} 1, {i} 1, {i} 0))"}
+                for i, t in enumerate("ab")]
+        cid = store.create_campaign("demo", tasks=rows)
+        retried, once = (task.id for task in store.all_tasks(cid))
+        run_job(store, cid, retried, "alpha", 1, job_id="j-1", end=S.PENDING, job_status="error", costs=0.5,
+                error="lost the node")
+        run_job(store, cid, retried, "beta", 2, job_id="j-2", end=S.FAILED, job_status="error", costs=0.25,
+                error="out of memory")
+        launch(store, cid, once, "alpha", 1)
+        store.transition(once, S.CREATING, S.FAILED, actor="test", error="refused")
+
+    script = chromium.execute_script  # type: ignore[attr-defined]
+    attempts = """return [...document.querySelectorAll('#failures tr.attempt')]
+        .map(row => [...row.cells].map(cell => cell.textContent))"""
+    button = f"document.querySelector('#failures tr[data-task=\"{retried}\"] button.jobs')"
+    with serving(create_app(str(path))) as url:
+        chromium.get(url + "/")  # type: ignore[attr-defined]
+        wait_until(lambda: script("return Number(document.body.dataset.updates || 0)"), "the first update",
+                   timeout=30)
+        assert script(f"return document.querySelector('#failures tr[data-task=\"{once}\"] button')") is None
+        assert script(f"return {button}.textContent") == "2 ▸"
+        ledger = """return [...document.querySelectorAll('#backends tr[data-backend]')]
+            .map(row => [row.dataset.backend, ...[...row.cells].slice(-2).map(cell => cell.textContent)])"""
+        assert script(ledger) == [["alpha", "2", "0.5"], ["beta", "1", "0.25"]]
+
+        script(f"{button}.click()")
+        shown = wait_until(lambda: script(attempts), "the attempts of the retried task", timeout=30)
+        unknown = "\N{EN DASH}"  # what the page shows for a value not known (no duration: never started)
+        assert shown == [["1", "alpha", "j-1", "error", unknown, "0.5", "lost the node"],
+                         ["2", "beta", "j-2", "error", unknown, "0.25", "out of memory"]]
+        assert script(f"return {button}.getAttribute('aria-expanded')") == "true"
+        updates = "return Number(document.body.dataset.updates)"
+        polls = int(script(updates))
+        wait_until(lambda: int(script(updates)) > polls, "another poll", timeout=30)
+        assert script(attempts) == shown
+
+        script(f"{button}.click()")
+        assert script("return document.querySelectorAll('#failures tr.attempts').length") == 0

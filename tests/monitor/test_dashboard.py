@@ -8,17 +8,21 @@ import re
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.cli import main
 from openeo_upscale.monitor.dashboard import STATIC, create_app, plotly_js
+from tests.monitor.builders import launch, run_job
 
 S = TaskState
 
@@ -37,17 +41,17 @@ def store_path(tmp_path: Path) -> Path:
     with Store.open(path) as store:
         cid = store.create_campaign("demo", tasks=rows)
         first = next(iter(store.all_tasks(cid)))
-        store.transition(first.id, S.PENDING, S.CREATING, actor="test", backend="local", attempts=1)
+        launch(store, cid, first.id, "local", 1)
         store.transition(first.id, S.CREATING, S.FAILED, actor="test", error="boom", reason="refused")
     return path
 
 
-@pytest.fixture
-def url(store_path: Path) -> Iterator[str]:
-    """The dashboard of ``store_path`` served by uvicorn in a thread."""
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(str(store_path)), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -59,6 +63,13 @@ def url(store_path: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def url(store_path: Path) -> Iterator[str]:
+    """The dashboard of ``store_path`` served by uvicorn in a thread."""
+    with serving(create_app(str(store_path))) as served:
+        yield served
 
 
 def _get(url: str, *, gz: bool = False) -> tuple[int, str, bytes]:
@@ -89,6 +100,43 @@ def test_endpoints_answer(url: str) -> None:
     overview = _json(url + "/api/overview")
     assert overview["counts"]["failed"] == 1
     assert overview["failures"][0]["error"] == "boom"
+    assert overview["failures"][0]["jobs"] == 1
+    assert overview["backends"]["local"]["jobs"] == 1 and overview["credits"]["spent"] == 0.0
+
+
+def _error(url: str) -> tuple[int, Any]:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(url, timeout=10)
+    return caught.value.code, json.loads(caught.value.read())
+
+
+def test_a_tasks_jobs_and_the_ledger_in_the_overview(store: Store) -> None:
+    """Over HTTP, on SQLite and PostgreSQL: every attempt of a task, and the ledger's jobs and credits
+    per backend; a task the campaign does not have is a 404 that says so."""
+    cid = store.create_campaign("demo", tasks=[{"tile_id": "a"}, {"tile_id": "b"}])
+    retried, untouched = (task.id for task in store.all_tasks(cid))
+    run_job(store, cid, retried, "alpha", 1, job_id="j-1", end=S.PENDING, job_status="error", costs=0.5,
+            error="lost the node")
+    run_job(store, cid, retried, "beta", 2, job_id="j-2", end=S.FAILED, job_status="error", costs=0.25,
+            error="out of memory")
+    other = store.create_campaign("other", tasks=[{"tile_id": "z"}])
+    stranger = next(store.all_tasks(other)).id
+    with serving(create_app(store, "demo")) as url:
+        found = _json(f"{url}/api/tasks/{retried}/jobs")
+        assert (found["task_id"], found["tile_id"], found["state"]) == (retried, "a", "failed")
+        assert [(j["attempt"], j["backend"], j["job_id"], j["status"], j["costs"], j["error"])
+                for j in found["jobs"]] == [(1, "alpha", "j-1", "error", 0.5, "lost the node"),
+                                            (2, "beta", "j-2", "error", 0.25, "out of memory")]
+        assert _json(f"{url}/api/tasks/{untouched}/jobs")["jobs"] == []
+        for missing in (stranger, stranger + 1000):
+            assert _error(f"{url}/api/tasks/{missing}/jobs") == (
+                404, {"detail": f"no task with id {missing} in campaign 'demo'"})
+        overview = _json(url + "/api/overview")
+    assert overview["credits"]["spent"] == 0.75
+    assert {name: (b["jobs"], b["credits"], b["failed"]) for name, b in overview["backends"].items()} == {
+        "alpha": (1, 0.5, 0), "beta": (1, 0.25, 1)}
+    [failure] = overview["failures"]
+    assert (failure["task_id"], failure["attempts"], failure["jobs"]) == (retried, 2, 2)
 
 
 def test_large_payloads_are_gzipped(url: str) -> None:

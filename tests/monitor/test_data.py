@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
 from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.monitor import data
-from tests.campaign.conftest import postgres_database, postgres_url  # noqa: F401 - fixtures
+from openeo_upscale.monitor.terminal import recent_errors
+from tests.monitor.builders import Clock, launch, run_job
 
 S = TaskState
-T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def _square(x: float, y: float, size: float = 0.05) -> str:
     return (f"POLYGON (({x} {y}, {x + size} {y}, {x + size} {y + size}, {x} {y + size}, {x} {y}))")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    sqlite = str(tmp_path / "store.sqlite")
-    target = sqlite if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    with Store.open(target, clock=clock) as opened:
-        yield opened
 
 
 @pytest.fixture
@@ -54,19 +26,35 @@ def campaign(store: Store, clock: Clock) -> int:
     cid = store.create_campaign("c", config={"backends": [{"name": "vito", "parallel_jobs": 2}]}, tasks=rows)
     done, failed, _pending = (task.id for task in store.all_tasks(cid))
     clock.advance(60)
-    store.transition(done, S.PENDING, S.CREATING, actor="test", backend="vito", attempts=1)
-    store.transition(failed, S.PENDING, S.CREATING, actor="test", backend="cdse", attempts=1)
+    launch(store, cid, done, "vito", 1)
+    launch(store, cid, failed, "cdse", 1)
     clock.advance(60)
-    store.transition(done, S.CREATING, S.QUEUED, actor="test", job_id="j-1", started=clock())
+    store.transition(done, S.CREATING, S.QUEUED, actor="test", job_id="j-1", job_status="queued",
+                     started=clock())
     store.transition(failed, S.CREATING, S.FAILED, actor="test", reason="backend said no",
                      error="HTTP 500: boom", job_id="j-2")
     clock.advance(600)
-    store.transition(done, S.QUEUED, S.RUNNING, actor="test")
-    store.transition(done, S.RUNNING, S.FINISHED, actor="test", finished=clock(), costs=2.0)
+    store.transition(done, S.QUEUED, S.RUNNING, actor="test", job_status="running")
+    store.transition(done, S.RUNNING, S.FINISHED, actor="test", finished=clock(), costs=2.0,
+                     job_status="finished")
     store.transition(done, S.FINISHED, S.DOWNLOADING, actor="test")
     clock.advance(60)
     store.transition(done, S.DOWNLOADING, S.DONE, actor="test")
     return cid
+
+
+def _retried_twice(store: Store, clock: Clock, campaign: int) -> int:
+    """The failed task of `campaign`, retried: its second job errors on cdse (0.75 credits) and is
+    retried at once on vito, where its third job errors too (1 credit); the task fails."""
+    failed = store.tasks_in(campaign, S.FAILED)[0].id
+    store.transition(failed, S.FAILED, S.PENDING, actor="user", reason="retried by hand")
+    clock.advance(60)
+    run_job(store, campaign, failed, "cdse", 2, job_id="j-3", end=S.PENDING, started=clock(),
+            finished=clock() + timedelta(seconds=300), job_status="error", costs=0.75, error="OOM in the UDF")
+    clock.advance(600)
+    run_job(store, campaign, failed, "vito", 3, job_id="j-4", end=S.FAILED, started=clock(),
+            job_status="error", costs=1.0, error="OOM again\nTraceback ...")
+    return failed
 
 
 def test_tiles_are_rounded_geojson_with_task_ids(store: Store, campaign: int) -> None:
@@ -132,8 +120,9 @@ def test_overview(store: Store, campaign: int, clock: Clock) -> None:
     assert found["counts"]["done"] == 1 and found["counts"]["failed"] == 1 and found["counts"]["pending"] == 1
     assert found["colors"]["done"] == "lime"
     assert found["backends"]["vito"] == {"active": 0, "done": 1, "failed": 0, "counts": {"done": 1},
-                                         "parallel_jobs": 2}
+                                         "parallel_jobs": 2, "jobs": 1, "credits": 2.0}
     assert found["backends"]["cdse"]["failed"] == 1 and found["backends"]["cdse"]["parallel_jobs"] is None
+    assert found["backends"]["cdse"]["jobs"] == 1 and found["backends"]["cdse"]["credits"] == 0.0
     assert found["credits"] == {"spent": 2.0, "projected": 6.0}
     # one task done in the 720 s since the first event
     assert found["throughput"]["done_per_hour"] == pytest.approx(3600 / 720, rel=0.01)
@@ -142,6 +131,7 @@ def test_overview(store: Store, campaign: int, clock: Clock) -> None:
     [failure] = found["failures"]
     assert failure["tile_id"] == "t1" and failure["backend"] == "cdse" and failure["job_id"] == "j-2"
     assert failure["error"] == "HTTP 500: boom" and failure["reason"] == "backend said no"
+    assert failure["attempts"] == 1 and failure["jobs"] == 1
 
 
 def test_timeline_counts_end_at_the_current_counts(store: Store, campaign: int, clock: Clock) -> None:
@@ -162,3 +152,59 @@ def test_overview_before_any_event(store: Store, clock: Clock) -> None:
     assert found["timeline"]["edges"] == []
     assert found["eta"]["seconds"] is None and found["credits"]["projected"] is None
     assert found["failures"] == []
+
+
+def test_credits_and_backends_count_every_job_of_the_ledger(store: Store, campaign: int,
+                                                             clock: Clock) -> None:
+    _retried_twice(store, clock, campaign)
+    found = data.overview(store, campaign, now=clock())
+    assert found["credits"] == {"spent": 3.75, "projected": 11.25}
+    assert found["credits"]["spent"] == store.credits(campaign)
+    # No task's current job is on cdse any more, but two of its jobs were: the ledger lists them.
+    assert found["backends"]["cdse"] == {"active": 0, "done": 0, "failed": 0, "counts": {},
+                                         "parallel_jobs": None, "jobs": 2, "credits": 0.75}
+    assert found["backends"]["vito"] == {"active": 0, "done": 1, "failed": 1,
+                                         "counts": {"done": 1, "failed": 1},
+                                         "parallel_jobs": 2, "jobs": 2, "credits": 3.0}
+    [failure] = found["failures"]
+    assert (failure["tile_id"], failure["backend"], failure["job_id"]) == ("t1", "vito", "j-4")
+    assert failure["attempts"] == 3 and failure["jobs"] == 3
+
+
+def test_task_jobs_lists_every_attempt(store: Store, campaign: int, clock: Clock) -> None:
+    task_id = _retried_twice(store, clock, campaign)
+    found = data.task_jobs(store, campaign, task_id)
+    assert found is not None
+    assert (found["task_id"], found["tile_id"], found["state"]) == (task_id, "t1", "failed")
+    keys = ("attempt", "backend", "job_id", "status", "costs", "error")
+    rows = [tuple(job[key] for key in keys) for job in found["jobs"]]
+    assert rows == [
+        (1, "cdse", "j-2", None, None, "HTTP 500: boom"),
+        (2, "cdse", "j-3", "error", 0.75, "OOM in the UDF"),
+        (3, "vito", "j-4", "error", 1.0, "OOM again\nTraceback ..."),
+    ]
+    first, second, third = found["jobs"]
+    assert first["started"] is None and first["duration_s"] is None and first["finished"] is not None
+    assert second["duration_s"] == 300.0
+    assert second["requested"] <= second["created"] <= second["started"] < second["finished"]
+    assert third["finished"] == pytest.approx(clock().timestamp())
+
+
+def test_task_jobs_of_an_unknown_task_or_one_of_another_campaign(store: Store, campaign: int) -> None:
+    other = store.create_campaign("other", tasks=[{"tile_id": "x"}])
+    [stranger] = store.all_tasks(other)
+    assert data.task_jobs(store, campaign, stranger.id) is None
+    assert data.task_jobs(store, campaign, stranger.id + 1000) is None
+    assert data.task_jobs(store, other, stranger.id) == {"task_id": stranger.id, "tile_id": "x",
+                                                         "state": "pending", "jobs": []}
+
+
+def test_recent_errors_are_the_latest_first_one_line_each(store: Store, campaign: int, clock: Clock) -> None:
+    assert recent_errors(store, campaign) == ["t1 [failed, cdse, j-2]: HTTP 500: boom"]
+    _retried_twice(store, clock, campaign)
+    clock.advance(60)
+    done = store.tasks_in(campaign, S.DONE)[0].id
+    assert store.update(done, S.DONE, error="late note")
+    assert recent_errors(store, campaign) == ["t0 [done, vito, j-1]: late note",
+                                              "t1 [failed, vito, j-4]: OOM again"]
+    assert recent_errors(store, campaign, limit=1) == ["t0 [done, vito, j-1]: late note"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from openeo_upscale.campaign import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.monitor import maps
 from openeo_upscale.monitor.colors import STATE_COLORS
+from tests.monitor.builders import advance, run_job
 
 S = TaskState
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -28,37 +28,40 @@ def _square(col: int, row: int, size: float = 0.05) -> str:
     return f"POLYGON (({w} {s}, {w + size} {s}, {w + size} {s + size}, {w} {s + size}, {w} {s}))"
 
 
-def _advance(store: Store, task_id: int, path: list[TaskState], **fields: object) -> None:
-    for before, after in itertools.pairwise(path):
-        assert store.transition(task_id, before, after, actor="test", reason=f"to {after}",
-                                **(fields if after is path[-1] else {}))
+RETRIED = "t010"
+"""The tile of `build_campaign` whose first job failed on alpha before another got it done on beta."""
 
 
 def build_campaign(tmp_path: Path, n: int = 12) -> tuple[Store, int]:
-    """A store with ``n`` tiles: done, failed (one with a malicious error), running, queued, pending."""
+    """A store with ``n`` tiles: done, failed (one with a malicious error), running, queued, pending;
+    each launched through the ledger, and `RETRIED` (when there are that many tiles) run twice."""
     store = Store.open(tmp_path / "store.db")
     rows = [{"tile_id": f"t{i:03d}", "geometry": _square(i % 4, i // 4)} for i in range(n)]
     campaign_id = store.create_campaign("demo", config={"uid": "abc123"}, tasks=rows)
     tasks = {task.tile_id: task.id for task in store.all_tasks(campaign_id)}
-    to_running = [S.PENDING, S.CREATING, S.QUEUED, S.RUNNING]
     for i, (tile, task_id) in enumerate(sorted(tasks.items())):
         backend = "alpha" if i % 2 else "beta"
-        job = {"backend": backend, "job_id": f"j-{tile}", "attempts": 1, "started": T0 + timedelta(minutes=i)}
+        started = T0 + timedelta(minutes=i)
+        attempt = 1
+        if tile == RETRIED:
+            run_job(store, campaign_id, task_id, "alpha", 1, job_id=f"j-{tile}-1", end=S.PENDING,
+                    started=started, finished=started + timedelta(minutes=4), job_status="error",
+                    costs=0.5, error=f"lost the worker & <the> node running {tile}")
+            attempt, started = 2, started + timedelta(minutes=5)
+        job = {"job_id": f"j-{tile}", "started": started}
         kind = i % 5
         if kind == 0:
-            _advance(store, task_id, to_running, **job)
-            _advance(store, task_id, [S.RUNNING, S.FINISHED, S.DOWNLOADING, S.DONE],
-                     finished=T0 + timedelta(minutes=i + 10 + i), costs=1.5 + i)
+            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.FINISHED,
+                    finished=T0 + timedelta(minutes=i + 10 + i), costs=1.5 + i, job_status="finished")
+            advance(store, task_id, [S.FINISHED, S.DOWNLOADING, S.DONE])
         elif kind == 1:
-            _advance(store, task_id, to_running, **job)
             error = EVIL if i == 1 else f"out of memory on {tile}"
-            _advance(store, task_id, [S.RUNNING, S.FAILED], finished=T0 + timedelta(minutes=i + 3),
-                     error=error, costs=0.25)
+            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.FAILED,
+                    finished=T0 + timedelta(minutes=i + 3), error=error, costs=0.25, job_status="error")
         elif kind == 2:
-            _advance(store, task_id, to_running, **job)
+            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.RUNNING)
         elif kind == 3:
-            _advance(store, task_id, [S.PENDING, S.CREATING, S.QUEUED], backend=backend, job_id=f"j-{tile}",
-                     attempts=1)
+            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.QUEUED)
     return store, campaign_id
 
 

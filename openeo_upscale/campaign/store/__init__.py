@@ -22,12 +22,7 @@ from openeo_upscale.campaign.store.connect import engine_for
 from openeo_upscale.campaign.store.ledger import Claimed, Launch, LedgerQueries, Spending
 from openeo_upscale.campaign.store.migrate import Prepared, prepare
 from openeo_upscale.campaign.store.runners import Beat, LeaseView, Registration, RunnerQueries
-from openeo_upscale.campaign.store.schema import (  # noqa: F401  (until every reader uses named queries)
-    SCHEMA_VERSION,
-    campaign_table,
-    events_table,
-    tasks_table,
-)
+from openeo_upscale.campaign.store.schema import SCHEMA_VERSION
 from openeo_upscale.campaign.store.tasks import TILE_FIELDS, TRANSITION_FIELDS
 from openeo_upscale.campaign.store.views import ViewQueries
 from openeo_upscale.errors import StoreError

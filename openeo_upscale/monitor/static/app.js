@@ -10,6 +10,9 @@ const view = {
   ids: [], lon: [], lat: [], tileIds: [], rings: [], index: new Map(),
   state: [], backend: [], job: [], attempts: [], duration: [], costs: [],
   stateNames: [], cursor: null, updates: 0, dirty: true, centres: false,
+  // Failure rows whose attempts are shown (task id -> jobs, null while loading, or an error text):
+  // kept across the redraws of every poll.
+  overview: null, expanded: new Map(),
 };
 
 async function getJSON(url) {
@@ -200,7 +203,7 @@ function drawBackends(ov) {
   if (!names.length) { el.textContent = "no job launched yet"; return; }
   const table = document.createElement("table");
   const head = document.createElement("tr");
-  for (const h of ["backend", "slots in use", "", "done", "failed"]) {
+  for (const h of ["backend", "slots in use", "", "done", "failed", "jobs", "credits"]) {
     const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
   }
   table.appendChild(head);
@@ -218,6 +221,8 @@ function drawBackends(ov) {
     bar.appendChild(fill); td.textContent = ""; td.appendChild(bar);
     cell(tr, b.done, "num");
     cell(tr, b.failed, "num");
+    cell(tr, b.jobs, "num");
+    cell(tr, fmtNumber(b.credits, 2), "num");
     table.appendChild(tr);
   }
   el.appendChild(table);
@@ -244,15 +249,86 @@ function drawTimeline(ov) {
   }, { responsive: true, displaylogo: false });
 }
 
+const FAILURE_COLUMNS = 7;
+
+function attemptsRow(taskId, jobs) {
+  const tr = document.createElement("tr");
+  tr.className = "attempts";
+  tr.dataset.task = taskId;
+  const td = document.createElement("td");
+  td.colSpan = FAILURE_COLUMNS;
+  tr.appendChild(td);
+  if (!Array.isArray(jobs)) {
+    td.textContent = jobs === null ? "loading attempts…" : jobs;
+    return tr;
+  }
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const h of ["attempt", "backend", "job", "status", "duration", "credits", "error"]) {
+    const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+  }
+  table.appendChild(head);
+  for (const j of jobs) {
+    const row = document.createElement("tr");
+    row.className = "attempt";
+    row.dataset.attempt = j.attempt;
+    cell(row, j.attempt, "num"); cell(row, j.backend); cell(row, j.job_id); cell(row, j.status);
+    cell(row, fmtDuration(j.duration_s), "num"); cell(row, fmtNumber(j.costs, 3), "num");
+    cell(row, j.error, "error-text");
+    table.appendChild(row);
+  }
+  td.appendChild(table);
+  return tr;
+}
+
+async function loadJobs(taskId) {
+  view.expanded.set(taskId, null);
+  let jobs;
+  try {
+    jobs = (await getJSON(`/api/tasks/${taskId}/jobs`)).jobs;
+  } catch (err) {
+    jobs = String(err);
+  }
+  if (view.expanded.has(taskId)) view.expanded.set(taskId, jobs);
+  drawFailures(view.overview);
+}
+
+function toggleJobs(taskId) {
+  if (view.expanded.has(taskId)) view.expanded.delete(taskId);
+  else loadJobs(taskId);
+  drawFailures(view.overview);
+}
+
 function drawFailures(ov) {
   const body = document.querySelector("#failures tbody");
   body.replaceChildren();
+  const listed = new Set(ov.failures.map((f) => f.task_id));
+  for (const id of [...view.expanded.keys()]) if (!listed.has(id)) view.expanded.delete(id);
   for (const f of ov.failures) {
     const tr = document.createElement("tr");
     tr.dataset.task = f.task_id;
     cell(tr, f.tile_id); cell(tr, f.backend); cell(tr, f.job_id); cell(tr, f.attempts, "num");
+    const jobs = cell(tr, f.jobs, "num");
+    const open = view.expanded.has(f.task_id);
+    if (f.jobs > 1) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "jobs";
+      button.textContent = `${f.jobs} ${open ? "▾" : "▸"}`;
+      button.title = open ? "hide the attempts" : "show every attempt";
+      button.setAttribute("aria-expanded", String(open));
+      button.addEventListener("click", () => toggleJobs(f.task_id));
+      jobs.replaceChildren(button);
+    }
     cell(tr, f.error, "error-text"); cell(tr, f.reason, "error-text");
     body.appendChild(tr);
+    if (open) {
+      const shown = view.expanded.get(f.task_id);
+      // The task was retried and failed again since its attempts were fetched. The ledger only
+      // grows, so the new answer has at least f.jobs rows: this cannot refetch in a loop.
+      if (Array.isArray(shown) && shown.length < f.jobs) loadJobs(f.task_id);
+      body.appendChild(attemptsRow(f.task_id, shown));
+    }
   }
 }
 
@@ -274,6 +350,7 @@ async function update() {
 }
 
 function render(states, ov) {
+  view.overview = ov;
   applyStates(states);
   drawMap();
   drawCounts(ov); drawCredits(ov); drawEta(ov); drawBackends(ov); drawTimeline(ov); drawFailures(ov);
