@@ -1,17 +1,24 @@
-"""Store fixtures: a SQLite file in tmp_path, and PostgreSQL at 127.0.0.1 in a throwaway database."""
+"""Store fixtures (a SQLite file in tmp_path, PostgreSQL at 127.0.0.1 in a throwaway database) and a
+factory of quick local backends."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
 from openeo_upscale.campaign import Store
 from tests.conftest import IN_CI
+
+QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
+"""About a third of a second per 5 km job."""
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -76,3 +83,18 @@ def store(store_target: str) -> Iterator[Store]:
     """An open, empty store on each backend."""
     with Store.open(store_target) as opened:
         yield opened
+
+
+@pytest.fixture
+def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
+    """A factory of local backends (quick simulated jobs, 4 run slots unless told) that all stop at
+    the end of the test."""
+    with ExitStack() as stack:
+
+        def start(name: str, **settings: Any) -> LocalBackend:
+            settings.setdefault("simulation", QUICK)
+            settings.setdefault("run_slots", 4)
+            config = BackendConfig(state_dir=tmp_path / f"backend-{name}", udp_dirs=(udp_dir,), **settings)
+            return stack.enter_context(LocalBackend(config))
+
+        yield start

@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import openeo
 import pytest
 import shapely
 
-from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
+from openeo_upscale.backend import LocalBackend, Simulation
 from openeo_upscale.backend.config import Faults, JobFailureRule, LimitPolicy, RateLimit
 from openeo_upscale.campaign import (
     Campaign,
@@ -37,11 +36,10 @@ from openeo_upscale.campaign.catalog import load_collection
 from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.grid import tiles
 from tests.backend.client_helpers import wait_until
+from tests.campaign.team import backend_jobs
 from tests.conftest import MAX_NDVI_URL
 
 S = TaskState
-QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
-"""About a third of a second per 5 km job."""
 POLL = Polling(min_interval=0.1, max_interval=1.0)
 DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
 PACKAGE_UDPS = Path(__file__).resolve().parents[2] / "openeo_upscale" / "udp"
@@ -52,20 +50,6 @@ def grid(count: int) -> Any:
     found = tiles(shapely.box(3.9, 50.9, 4.9, 51.5), 5000)
     assert len(found) >= count
     return found.head(count)
-
-
-@pytest.fixture
-def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
-    """A factory of local backends that all stop at the end of the test."""
-    with ExitStack() as stack:
-
-        def start(name: str, **settings: Any) -> LocalBackend:
-            settings.setdefault("simulation", QUICK)
-            settings.setdefault("run_slots", 4)
-            config = BackendConfig(state_dir=tmp_path / f"backend-{name}", udp_dirs=(udp_dir,), **settings)
-            return stack.enter_context(LocalBackend(config))
-
-        yield start
 
 
 @pytest.fixture(autouse=True)
@@ -90,18 +74,6 @@ def connect(backend: LocalBackend) -> openeo.Connection:
 
 def max_ndvi(udp_dir: Path) -> Udp:
     return Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL)
-
-
-def backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
-    """Every job of the demo account, straight from the backend's API."""
-    connection = connect(backend)
-    found: list[dict[str, Any]] = []
-    url: str | None = "/jobs?limit=100"
-    while url:
-        page = connection.get(url).json()
-        found.extend(page["jobs"])
-        url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
-    return found
 
 
 def check_jobs_match_attempts(store: Store, campaign: Campaign, *running: LocalBackend) -> None:

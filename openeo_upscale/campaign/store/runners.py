@@ -253,15 +253,7 @@ class RunnerQueries(TaskQueries):
             .all()
         )
         for task_id in held:
-            self._transition(
-                conn,
-                task_id,
-                S.DOWNLOADING,
-                S.FINISHED,
-                actor=actor,
-                reason=f"download interrupted (runner {runner_id}: {reason}); resuming",
-                fields={"claimed_by": None, "claim_expires": None},
-            )
+            self._resume_later(conn, task_id, f"runner {runner_id}: {reason}", actor)
 
     def _release_orphaned_downloads(
         self, conn: sa.Connection, campaign_id: int, me: int | None, now: datetime, actor: str
@@ -279,15 +271,19 @@ class RunnerQueries(TaskQueries):
             query = query.where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by != me))
         for task_id, holder in conn.execute(query).all():
             why = "no runner held it" if holder is None else f"runner {holder} no longer holds it"
-            self._transition(
-                conn,
-                task_id,
-                S.DOWNLOADING,
-                S.FINISHED,
-                actor=actor,
-                reason=f"download interrupted ({why}); resuming",
-                fields={"claimed_by": None, "claim_expires": None},
-            )
+            self._resume_later(conn, task_id, why, actor)
+
+    def _resume_later(self, conn: sa.Connection, task_id: int, why: str, actor: str) -> None:
+        """A download nobody holds any more back to ``finished``, for any runner to resume."""
+        self._transition(
+            conn,
+            task_id,
+            S.DOWNLOADING,
+            S.FINISHED,
+            actor=actor,
+            reason=f"download interrupted ({why}); resuming",
+            fields={"claimed_by": None, "claim_expires": None},
+        )
 
     # backend leases ---------------------------------------------------------------------------
 

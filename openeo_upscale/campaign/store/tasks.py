@@ -484,22 +484,8 @@ class TaskQueries(StoreBase):
         ``backends`` only tasks whose current job is on one of those backends.
         """
         chosen = [states] if isinstance(states, str) else list(states)
-        wanted = [TaskState(state).value for state in chosen]
-        query = (
-            sa.select(tasks_table)
-            .where(tasks_table.c.campaign_id == campaign_id, tasks_table.c.state.in_(wanted))
-            .order_by(tasks_table.c.id)
-            .limit(limit)
-        )
-        if runnable_on is not None:
-            query = query.where(
-                sa.or_(
-                    tasks_table.c.pinned_backend.is_(None),
-                    tasks_table.c.pinned_backend.in_(list(runnable_on)),
-                )
-            )
-        if backends is not None:
-            query = query.where(tasks_table.c.backend.in_(list(backends)))
+        query = _selected(sa.select(tasks_table), campaign_id, chosen, runnable_on, backends)
+        query = query.order_by(tasks_table.c.id).limit(limit)
         with self._read() as conn:
             return [Task.from_row(dict(row._mapping)) for row in conn.execute(query)]
 
@@ -515,19 +501,7 @@ class TaskQueries(StoreBase):
         """How many of the campaign's tasks are in any of ``states`` (``runnable_on`` and ``backends``
         as in `tasks_in`); counting stops at ``at_most``, so that "are there any" stays cheap on a
         campaign of 100,000 pending tasks."""
-        rows = sa.select(tasks_table.c.id).where(
-            tasks_table.c.campaign_id == campaign_id,
-            tasks_table.c.state.in_([TaskState(s).value for s in states]),
-        )
-        if runnable_on is not None:
-            rows = rows.where(
-                sa.or_(
-                    tasks_table.c.pinned_backend.is_(None),
-                    tasks_table.c.pinned_backend.in_(list(runnable_on)),
-                )
-            )
-        if backends is not None:
-            rows = rows.where(tasks_table.c.backend.in_(list(backends)))
+        rows = _selected(sa.select(tasks_table.c.id), campaign_id, states, runnable_on, backends)
         if at_most is not None:
             rows = rows.limit(at_most)
         with self._read() as conn:
@@ -572,3 +546,21 @@ class TaskQueries(StoreBase):
         )
         with self._read() as conn:
             return [(int(i), int(task), TaskState(state)) for i, task, state in conn.execute(query)]
+
+
+def _selected(
+    query: sa.Select[Any],
+    campaign_id: int,
+    states: Iterable[TaskState],
+    runnable_on: Iterable[str] | None,
+    backends: Iterable[str] | None,
+) -> sa.Select[Any]:
+    """``query`` kept to the campaign's tasks in ``states`` (``runnable_on``, ``backends``: see
+    `TaskQueries.tasks_in`)."""
+    t = tasks_table
+    query = query.where(t.c.campaign_id == campaign_id, t.c.state.in_([TaskState(s).value for s in states]))
+    if runnable_on is not None:
+        query = query.where(sa.or_(t.c.pinned_backend.is_(None), t.c.pinned_backend.in_(list(runnable_on))))
+    if backends is not None:
+        query = query.where(t.c.backend.in_(list(backends)))
+    return query
