@@ -7,7 +7,7 @@ from openeo_upscale.errors import ConfigError, GridError, UpscaleError
 if TYPE_CHECKING:
     from openeo_upscale.campaign import Campaign
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Campaign", "ConfigError", "GridError", "UpscaleError", "__version__"]
 

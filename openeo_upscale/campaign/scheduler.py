@@ -61,6 +61,9 @@ TOKEN_PATTERN = re.compile(r"\[(ou-[0-9a-f]{6,32}-\d+-\d+)\]")
 TOKEN_LISTING_MARGIN = timedelta(minutes=15)
 """Clock skew allowed when a newest-first listing is cut off before a token's creation time."""
 
+CLAIM_ROUNDS = 3
+"""Launch claims per backend and tick when other runners keep taking the chosen tasks first."""
+
 LATE_COSTS_WINDOW = timedelta(hours=1)
 """How long after a failed or canceled job ended its costs are still looked for in the listings."""
 
@@ -247,9 +250,10 @@ class Scheduler:
             if tasks and now >= slot.paused_until and (now >= slot.next_poll or self._needs_listing(tasks)):
                 self._poll(slot, tasks)
                 polled.add(name)
-        # Downloads first: a launch round may take seconds of POSTs, finished results need not wait.
-        result.downloads = self._hand_over_downloads()
+        # Launch first: a freed slot is what the makespan waits for. The downloads' claim follows
+        # at once, and the downloads themselves run in their own threads.
         result.launched, result.blocked = self._launch(held)
+        result.downloads = self._hand_over_downloads()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
         self._active = active
         result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=list(self.backends))
@@ -571,9 +575,16 @@ class Scheduler:
                 plan.setdefault(chosen, []).append(task)
         launched, blocked = 0, None
         for name, tasks in plan.items():
-            claimed, why = self._claim(self.backends[name], tasks, now)
-            launched += claimed
-            blocked = why or blocked
+            for _ in range(CLAIM_ROUNDS):
+                claimed, lost, why = self._claim(self.backends[name], tasks, now)
+                launched += claimed
+                blocked = why or blocked
+                if not lost:
+                    break
+                # Another runner took some of these tasks for its backend: take the next ones.
+                tasks = self.store.tasks_in(self.campaign_id, S.PENDING, limit=lost, runnable_on=[name])
+                if not tasks:
+                    break
         return launched, blocked
 
     def _choose(self, task: Task, free: Mapping[str, int]) -> str | None:
@@ -584,8 +595,9 @@ class Scheduler:
             return None
         return max(candidates, key=lambda n: (free[n] * self.backends[n].settings.weight, n))
 
-    def _claim(self, slot: BackendSlot, tasks: list[Task], now: float) -> tuple[int, str | None]:
-        """Record the tokens of ``tasks`` in the store's slot claim, then create their jobs."""
+    def _claim(self, slot: BackendSlot, tasks: list[Task], now: float) -> tuple[int, int, str | None]:
+        """Record the tokens of ``tasks`` in the store's slot claim, then create their jobs; returns
+        how many were launched, how many had been taken by another runner, and the budget's word."""
         launches = []
         for task in tasks:
             attempt = task.attempts + 1
@@ -602,7 +614,7 @@ class Scheduler:
             self._cleared_id(task_id)
             self._progress.pop(task_id, None)
             self._create(slot, self.store.task(task_id))
-        return len(claimed.task_ids), claimed.held_back if claimed.budget else None
+        return len(claimed.task_ids), claimed.lost, claimed.held_back if claimed.budget else None
 
     def _create(self, slot: BackendSlot, task: Task) -> None:
         """``POST /jobs`` for a task in `creating` whose token is recorded and not on the backend."""

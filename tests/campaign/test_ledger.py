@@ -172,3 +172,10 @@ def test_costs_listed_late_reach_the_ledger_once(store: Store) -> None:
     assert not store.record_late_costs(campaign, "b", f"j-{task_id}", 0.4, None)
     assert store.jobs_missing_costs(campaign, "b", since=since) == set()
     assert store.credits(campaign) == pytest.approx(0.4) and store.task(task_id).costs == pytest.approx(0.4)
+
+
+def test_a_claim_counts_the_tasks_another_runner_took_first(store: Store) -> None:
+    campaign, ids = _tasks(store, 4)
+    assert store.claim_launches(campaign, "a", [_launch(ids[0])], runner_id=None, capacity=4).task_ids
+    claimed = store.claim_launches(campaign, "b", [_launch(i) for i in ids[:3]], runner_id=None, capacity=2)
+    assert claimed.task_ids == [ids[1]] and claimed.lost == 1

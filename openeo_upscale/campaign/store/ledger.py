@@ -45,6 +45,8 @@ class Claimed:
     held_back: str | None = None
     budget: bool = False
     """True when the credit budget is what held launches back."""
+    lost: int = 0
+    """Launches the slots allowed whose task was no longer pending (another runner took it)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ class LedgerQueries(TaskQueries):
                     fields=fields,
                 ):
                     claimed.append(launch.task_id)
-            return Claimed(claimed, held_back, budget)
+            lost = min(max(room, 0), len(launches)) - len(claimed)
+            return Claimed(claimed, held_back, budget, lost)
 
     def spending(self, campaign_id: int) -> Spending:
         """The campaign's credits: spent over every job, jobs in flight, the mean costs of a job."""
