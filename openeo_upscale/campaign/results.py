@@ -28,7 +28,7 @@ from openeo_upscale.campaign.pacing import Backoff
 from openeo_upscale.campaign.settings import RetryPolicy
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.errors import BackendError, DownloadError, PermanentError, TransientError
+from openeo_upscale.errors import BackendError, DownloadError, PermanentError, StoreError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Downloader:
         self._running: set[int] = set()
         self._failures: dict[int, int] = {}
         self._closed = False
+        self._stranded: set[int] = set()
         self._abort = threading.Event()
         self.on_end = on_end
         """Called after each download attempt ends (the runner's `wake`)."""
@@ -96,6 +97,25 @@ class Downloader:
         with self._lock:
             return 0 if self._closed else max(0, self.workers - len(self._running))
 
+    def release_stranded(self) -> int:
+        """Put back to `finished` the downloads whose outcome the store could not record (a database
+        outage), so that they are claimed and done again (complete files are verified, not fetched
+        again); returns how many. Those the store still refuses wait for the next call."""
+        with self._lock:
+            stranded = sorted(self._stranded)
+        released = 0
+        for task_id in stranded:
+            try:
+                self.store.transition(task_id, S.DOWNLOADING, S.FINISHED, actor=self.actor,
+                                      reason="download again: its outcome could not be recorded",
+                                      claimed=self.runner_id, claimed_by=None, claim_expires=None)
+            except StoreError:
+                continue
+            released += 1
+            with self._lock:
+                self._stranded.discard(task_id)
+        return released
+
     def in_flight(self) -> int:
         """Downloads queued or running."""
         with self._lock:
@@ -112,13 +132,23 @@ class Downloader:
 
     def _guarded(self, task: Task) -> None:
         try:
-            if self._abort.is_set():
-                self._interrupted(task)
-            else:
-                self._download(task)
-        except Exception:
-            log.exception("task %s (%s): download of job %s crashed", task.id, task.tile_id, task.job_id)
-            self._retry_later(task, "the download crashed (see the log)")
+            try:
+                if self._abort.is_set():
+                    self._interrupted(task)
+                else:
+                    self._download(task)
+            except StoreError:
+                raise
+            except Exception:
+                log.exception("task %s (%s): download of job %s crashed", task.id, task.tile_id, task.job_id)
+                self._retry_later(task, "the download crashed (see the log)")
+        except StoreError as exc:
+            # The task is still `downloading`, claimed by this runner (its heartbeat keeps the claim):
+            # without this, nobody would ever download it again.
+            log.error("task %s (%s): the store failed while recording its download (%s); it is downloaded "
+                      "again once the store answers", task.id, task.tile_id, exc)
+            with self._lock:
+                self._stranded.add(task.id)
         finally:
             with self._lock:
                 self._running.discard(task.id)

@@ -97,6 +97,8 @@ class Downloads(Protocol):
 
     def free(self) -> int: ...
 
+    def release_stranded(self) -> int: ...
+
     def in_flight(self) -> int: ...
 
     def shutdown(self, wait: bool = True, *, abort: bool = False) -> None: ...
@@ -324,6 +326,8 @@ class Scheduler:
         """Claim finished tasks for the download pool's free workers; returns the tasks finished or
         downloading (by any runner)."""
         backends = list(self.backends)
+        if self.downloads is not None:
+            self.downloads.release_stranded()
         if (
             self.downloads is not None
             and (free := self.downloads.free()) > 0
@@ -429,6 +433,10 @@ class Scheduler:
         if isinstance(progress, int | float) and status is JobStatus.RUNNING:
             readings = self._progress.setdefault(task.id, deque(maxlen=2))
             if not readings or readings[-1][1] != progress:
+                # The first reading and the newest: the widest baseline gives the steadiest rate
+                # (two readings a tick apart would turn rounding into a large error).
+                if len(readings) == 2:
+                    readings.pop()
                 readings.append((self._now(), float(progress)))
         else:
             self._progress.pop(task.id, None)
