@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
-from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign, validate_parameters
+from openeo_upscale.campaign.creator import Udp, parameters_for
 from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Event, JobRecord, RunnerInfo, Task
@@ -25,6 +25,7 @@ from openeo_upscale.campaign.states import (
     is_allowed,
 )
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
+from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign, validate_parameters
 from openeo_upscale.errors import (
     BackendError,
     CampaignBusyError,
@@ -79,6 +80,7 @@ __all__ = [
     "TickResult",
     "TransientError",
     "Udp",
+    "check_tile_ids",
     "download_asset",
     "download_results",
     "is_allowed",

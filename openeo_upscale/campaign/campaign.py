@@ -24,7 +24,7 @@ import shapely
 
 from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
-from openeo_upscale.campaign.creator import Udp, parameters_for, validate_campaign
+from openeo_upscale.campaign.creator import Udp, parameters_for
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Pacer
@@ -34,6 +34,7 @@ from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.states import TASK_HOLDING, TaskState
 from openeo_upscale.campaign.store import Store
+from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign
 from openeo_upscale.errors import BackendError, CampaignError, CampaignExistsError, StoreError
 
 log = logging.getLogger(__name__)
@@ -558,6 +559,7 @@ def _tiles_frame(tiles: gpd.GeoDataFrame | Iterable[Mapping[str, Any]]) -> pd.Da
     if "tile_id" not in frame.columns:
         frame = frame.reset_index(names="tile_id")
     frame["tile_id"] = frame["tile_id"].astype(str)
+    check_tile_ids(frame["tile_id"])
     duplicated = frame["tile_id"][frame["tile_id"].duplicated()]
     if not duplicated.empty:
         raise CampaignError(f"tile ids must be unique; repeated: {sorted(set(duplicated))[:5]}")

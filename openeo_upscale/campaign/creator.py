@@ -1,4 +1,4 @@
-"""The job creator's parameter logic: which value each UDP parameter gets for one task, and the checks.
+"""The job creator's parameter logic: which value each UDP parameter gets for one task.
 
 Where a value comes from, first match wins:
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,7 @@ from shapely.geometry.base import BaseGeometry
 from openeo_upscale.errors import ParameterError
 from openeo_upscale.grid.aoi import transform
 
-__all__ = ["MAX_PROBLEMS", "Udp", "parameters_for", "validate_campaign", "validate_parameters"]
-
-MAX_PROBLEMS = 20
-"""How many problems a campaign-wide refusal lists before it only counts."""
+__all__ = ["Udp", "parameters_for", "plain", "row_cell"]
 
 _MISSING = object()
 
@@ -147,7 +144,7 @@ def parameters_for(udp: Udp, task_row: Mapping[str, Any], *, defaults: Mapping[s
         else:
             continue
         if value is not _MISSING:
-            values[name] = _plain(value)
+            values[name] = plain(value)
     return values
 
 
@@ -157,6 +154,12 @@ def _cell(row: Mapping[str, Any], column: str) -> Any:
         return _MISSING
     value = row[column]
     return _MISSING if _is_missing(value) else value
+
+
+def row_cell(row: Mapping[str, Any], column: str) -> Any:
+    """The row's value in `column`, or None where absent or empty (None, NaN, NA)."""
+    value = _cell(row, column)
+    return None if value is _MISSING else value
 
 
 def _is_missing(value: Any) -> bool:
@@ -262,169 +265,21 @@ def _native_box(row: Mapping[str, Any]) -> BaseGeometry | None:
     return transform(shapely.geometry.box(west, south, east, north), int(epsg), 4326)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-serialisable plain Python: numpy scalars and arrays, tuples and mappings converted."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain(v) for v in value.tolist()]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value
 
 
-# -- validation -----------------------------------------------------------------------------------------
-# A hand-written subset of JSON Schema: `jsonschema` is not a dependency of this project, and openEO
-# parameter schemas only use type, enum, minimum/maximum, minItems/maxItems, items, required,
-# properties and anyOf/oneOf (or a list of schemas) in practice.
-
-_TYPES: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "object": lambda v: isinstance(v, Mapping),
-    "array": lambda v: isinstance(v, list | tuple),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-}
-
-
-def _check(schema: Any, value: Any) -> tuple[str, str] | None:
-    """The first broken rule as (rule, detail), or None when `value` fits `schema`."""
-    branches = _branches(schema)
-    if isinstance(schema, list) or (isinstance(schema, dict) and ("anyOf" in schema or "oneOf" in schema)):
-        results = [_check(b, value) for b in branches]
-        if not branches or any(r is None for r in results):
-            return None
-        rule = "anyOf" if not isinstance(schema, dict) or "anyOf" in schema else "oneOf"
-        details = "; ".join(f"{r[0]}: {r[1]}" for r in results if r is not None)
-        return rule, f"{_show(value)} fits none of the {len(branches)} allowed schemas ({details})"
-    if not isinstance(schema, dict):
-        return None
-    declared = schema.get("type")
-    if declared is not None:
-        types = declared if isinstance(declared, list) else [declared]
-        if not any(_TYPES.get(t, lambda v: True)(value) for t in types):
-            return "type", f"{_show(value)} is not of type {' or '.join(map(str, types))}"
-    if "enum" in schema and value not in schema["enum"]:
-        return "enum", f"{_show(value)} is not one of {schema['enum']}"
-    if _TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            return "minimum", f"{_show(value)} is below the minimum {schema['minimum']}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return "maximum", f"{_show(value)} is above the maximum {schema['maximum']}"
-    if isinstance(value, list | tuple):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            return "minItems", f"{len(value)} items, fewer than minItems {schema['minItems']}"
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            return "maxItems", f"{len(value)} items, more than maxItems {schema['maxItems']}"
-        if "items" in schema:
-            for index, item in enumerate(value):
-                problem = _check(schema["items"], item)
-                if problem is not None:
-                    return problem[0], f"item {index}: {problem[1]}"
-    if isinstance(value, Mapping):
-        for key in schema.get("required") or []:
-            if key not in value:
-                return "required", f"property {key!r} is missing"
-        for key, sub in (schema.get("properties") or {}).items():
-            if key in value:
-                problem = _check(sub, value[key])
-                if problem is not None:
-                    return problem[0], f"property {key!r}: {problem[1]}"
-    return None
-
-
 def _show(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _problems(udp: Udp, values: Mapping[str, Any], task_id: str) -> list[ParameterError]:
-    problems: list[ParameterError] = []
-
-    def add(name: str, rule: str, detail: str) -> None:
-        problems.append(ParameterError(f"task {task_id}: parameter {name!r} breaks rule {rule!r}: {detail}",
-                                       task_id=task_id, parameter=name, rule=rule))
-
-    declared = set(udp.parameter_names)
-    for name in values:
-        if name not in declared:
-            add(name, "unknown", f"UDP {udp.process_id!r} declares no such parameter")
-    for spec in udp.parameters:
-        name = spec["name"]
-        if name not in values:
-            if not spec.get("optional", False) and "default" not in spec:
-                add(name, "required", "no value in the task, the campaign defaults or the UDP")
-            continue
-        problem = _check(spec.get("schema"), values[name])
-        if problem is not None:
-            add(name, *problem)
-    return problems
-
-
-def validate_parameters(udp: Udp, values: Mapping[str, Any], *, task_id: str) -> None:
-    """Check one task's arguments against the UDP's parameters; `ParameterError` on the first problem."""
-    problems = _problems(udp, _plain(values), str(task_id))
-    if problems:
-        raise problems[0]
-
-
-def _rows(tasks: Iterable[Mapping[str, Any]] | pd.DataFrame) -> Iterable[Mapping[str, Any]]:
-    if isinstance(tasks, pd.DataFrame):
-        return (row for _, row in tasks.iterrows())
-    return tasks
-
-
-def _task_id(row: Mapping[str, Any], index: int) -> str:
-    for key in ("tile_id", "id"):
-        value = _cell(row, key)
-        if value is not _MISSING:
-            return str(value)
-    return f"#{index}"
-
-
-def validate_campaign(udp: Udp, tasks: Iterable[Mapping[str, Any]] | pd.DataFrame, *,
-                      defaults: Mapping[str, Any] | None = None, column_map: Mapping[str, str] | None = None,
-                      max_problems: int = MAX_PROBLEMS) -> None:
-    """Check every task before any job is created; one `ParameterError` listing the problems found.
-
-    Also refuses campaign `defaults` or a `column_map` naming parameters the UDP does not declare
-    (a typo there would otherwise be ignored silently).
-    """
-    defaults = defaults or {}
-    column_map = column_map or {}
-    declared = set(udp.parameter_names)
-    unknown = sorted((set(defaults) | set(column_map)) - declared)
-    if unknown:
-        names = ", ".join(map(repr, unknown))
-        raise ParameterError(f"campaign defaults or column_map name parameters UDP {udp.process_id!r} "
-                             f"does not declare: {names} (declared: {sorted(declared)})",
-                             parameter=unknown[0], rule="unknown")
-    found: list[ParameterError] = []
-    bad_tasks = 0
-    total = 0
-    problem_count = 0
-    for index, row in enumerate(_rows(tasks)):
-        total += 1
-        task_id = _task_id(row, index)
-        try:
-            values = parameters_for(udp, row, defaults=defaults, column_map=column_map)
-        except ParameterError as exc:
-            task_problems = [ParameterError(f"task {task_id}: {exc}", task_id=task_id, rule=exc.rule)]
-        else:
-            task_problems = _problems(udp, values, task_id)
-        if task_problems:
-            bad_tasks += 1
-            problem_count += len(task_problems)
-            found.extend(task_problems[: max(0, max_problems - len(found))])
-    if bad_tasks:
-        more = f"; ... ({len(found)} of {problem_count} problems shown)" if problem_count > len(found) else ""
-        listing = "; ".join(str(p) for p in found)
-        raise ParameterError(f"{bad_tasks} of {total} tasks have invalid parameters for UDP "
-                             f"{udp.process_id!r}: {listing}{more}", problems=tuple(found))

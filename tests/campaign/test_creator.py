@@ -13,12 +13,14 @@ import pytest
 import shapely.geometry
 
 from openeo_upscale.campaign import (
+    CampaignError,
     ParameterError,
     Udp,
     parameters_for,
     validate_campaign,
     validate_parameters,
 )
+from openeo_upscale.campaign.validation import check_tile_ids, tile_id_problem
 from openeo_upscale.grid import tiles
 
 BBOX_WITH_CRS = {
@@ -160,6 +162,11 @@ def test_bookkeeping_columns_never_leak(bap: Udp, max_ndvi: Udp, row: dict[str, 
     ({"temporal_extent": ["2023-01-01", "2023-02-01", "2023-03-01"]}, "temporal_extent", "maxItems"),
     ({"temporal_extent": ["2023-01-01", 5]}, "temporal_extent", "anyOf"),
     ({"surprise": 1}, "surprise", "unknown"),
+    ({"temporal_extent": ["2023-13-45", "yesterday"]}, "temporal_extent", "anyOf"),  # format date
+    ({"temporal_extent": ["2023-02-30", "2023-05-01"]}, "temporal_extent", "anyOf"),  # no such day
+    ({"temporal_extent": ["2023-07-01", "2023-05-01"]}, "temporal_extent", "subtype"),  # out of order
+    ({"temporal_extent": [None, None]}, "temporal_extent", "subtype"),  # unbounded at both ends
+    ({"geometry": {"type": "Polygon", "coordinates": "x"}}, "geometry", "subtype"),  # not GeoJSON
 ])
 def test_each_rule_violation_names_task_parameter_and_rule(
         bap: Udp, row: dict[str, Any], change: dict[str, Any], parameter: str, rule: str) -> None:
@@ -180,8 +187,28 @@ def test_type_lists_and_null(row: dict[str, Any]) -> None:
     validate_parameters(udp, dict(values, year=2024.0), task_id="t")  # JSON has no int/float split
     with pytest.raises(ParameterError, match="'nodata' breaks rule 'type'"):
         validate_parameters(udp, dict(values, nodata="x"), task_id="t")
-    with pytest.raises(ParameterError, match="property 'crs'"):
+    with pytest.raises(ParameterError, match=r"'extent' breaks rule 'anyOf': at \.crs: 12 fits none of"):
         validate_parameters(udp, dict(values, extent=dict(values["extent"], crs=12)), task_id="t")
+
+
+@pytest.mark.parametrize("interval", [
+    ["2023-05-01", "2023-07-01"], ["2023-05-01T00:00:00Z", None], [None, "2023-07-01T12:30:00+02:00"],
+    ["2023-05-01", "2023-05-01T00:00:01Z"],
+])
+def test_real_intervals_pass(bap: Udp, row: dict[str, Any], interval: list[str | None]) -> None:
+    validate_parameters(bap, parameters_for(bap, row, defaults={"temporal_extent": interval}), task_id="t")
+
+
+@pytest.mark.parametrize(("tile_id", "safe"), [
+    ("32631_590000_5660000_5000", True), ("31UFS-0.1", True), ("..", False), (".", False), ("", False),
+    ("../../x", False), ("/abs", False), ("a/b", False), ("a b", False), ("tile\x00", False),
+    ("C:x", False), ("x" * 201, False),
+])
+def test_tile_ids_must_be_plain_folder_names(tile_id: str, safe: bool) -> None:
+    assert (tile_id_problem(tile_id) is None) is safe
+    if not safe:
+        with pytest.raises(CampaignError, match="1 tile ids are not safe folder names"):
+            check_tile_ids(["ok", tile_id])
 
 
 def test_validate_campaign_passes_a_good_campaign(bap: Udp, frame: gpd.GeoDataFrame) -> None:
