@@ -58,8 +58,31 @@ def _backend_serve(args: argparse.Namespace) -> int:
         print(f"  basic auth: {DEFAULT_USER} / {DEFAULT_PASSWORD}")
         print(f"  OIDC client credentials: client id {DEFAULT_CLIENT_ID}, secret {DEFAULT_CLIENT_SECRET}")
     print(f"  python: openeo.connect({url!r}).authenticate_basic('demo', 'demo')", flush=True)
+    _warn_if_exposed(config.host, config.port, "the local backend: anyone who can reach it can run jobs "
+                     "on this machine" + (f" with the demo account {DEFAULT_USER} / {DEFAULT_PASSWORD}"
+                                          if config.user(DEFAULT_USER) else ""))
     serve(config)
     return 0
+
+
+def shown_url(store: str) -> str:
+    """The store as messages show it, its password masked (`openeo_upscale.campaign.store.shown_url`)."""
+    from openeo_upscale.campaign.store import shown_url as shown
+
+    return shown(store)
+
+
+def _warn_if_exposed(host: str, port: int, what: str) -> None:
+    """A warning on stderr when `host` is not a loopback address: other machines can then connect."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if not loopback:
+        print(f"warning: --host {host} makes port {port} reachable from other machines; it serves {what}. "
+              "Use --host 127.0.0.1 (the default) unless that is what you want.", file=sys.stderr, flush=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -73,7 +96,9 @@ def _dashboard(args: argparse.Namespace) -> int:
     from openeo_upscale.monitor.dashboard import create_app, serve
 
     app = create_app(args.store, args.name, tiles_url=args.tiles_url)  # a missing store fails here
-    print(f"dashboard of {args.store} at http://{args.host}:{args.port}", flush=True)
+    print(f"dashboard of {shown_url(args.store)} at http://{args.host}:{args.port}", flush=True)
+    _warn_if_exposed(args.host, args.port, "the dashboard, which has no login: anyone who can reach it "
+                     "sees the campaign's tiles, errors and backends")
     serve(app, host=args.host, port=args.port)
     return 0
 
@@ -150,9 +175,9 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
                 polling=config.polling, leasing=config.leasing)
         if campaign.created:
             print(f"created campaign {config.name!r} with {campaign.summary()['tasks']:,} tasks in "
-                  f"{_shown(config.store)}", flush=True)
+                  f"{shown_url(config.store)}", flush=True)
         else:
-            print(f"resuming campaign {config.name!r} in {_shown(config.store)}", flush=True)
+            print(f"resuming campaign {config.name!r} in {shown_url(config.store)}", flush=True)
         try:
             yield campaign
         finally:
@@ -163,20 +188,22 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
 
 def _dry_run(config: CampaignConfig) -> int:
     """Show what `run` would do: the tasks and their area; nothing is written and no backend is called."""
-    from openeo_upscale.campaign import Campaign, Store, validate_campaign
+    from openeo_upscale.campaign import Campaign, Store, check_tile_ids, validate_campaign
 
     if _store_exists(config.store):
         with Store.open(config.store) as store:
             if any(c["name"] == config.name for c in store.campaigns()):
                 summary = Campaign.open(store, config.name).summary()
                 counts = ", ".join(f"{state} {n:,}" for state, n in summary["counts"].items() if n)
-                print(f"campaign {config.name!r} exists in {_shown(config.store)}: "
+                print(f"campaign {config.name!r} exists in {shown_url(config.store)}: "
                       f"{summary['tasks']:,} tasks ({counts}); run resumes it")
                 return 0
     tiles = config.load_tiles()
     area = float(tiles["area_km2"].sum()) if "area_km2" in tiles.columns else None
     print(f"campaign {config.name!r}: {len(tiles):,} tasks, "
           + (f"{area:,.1f} km²" if area is not None else "area unknown (the tiles have no area_km2)"))
+    if "tile_id" in tiles.columns:
+        check_tile_ids(tiles["tile_id"].astype(str))
     if config.udp is not None and config.udp.local:
         udp = config.udp.load()
         validate_campaign(udp, _tile_records(tiles), defaults=config.defaults, column_map=config.column_map)
@@ -184,7 +211,7 @@ def _dry_run(config: CampaignConfig) -> int:
     for backend in config.backends:
         print(f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
               f"auth {backend.auth.value}")
-    print(f"store: {_shown(config.store)} (not written)")
+    print(f"store: {shown_url(config.store)} (not written)")
     return 0
 
 
@@ -317,14 +344,14 @@ def _store_upgrade(args: argparse.Namespace) -> int:
     from openeo_upscale.errors import StoreError
 
     if not _store_exists(args.store):
-        raise StoreError(f"no store at {args.store}")
+        raise StoreError(f"no store at {shown_url(args.store)}")
     with Store.open(args.store) as store:
         prepared = store.prepared
     assert prepared is not None
     if prepared.upgraded:
-        print(f"upgraded {_shown(args.store)} from schema version {prepared.found} to {prepared.version}")
+        print(f"upgraded {shown_url(args.store)} from schema version {prepared.found} to {prepared.version}")
     else:
-        print(f"{_shown(args.store)} is at schema version {prepared.version}: nothing to do")
+        print(f"{shown_url(args.store)} is at schema version {prepared.version}: nothing to do")
     return 0
 
 
@@ -333,7 +360,7 @@ def _store_repair(args: argparse.Namespace) -> int:
     from openeo_upscale.errors import StoreError
 
     if not _store_exists(args.store):
-        raise StoreError(f"no store at {args.store}")
+        raise StoreError(f"no store at {shown_url(args.store)}")
     with Store.open(args.store) as store:
         renamed = store.repair_duplicates()
     if not renamed:
@@ -399,7 +426,7 @@ def _import(args: argparse.Namespace) -> int:
                                output_dir=args.output_dir, on_exists="error")
     with campaign:
         total = campaign.summary()["tasks"]
-    print(f"created campaign {args.name!r} with {total:,} task(s) in {_shown(args.store)}; "
+    print(f"created campaign {args.name!r} with {total:,} task(s) in {shown_url(args.store)}; "
           "run it with a campaign TOML naming this store and campaign")
     return 0
 
@@ -410,7 +437,7 @@ def _report(args: argparse.Namespace) -> int:
     from openeo_upscale.monitor.report import write_report
 
     if not _store_exists(args.store):
-        raise StoreError(f"no store at {args.store}")
+        raise StoreError(f"no store at {shown_url(args.store)}")
     with Store.open(args.store) as store:
         campaign_id = int(store.campaign(name=args.name)["id"])
         path = write_report(store, campaign_id, args.output)
@@ -456,7 +483,7 @@ def _results_store(store: str) -> Iterator[Any]:
     from openeo_upscale.errors import StoreError
 
     if not _store_exists(store):
-        raise StoreError(f"no store at {store}")
+        raise StoreError(f"no store at {shown_url(store)}")
     with Store.open(store) as opened:
         yield opened
 
@@ -475,22 +502,13 @@ def _opened(store: str, name: str | None) -> Iterator[Campaign]:
     if not _store_exists(store):
         from openeo_upscale.errors import StoreError
 
-        raise StoreError(f"no store at {store}")
+        raise StoreError(f"no store at {shown_url(store)}")
     with Campaign.open(store, name) as campaign:
         yield campaign
 
 
 def _store_exists(store: str) -> bool:
     return "://" in store or Path(store).exists()
-
-
-def _shown(store: str) -> str:
-    """A store for messages: a URL without its password."""
-    if "://" not in store:
-        return store
-    from sqlalchemy.engine import make_url
-
-    return str(make_url(store).render_as_string(hide_password=True))
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:

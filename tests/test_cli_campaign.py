@@ -17,7 +17,7 @@ from rich.console import Console
 
 from openeo_upscale.backend import BackendConfig, Faults, LocalBackend
 from openeo_upscale.backend.config import JobFailureRule
-from openeo_upscale.campaign import Campaign, TaskState
+from openeo_upscale.campaign import Campaign, Store, TaskState
 from openeo_upscale.campaign.config import AuthKind, connection_factory, load_campaign
 from openeo_upscale.cli import _sigterm_as_interrupt, main
 from openeo_upscale.grid import tiles
@@ -232,6 +232,60 @@ def test_dry_run_writes_nothing_and_starts_no_job(
     assert f"{len(grid)} tasks, {grid['area_km2'].sum():,.1f} km²" in out
     assert "parameters valid for every task" in out
     assert not list(tmp_path.glob("campaign.sqlite*"))
+
+
+def _backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
+    """The backend's own job list, through the official client."""
+    jobs: list[dict[str, Any]] = openeo.connect(backend.url).authenticate_basic("demo", "demo").list_jobs()
+    return jobs
+
+
+def _campaigns(store: Path) -> list[str]:
+    """The names of the campaigns in a store (none where `run` did not even open it)."""
+    if not store.exists():
+        return []
+    with Store.open(store) as opened:
+        return [c["name"] for c in opened.campaigns()]
+
+
+def test_an_invalid_date_is_refused_before_any_job(
+    tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml.write_text(toml.read_text().replace('temporal_extent = [2023-05-01, "2023-07-01"]',
+                                             'temporal_extent = ["2023-13-45", "yesterday"]'))
+    for args in (["run", str(toml), "--dry-run"], ["run", str(toml)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "tasks have invalid parameters" in err
+        assert "parameter 'temporal_extent' breaks rule 'anyOf'" in err
+        assert "\"2023-13-45\" fits none of" in err and "is not a 'date'" in err
+        assert "task 32631_" in err  # the task is named
+    assert _backend_jobs(backend) == []
+    assert _campaigns(tmp_path / "campaign.sqlite") == []
+
+
+@pytest.mark.parametrize("bad", ["../../x", "/abs", "..", "a b", "tile/1"])
+def test_a_hostile_tile_id_is_refused_before_any_job(
+    tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None, bad: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiles(BBOX, 5000).head(3)
+    grid.loc[grid.index[1], "tile_id"] = bad
+    grid.to_file(tmp_path / "tiles.geojson", driver="GeoJSON")
+    toml = _toml(tmp_path, backend.url, udp_dir)
+    text = toml.read_text()
+    grid_table = text[text.index("[grid]"):text.index("[udp]")]
+    toml.write_text(text.replace(grid_table, "").replace('output_dir = "results"',
+                                                         'output_dir = "results"\ntiles = "tiles.geojson"'))
+    for args in (["run", str(toml), "--dry-run"], ["run", str(toml)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "1 tile ids are not safe folder names" in err and repr(bad) in err
+    assert _backend_jobs(backend) == []
+    assert _campaigns(tmp_path / "campaign.sqlite") == []
+    assert not (tmp_path / "results").exists()
 
 
 # -- configuration ----------------------------------------------------------------------------------------

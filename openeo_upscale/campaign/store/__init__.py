@@ -18,7 +18,7 @@ import os
 from sqlalchemy.exc import SQLAlchemyError
 
 from openeo_upscale.campaign.store.base import Clock, utc_now
-from openeo_upscale.campaign.store.connect import engine_for
+from openeo_upscale.campaign.store.connect import engine_for, shown_url
 from openeo_upscale.campaign.store.ledger import Claimed, Launch, LedgerQueries, Spending
 from openeo_upscale.campaign.store.migrate import Prepared, prepare
 from openeo_upscale.campaign.store.runners import Beat, LeaseView, Registration, RunnerQueries
@@ -40,6 +40,7 @@ __all__ = [
     "Registration",
     "Spending",
     "Store",
+    "shown_url",
     "utc_now",
 ]
 

@@ -26,6 +26,21 @@ WRITE = {"store_write": True}
 """Execution options of a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
 
 
+def shown_url(target: str | os.PathLike[str]) -> str:
+    """A store as messages show it: a file path as it is, a URL with its password masked (``***``).
+
+    Every message, log line and printout that names a store goes through this one function.
+    """
+    text = os.fspath(target)
+    if "://" not in text:
+        return text
+    try:
+        return str(make_url(text).render_as_string(hide_password=True))
+    except (ValueError, sa.exc.ArgumentError):
+        # Not a URL SQLAlchemy can parse: show its scheme only, never what could be a secret.
+        return text.split("://", 1)[0] + "://..."
+
+
 def engine_for(target: str | os.PathLike[str]) -> Engine:
     """An engine for a SQLite file path / ``sqlite:///`` URL or a ``postgresql://`` URL."""
     text = os.fspath(target)
@@ -35,7 +50,11 @@ def engine_for(target: str | os.PathLike[str]) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         url = URL.create("sqlite", database=str(path))
     else:
-        url = make_url(text)
+        try:
+            url = make_url(text)
+        except sa.exc.ArgumentError:
+            # SQLAlchemy's message quotes the whole URL, password and all.
+            raise StoreError(f"cannot read the store URL {shown_url(text)!r}") from None
     backend = url.get_backend_name()
     if backend == "postgresql":
         if url.get_driver_name() in ("psycopg2", "psycopg"):
@@ -43,7 +62,7 @@ def engine_for(target: str | os.PathLike[str]) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     if backend != "sqlite":
         raise StoreError(
-            f"unsupported store {url.render_as_string(hide_password=True)!r}: "
+            f"unsupported store {shown_url(text)!r}: "
             "give a SQLite file path or a postgresql:// URL"
         )
     if url.database in (None, "", ":memory:"):
