@@ -140,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     with _campaign_for(config, factories) as campaign:
         for backend in config.backends:
             campaign.add_backend(backend.name, factories[backend.name], parallel_jobs=backend.parallel_jobs,
-                                 queue_limit=backend.queue_limit, weight=backend.weight)
+                                 queue_limit=backend.queue_limit, weight=backend.weight,
+                                 job_options=backend.job_options)
         monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
         try:
             with _sigterm_as_interrupt():
@@ -172,7 +173,7 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
             campaign = Campaign.create(
                 store, tiles, udp, name=config.name, defaults=config.defaults, column_map=config.column_map,
                 output_dir=config.output_dir, on_exists="resume", retry=config.retry, limits=config.limits,
-                polling=config.polling, leasing=config.leasing)
+                polling=config.polling, leasing=config.leasing, job_options=config.job_options)
         if campaign.created:
             print(f"created campaign {config.name!r} with {campaign.summary()['tasks']:,} tasks in "
                   f"{shown_url(config.store)}", flush=True)

@@ -288,6 +288,31 @@ def test_a_hostile_tile_id_is_refused_before_any_job(
     assert not (tmp_path / "results").exists()
 
 
+def test_job_options_from_the_toml_a_backend_and_a_tile_reach_the_backend(
+    tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None
+) -> None:
+    grid = tiles(BBOX, 5000).head(3)
+    special = str(grid["tile_id"].iloc[0])
+    grid["job_options"] = [json.dumps({"executor-memory": "8g", "tile-only": 1}), None, None]
+    grid.to_file(tmp_path / "tiles.geojson", driver="GeoJSON")
+    toml = _toml(tmp_path, backend.url, udp_dir, backend_extra='job_options = { executor-memory = "4g", '
+                 'queue = "fast" }')
+    text = toml.read_text()
+    text = text.replace(text[text.index("[grid]"):text.index("[udp]")], "")
+    text = text.replace('output_dir = "results"', 'output_dir = "results"\ntiles = "tiles.geojson"')
+    toml.write_text(text + '\n[job_options]\nexecutor-memory = "2g"\npython-memory = "1g"\n')
+    assert main(["run", str(toml), "--quiet"]) == 0
+
+    connection = openeo.connect(backend.url).authenticate_basic("demo", "demo")
+    seen = {}
+    for job in connection.list_jobs():
+        metadata = connection.job(job["id"]).describe()
+        seen[metadata["title"].split()[1]] = metadata.get("job_options")
+    common = {"executor-memory": "4g", "python-memory": "1g", "queue": "fast"}
+    own = {"executor-memory": "8g", "tile-only": 1}
+    assert seen == {tile: dict(common, **(own if tile == special else {})) for tile in grid["tile_id"]}
+
+
 # -- configuration ----------------------------------------------------------------------------------------
 
 

@@ -129,7 +129,20 @@ def _job_json(job: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
     out["updated"] = isoformat(job["updated"])
     if full:
         out["process"] = job["process"]
+        if job.get("job_options"):
+            # Not in the openEO API's job metadata; backends built on the openeo Python driver
+            # show the job options a job was created with here too.
+            out["job_options"] = job["job_options"]
     return out
+
+
+def _job_options(value: Any) -> dict[str, Any] | None:
+    """The ``job_options`` of ``POST /jobs``: absent, null or a JSON object."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise e.BadRequest("job_options must be a JSON object of named options.")
+    return value
 
 
 def _json_body(body: Any) -> dict[str, Any]:
@@ -478,6 +491,7 @@ def create_app(config: BackendConfig) -> BackendApp:
             plan=doc.get("plan"),
             budget=doc.get("budget"),
             log_level=doc.get("log_level"),
+            job_options=_job_options(doc.get("job_options")),
         )
         return Response(
             status_code=201,

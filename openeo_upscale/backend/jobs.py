@@ -133,6 +133,7 @@ class JobService:
         plan: str | None = None,
         budget: float | None = None,
         log_level: str | None = None,
+        job_options: Mapping[str, Any] | None = None,
     ) -> str:
         now = self._clock()
         job_id = "j-" + uuid.uuid4().hex[:24]
@@ -150,6 +151,7 @@ class JobService:
                     plan=plan,
                     budget=budget,
                     log_level=log_level or "info",
+                    job_options=dict(job_options) if job_options else None,
                     status=JobStatus.CREATED.value,
                     progress=0.0,
                     created=now,

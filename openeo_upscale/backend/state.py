@@ -26,6 +26,7 @@ jobs = sa.Table(
     sa.Column("plan", sa.String),
     sa.Column("budget", sa.Float),
     sa.Column("log_level", sa.String, nullable=False, default="info"),
+    sa.Column("job_options", sa.JSON),
     sa.Column("status", sa.String, nullable=False, index=True),
     sa.Column("progress", sa.Float),
     sa.Column("created", sa.Float, nullable=False),
@@ -101,7 +102,23 @@ def open_state(state_dir: Path) -> sa.Engine:
     engine = sa.create_engine(f"sqlite:///{state_dir / 'backend.sqlite'}")
     event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add the columns a state database of an earlier release lacks (all nullable).
+
+    The backend's state is a scratch database of test and demo runs, so this one loop stands in
+    for migrations: it only ever gains nullable columns.
+    """
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def signing_key(engine: sa.Engine) -> bytes:

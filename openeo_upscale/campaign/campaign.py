@@ -32,6 +32,7 @@ from openeo_upscale.campaign.results import Downloader
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.settings import job_options as settings_job_options
 from openeo_upscale.campaign.states import TASK_HOLDING, TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign
@@ -46,6 +47,8 @@ TILE_COLUMNS = ("tile_id", "epsg", "west", "south", "east", "north", "geometry")
 
 PIN_COLUMN = "backend"
 """A tiles column naming the only backend a task may run on."""
+JOB_OPTIONS_COLUMN = "job_options"
+"""A tiles column with the tile's own backend job options (a JSON object, or its text)."""
 
 
 class TaskCallback(Protocol):
@@ -102,6 +105,7 @@ class Campaign:
         limits: Limits | None = None,
         polling: Polling | None = None,
         leasing: Leasing | None = None,
+        job_options: Mapping[str, Any] | None = None,
     ) -> Campaign:
         """A new campaign of one task per tile, every task validated first; or the existing one.
 
@@ -113,6 +117,9 @@ class Campaign:
         another process creates it at the same moment: names are unique in a store, so one of them
         creates it and the others resume it); with ``"error"`` that raises `CampaignExistsError`.
         ``created`` tells which happened.
+
+        ``job_options`` go with every job (``POST /jobs``); a backend's own (`add_backend`) and a
+        tile's ``job_options`` column (a JSON object, or its text) override them option by option.
         """
         opened, owns = _store(store)
         try:
@@ -120,6 +127,7 @@ class Campaign:
             if found is not None:
                 return cls._resumed(opened, found, name, on_exists, owns)
             the_udp = _udp(udp, namespace)
+            campaign_options = settings_job_options(job_options or {}, "campaign")
             frame = _tiles_frame(tiles)
             records = frame.to_dict("records")
             validate_campaign(the_udp, records, defaults=defaults, column_map=column_map)
@@ -133,6 +141,7 @@ class Campaign:
                 "limits": dataclasses.asdict(limits or Limits()),
                 "polling": dataclasses.asdict(polling or Polling()),
                 "leasing": dataclasses.asdict(leasing or Leasing()),
+                "job_options": campaign_options,
             }
             rows = (_task_row(the_udp, record, defaults, column_map) for record in records)
             try:
@@ -180,14 +189,17 @@ class Campaign:
         parallel_jobs: int = 2,
         queue_limit: int | None = None,
         weight: float = 1.0,
+        job_options: Mapping[str, Any] | None = None,
     ) -> Campaign:
         """Let the campaign run jobs on a backend: an authenticated connection, or a factory building one.
 
         A factory is called again when an access token cannot be refreshed (long runs).
+        ``job_options`` override the campaign's for the jobs on this backend (a tile's own still win).
         """
         if self.running:
             raise CampaignError("add backends before start(), or after stop()")
-        settings = BackendSettings(name, parallel_jobs=parallel_jobs, queue_limit=queue_limit, weight=weight)
+        settings = BackendSettings(name, parallel_jobs=parallel_jobs, queue_limit=queue_limit, weight=weight,
+                                   job_options=job_options or {})
         self._backends[name] = (settings, BackendClient(name, connection))
         return self
 
@@ -292,6 +304,7 @@ class Campaign:
                 pacer=Pacer(self.polling),
                 prepare=self._prepare_backend,
                 leases=leases,
+                job_options=self.config.get("job_options"),
             )
         except BaseException:
             leases.leave("could not start")
@@ -584,4 +597,7 @@ def _task_row(
     pin = record.get(PIN_COLUMN)
     row["pinned_backend"] = None if pin is None or (isinstance(pin, float) and pd.isna(pin)) else str(pin)
     row["parameters"] = parameters_for(udp, record, defaults=defaults, column_map=column_map)
+    options = record.get(JOB_OPTIONS_COLUMN)
+    if options is not None and not (isinstance(options, float) and pd.isna(options)) and options != "":
+        row["job_options"] = settings_job_options(options, f"tile {record.get('tile_id')}")
     return row

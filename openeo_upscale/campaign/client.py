@@ -181,10 +181,17 @@ class BackendClient:
             path, params = following, None
 
     def create_job(
-        self, process: Mapping[str, Any], *, title: str, description: str, task_id: int | None = None
+        self, process: Mapping[str, Any], *, title: str, description: str,
+        job_options: Mapping[str, Any] | None = None, task_id: int | None = None
     ) -> str:
-        """``POST /jobs``; returns the new job's id. Never retried here: see the module docstring."""
-        body = {"process": dict(process), "title": title, "description": description}
+        """``POST /jobs``; returns the new job's id. Never retried here: see the module docstring.
+
+        ``job_options`` go in the body's ``job_options`` property, where backends built on the
+        openeo Python driver (and the `openeo` client's ``create_job``) put them.
+        """
+        body: dict[str, Any] = {"process": dict(process), "title": title, "description": description}
+        if job_options:
+            body["job_options"] = dict(job_options)
         response = self._request("POST", "/jobs", json=body, task_id=task_id)
         job_id = response.headers.get("OpenEO-Identifier")
         if not job_id:

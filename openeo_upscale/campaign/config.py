@@ -41,12 +41,16 @@ only the CLI reads the environment (it passes it to `connection_factory`). Examp
     [leasing]                       # Leasing: several runners sharing the campaign (PostgreSQL)
     lease_seconds = 30              # a runner silent this long is taken over by the others
 
+    [job_options]                   # sent with every job (POST /jobs "job_options"); a backend's
+    executor-memory = "2g"          # own and a tile's "job_options" column override them
+
     [[backends]]
     name = "cdse"                   # letters, digits, '-' and '_'
     url = "https://openeo.dataspace.copernicus.eu"
     parallel_jobs = 2
     queue_limit = 2                 # optional
     weight = 1.0
+    job_options = { executor-memory = "4g" }  # optional: this backend's, over [job_options]
     auth = "oidc"                   # "basic" | "oidc-client-credentials" | "oidc" | "none"
     provider_id = "CDSE"            # optional, for the OIDC kinds
     # basic:                    username_env, password_env
@@ -58,7 +62,8 @@ only the CLI reads the environment (it passes it to `connection_factory`). Examp
 
 ``<NAME>`` is the backend name in upper case with ``-`` as ``_`` (``cdse`` → ``OPENEO_CDSE_USERNAME``).
 A campaign already in the store is resumed as it is: its tiles, UDP, defaults, retry, limits,
-polling and leasing were fixed when it was created, so for it only ``store``, ``name`` and ``[[backends]]``
+polling, leasing and job options were fixed when it was created, so for it only ``store``, ``name``
+and ``[[backends]]``
 matter and ``tiles``/``[grid]`` may be left out.
 """
 
@@ -79,7 +84,14 @@ import geopandas as gpd
 import openeo
 
 from openeo_upscale.campaign.creator import Udp
-from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
+from openeo_upscale.campaign.settings import (
+    BackendSettings,
+    Leasing,
+    Limits,
+    Polling,
+    RetryPolicy,
+    job_options,
+)
 from openeo_upscale.errors import ConfigError, ParameterError, UpscaleError
 
 __all__ = [
@@ -181,6 +193,7 @@ class BackendConfig:
     parallel_jobs: int = 2
     queue_limit: int | None = None
     weight: float = 1.0
+    job_options: Mapping[str, Any] = field(default_factory=dict)
     auth: AuthKind = AuthKind.BASIC
     provider_id: str | None = None
     username_env: str | None = None
@@ -190,8 +203,9 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         # BackendSettings checks the name and the numbers; its message names the backend.
-        BackendSettings(self.name, parallel_jobs=self.parallel_jobs, queue_limit=self.queue_limit,
-                        weight=self.weight)
+        checked = BackendSettings(self.name, parallel_jobs=self.parallel_jobs, queue_limit=self.queue_limit,
+                                  weight=self.weight, job_options=self.job_options)
+        object.__setattr__(self, "job_options", checked.job_options)
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"backend {self.name}: url must start with http:// or https://, "
                               f"not {self.url!r}")
@@ -230,6 +244,7 @@ class CampaignConfig:
     limits: Limits = field(default_factory=Limits)
     polling: Polling = field(default_factory=Polling)
     leasing: Leasing = field(default_factory=Leasing)
+    job_options: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
     """The TOML file this was read from."""
 
@@ -334,6 +349,9 @@ def campaign_from_dict(data: Mapping[str, Any], base: Path, *, source: Path | No
         if "column_map" in data:
             column_map = _table(data.pop("column_map"), "column_map")
             values["column_map"] = {str(k): _text(v, f"column_map.{k}") for k, v in column_map.items()}
+        if "job_options" in data:
+            values["job_options"] = job_options(_json_value(_table(data.pop("job_options"), "job_options")),
+                                                "[job_options]")
         tables = (("retry", RetryPolicy), ("limits", Limits), ("polling", Polling), ("leasing", Leasing))
         for key, cls in tables:
             if key in data:
@@ -425,6 +443,8 @@ def _backend(entry: Any, index: int) -> BackendConfig:
     for key in ("name", "url"):
         if key not in data:
             raise ConfigError(f"{where}: {key} is missing")
+    if "job_options" in data:
+        data["job_options"] = _json_value(_table(data["job_options"], f"{where} job_options"))
     if "auth" in data:
         try:
             data["auth"] = AuthKind(data["auth"])

@@ -48,6 +48,8 @@ class Task:
     """The runner that last claimed the task: recorded its client token, or holds its download."""
     claim_expires: datetime | None = None
     """Until when `claimed_by` holds the task's download (None for a launch claim)."""
+    job_options: dict[str, Any] | None = None
+    """Backend job options of this tile, over the campaign's and the backend's (None: none)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:

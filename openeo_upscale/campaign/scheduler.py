@@ -40,7 +40,7 @@ from openeo_upscale.campaign.client import REQUEST_TIMEOUT, BackendClient
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
-from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, RetryPolicy
+from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, RetryPolicy, merged_job_options
 from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
 from openeo_upscale.campaign.store import Launch, Store, utc_now
 from openeo_upscale.errors import BackendError, CapacityError, PermanentError, TransientError
@@ -185,6 +185,7 @@ class Scheduler:
         wall: Callable[[], datetime] = utc_now,
         backoff: Backoff | None = None,
         leases: Leases | None = None,
+        job_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not backends:
             raise ValueError("a scheduler needs at least one backend")
@@ -197,6 +198,8 @@ class Scheduler:
         self.limits = limits or Limits()
         self.downloads = downloads
         self.pacer = pacer
+        self.job_options = dict(job_options or {})
+        """The campaign's job options; a backend's and then a tile's override them."""
         self.leases = leases
         """This runner's membership of the campaign; None: the only runner, holding every backend."""
         self._prepare = prepare
@@ -635,7 +638,9 @@ class Scheduler:
                 self._prepare(slot.client)
             slot.prepared = True
             process, title, description = self.job_spec(task, task.client_token)
-            job_id = slot.client.create_job(process, title=title, description=description, task_id=task.id)
+            options = merged_job_options(self.job_options, slot.settings.job_options, task.job_options)
+            job_id = slot.client.create_job(process, title=title, description=description,
+                                            job_options=options, task_id=task.id)
         except (CapacityError, TransientError) as exc:
             self._later(slot, task, exc)
             return

@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from openeo_upscale.errors import ConfigError
+
+
+def job_options(value: Any, where: str) -> dict[str, Any]:
+    """`value` as backend job options: a JSON object (a mapping, or its JSON text); `ConfigError` else.
+
+    Job options are the backend's own settings of a batch job (``executor-memory``,
+    ``python-memory``, ... on backends built on the openeo Python driver), sent as the
+    ``job_options`` property of ``POST /jobs``.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: job_options is not JSON: {exc}") from None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(f"{where}: job_options must be an object of named options, "
+                          f"not {json.dumps(value, default=str)[:80]}")
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: job_options must hold JSON values only: {exc}") from None
+    return plain
+
+
+def merged_job_options(*layers: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Job options from the campaign, the backend and the tile: a later layer's option wins.
+
+    None when no layer sets any, so that ``POST /jobs`` carries none.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer or {})
+    return merged or None
 
 
 @dataclass(frozen=True)
@@ -19,8 +55,11 @@ class BackendSettings:
     """Of those, at most this many waiting (created or queued) at once; None: no own limit."""
     weight: float = 1.0
     """Share of new tasks relative to other backends with free slots."""
+    job_options: Mapping[str, Any] = field(default_factory=dict)
+    """Job options for this backend, over the campaign's (a tile's own still win)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "job_options", job_options(self.job_options, f"backend {self.name}"))
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"backend name {self.name!r}: use letters, digits, '-' and '_'")
         if self.parallel_jobs < 1:

@@ -22,6 +22,7 @@ import shapely
 from openeo_upscale.backend import LocalBackend, Simulation
 from openeo_upscale.backend.config import Faults, JobFailureRule, LimitPolicy, RateLimit
 from openeo_upscale.campaign import (
+    BackendSettings,
     Campaign,
     JobStatus,
     Limits,
@@ -34,6 +35,7 @@ from openeo_upscale.campaign import (
 )
 from openeo_upscale.campaign.catalog import load_collection
 from openeo_upscale.campaign.scheduler import token_of
+from openeo_upscale.errors import ConfigError
 from openeo_upscale.grid import tiles
 from tests.backend.client_helpers import wait_until
 from tests.campaign.team import backend_jobs
@@ -238,6 +240,44 @@ def test_invalid_campaign_is_refused_before_any_job(backends: Any, udp_dir: Path
         assert "temporal_extent" in str(caught.value) and rule in str(caught.value)
         assert "32631_" in str(caught.value), "the message names the task"
         assert store.campaigns() == []
+    assert backend_jobs(local) == []
+
+
+def test_job_options_of_the_campaign_a_backend_and_a_tile_are_merged(backends: Any, udp_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    local = backends("local")
+    tiles_frame = grid(2)
+    tiles_frame["job_options"] = [{"executor-memory": "8g"}, None]
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        campaign = Campaign.create(store, tiles_frame, max_ndvi(udp_dir), defaults=DEFAULTS, polling=POLL,
+                                   output_dir=tmp_path / "out",
+                                   job_options={"executor-memory": "2g", "python-memory": "1g"})
+        campaign.add_backend("local", connect(local), parallel_jobs=2, job_options={"python-memory": "3g"})
+        assert campaign.run()["counts"]["done"] == 2
+    connection = connect(local)
+    options = sorted(sorted(connection.job(job["id"]).describe()["job_options"].items())
+                     for job in connection.list_jobs())
+    assert options == [[("executor-memory", "2g"), ("python-memory", "3g")],
+                       [("executor-memory", "8g"), ("python-memory", "3g")]]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ("not json", "tile 32631_.*job_options is not JSON"),
+    ('["executor-memory"]', "tile 32631_.*job_options must be an object"),
+    ({"x": float("nan")}, "tile 32631_.*JSON values only"),
+])
+def test_bad_job_options_of_a_tile_are_refused_before_any_job(backends: Any, udp_dir: Path, tmp_path: Path,
+                                                              options: Any, message: str) -> None:
+    local = backends("local")
+    tiles_frame = grid(2)
+    tiles_frame["job_options"] = [options, None]
+    with Store.open(tmp_path / "campaign.sqlite") as store:
+        with pytest.raises(ConfigError, match=message):
+            Campaign.create(store, tiles_frame, max_ndvi(udp_dir), defaults=DEFAULTS,
+                            output_dir=tmp_path / "o")
+        assert store.campaigns() == []
+    with pytest.raises(ConfigError, match="backend local: job_options must be an object"):
+        BackendSettings("local", job_options=[1])  # type: ignore[arg-type]
     assert backend_jobs(local) == []
 
 

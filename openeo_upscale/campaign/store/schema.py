@@ -2,7 +2,8 @@
 
 - ``campaign``: one row per campaign; its name is unique (``duplicate_of`` marks the duplicates an
   earlier release could make, until ``openeo-upscale store repair`` renames them);
-- ``tasks``: one row per tile: where it stands now (our ``state``, the backend's ``job_status``);
+- ``tasks``: one row per tile: its UDP arguments and job options, where it stands now (our
+  ``state``, the backend's ``job_status``);
 - ``events``: every transition of a task (who, when, from, to, why);
 - ``jobs``: the ledger, one row per backend job (attempt) of a task, from the moment its client
   token is recorded: credits, retries and audits come from it;
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Dialect
 
 from openeo_upscale.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the tables this code writes (``schema_info``); a store recorded with a newer one is refused."""
 
 
@@ -87,6 +88,7 @@ tasks_table = sa.Table(
     sa.Column("north", sa.Float),
     sa.Column("geometry", sa.Text),
     sa.Column("parameters", JSON, nullable=False),
+    sa.Column("job_options", JSON),
     sa.Column("state", STATE, nullable=False),
     sa.Column("job_status", STATE),
     sa.Column("backend", BACKEND),

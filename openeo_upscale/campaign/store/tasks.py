@@ -25,7 +25,8 @@ INSERT_CHUNK = 10_000
 """Rows per executemany call in `Store.add_tasks` (bounds memory, not transactions)."""
 
 TILE_FIELDS = frozenset(
-    {"tile_id", "epsg", "west", "south", "east", "north", "geometry", "parameters", "pinned_backend"}
+    {"tile_id", "epsg", "west", "south", "east", "north", "geometry", "parameters", "pinned_backend",
+     "job_options"}
 )
 """Keys a row given to `Store.add_tasks` may carry (``tile_id`` is required)."""
 
@@ -197,7 +198,8 @@ class TaskQueries(StoreBase):
 
         Each row needs ``tile_id`` and may carry ``epsg, west, south, east, north, geometry``
         (WKT or GeoJSON text, or an object with a ``wkt`` attribute), ``parameters`` and
-        ``pinned_backend`` (the only backend that may run the task).
+        ``pinned_backend`` (the only backend that may run the task) and ``job_options`` (a JSON
+        object sent with the task's ``POST /jobs``).
         A tile id already in the campaign raises `StoreError` and nothing is added.
         """
         with self._write() as conn:
@@ -214,6 +216,7 @@ class TaskQueries(StoreBase):
             "geometry": None,
             "parameters": {},
             "pinned_backend": None,
+            "job_options": None,
         }
 
         def normalized(row: Mapping[str, Any]) -> dict[str, Any]:
