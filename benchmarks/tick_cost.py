@@ -76,7 +76,7 @@ class StubBackend:
         yield from reversed([dict(j) for j in self.jobs.values()])
 
     def create_job(self, process: Any, *, title: str, description: str,
-                   task_id: int | None = None) -> str:
+                   job_options: Any = None, task_id: int | None = None) -> str:
         self.requests += 1
         self._seq += 1
         job_id = f"j-{self._seq:08d}"
@@ -100,6 +100,13 @@ class StubBackend:
 
     def me(self) -> dict[str, Any]:
         return {}
+
+    def connect(self) -> None:
+        return None
+
+    def validate(self, process: Any) -> list[str] | None:
+        self.requests += 1
+        return []
 
     def finish_oldest(self) -> None:
         """Mark the oldest running job finished, as the next listing will show it."""

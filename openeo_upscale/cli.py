@@ -188,31 +188,103 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
 
 
 def _dry_run(config: CampaignConfig) -> int:
-    """Show what `run` would do: the tasks and their area; nothing is written and no backend is called."""
-    from openeo_upscale.campaign import Campaign, Store, check_tile_ids, validate_campaign
+    """Show what `run` would do: the tasks and their area, and each backend's answer to ``POST
+    /validation`` of the first task's process graph (where its credentials are set). Nothing is
+    written and no job is created. Exit code 2 when a backend refused the credentials or the graph."""
+    from openeo_upscale.campaign import Campaign, Store, TaskState, check_tile_ids, validate_campaign
+    from openeo_upscale.campaign.creator import parameters_for
 
+    process: dict[str, Any] | None = None
     if _store_exists(config.store):
         with Store.open(config.store) as store:
             if any(c["name"] == config.name for c in store.campaigns()):
-                summary = Campaign.open(store, config.name).summary()
+                campaign = Campaign.open(store, config.name)
+                summary = campaign.summary()
                 counts = ", ".join(f"{state} {n:,}" for state, n in summary["counts"].items() if n)
                 print(f"campaign {config.name!r} exists in {shown_url(config.store)}: "
                       f"{summary['tasks']:,} tasks ({counts}); run resumes it")
-                return 0
+                first = store.tasks_in(campaign.id, TaskState.PENDING, limit=1)
+                if campaign.udp is not None and first:
+                    process = _validated_process(campaign.udp, first[0].parameters)
+                return _ask_backends(config, process, "no task is pending")
     tiles = config.load_tiles()
     area = float(tiles["area_km2"].sum()) if "area_km2" in tiles.columns else None
     print(f"campaign {config.name!r}: {len(tiles):,} tasks, "
           + (f"{area:,.1f} km²" if area is not None else "area unknown (the tiles have no area_km2)"))
     if "tile_id" in tiles.columns:
         check_tile_ids(tiles["tile_id"].astype(str))
+    why_not = "the UDP is not a local file (run downloads it)"
     if config.udp is not None and config.udp.local:
         udp = config.udp.load()
-        validate_campaign(udp, _tile_records(tiles), defaults=config.defaults, column_map=config.column_map)
+        records = _tile_records(tiles)
+        validate_campaign(udp, records, defaults=config.defaults, column_map=config.column_map)
         print(f"UDP {udp.process_id}: parameters valid for every task")
-    for backend in config.backends:
-        print(f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
-              f"auth {backend.auth.value}")
+        if records:
+            process = _validated_process(udp, parameters_for(udp, records[0], defaults=config.defaults,
+                                                             column_map=config.column_map))
+    code = _ask_backends(config, process, why_not)
     print(f"store: {shown_url(config.store)} (not written)")
+    return code
+
+
+def _validated_process(udp: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+    """What the dry run has a backend validate: the first task's process graph, as ``POST /jobs``
+    would get it; for a UDP without a namespace (which `run` stores on each backend first) the
+    UDP's own definition, so that nothing is written on the backend."""
+    from openeo_upscale.campaign.campaign import job_process
+
+    if udp.namespace:
+        return job_process(udp, parameters)
+    definition = dict(udp.definition)
+    return {key: definition[key] for key in ("process_graph", "parameters") if key in definition}
+
+
+def _ask_backends(config: CampaignConfig, process: dict[str, Any] | None, why_not: str) -> int:
+    """One line per backend: its answer to ``POST /validation`` of ``process``; 2 when any refused."""
+    from openeo_upscale.campaign.client import BackendClient
+    from openeo_upscale.campaign.config import AuthKind, connection_factory
+    from openeo_upscale.errors import AuthError, BackendError, ConfigError, TransientError
+
+    refused = 0
+    for backend in config.backends:
+        head = (f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
+                f"auth {backend.auth.value}: ")
+        if process is None:
+            print(head + f"not asked to validate: {why_not}")
+            continue
+        if backend.auth is AuthKind.OIDC:
+            print(head + "could not be asked: auth 'oidc' may need an interactive login "
+                  "(run asks it before its first job)")
+            continue
+        try:
+            client = BackendClient(backend.name, connection_factory(backend, os.environ))
+            client.connect()
+            problems = client.validate(process)
+        except ConfigError as exc:
+            print(head + f"could not be asked: {exc}")
+            continue
+        except AuthError as exc:
+            refused += 1
+            print(head + f"cannot authenticate: {exc.reason}")
+            continue
+        except TransientError as exc:
+            print(head + f"could not be asked: {exc.reason}")
+            continue
+        except BackendError as exc:
+            refused += 1
+            print(head + f"refused: {exc.reason}")
+            continue
+        if problems is None:
+            print(head + "no /validation endpoint (run launches there without asking)")
+        elif problems:
+            refused += 1
+            print(head + "refused the process graph: " + "; ".join(problems))
+        else:
+            print(head + "valid")
+    if refused:
+        print(f"openeo-upscale: error: {refused} backend(s) would not run the campaign (see above)",
+              file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -268,6 +340,9 @@ def _interrupted(campaign: Campaign, config: str, *, cancel: bool) -> int:
         print(f"interrupted: canceled {canceled:,} task(s) and their jobs on the backends", file=sys.stderr)
         return EXIT_INTERRUPTED
     ended = campaign.stop(timeout=STOP_TIMEOUT)
+    blocked = campaign.summary().get("blocked")
+    if blocked:
+        print(f"not finished: {blocked}", file=sys.stderr)
     active = campaign.store.tasks_in(campaign.id, TASK_ACTIVE)
     on_backends = sum(1 for task in active if task.job_id)
     print(f"interrupted: stopped launching{'' if ended else ' (a last request is still finishing)'}; "
@@ -279,13 +354,23 @@ def _interrupted(campaign: Campaign, config: str, *, cancel: bool) -> int:
 def _ending(campaign: Campaign) -> int:
     """The final report of a run and its exit code: 0 when every task is done or skipped."""
     from openeo_upscale.campaign import TaskState
+    from openeo_upscale.campaign.health import BackendState, describe
     from openeo_upscale.monitor.terminal import line_of
 
     summary = campaign.summary()
     print(line_of(summary))
     counts = summary["counts"]
+    unfinished = False
     if counts.get(TaskState.DONE.value):
-        print(f"results: {campaign.collection()} (STAC collection)")
+        try:
+            print(f"results: {campaign.collection()} (STAC collection)")
+        except UpscaleError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            unfinished = True
+    for name, entry in summary["backends"].items():
+        health = describe(entry)
+        if health is not None:
+            print(f"backend {name} {health}", file=sys.stderr)
     failed = campaign.store.tasks_in(campaign.id, TaskState.FAILED)
     for task in failed[:MAX_LISTED]:
         where = ", ".join(f"{k} {v}" for k, v in (("backend", task.backend), ("job", task.job_id)) if v)
@@ -295,11 +380,17 @@ def _ending(campaign: Campaign) -> int:
     left = {state: n for state, n in counts.items()
             if n and state not in (TaskState.DONE.value, TaskState.SKIPPED.value)}
     if not left:
-        return 0
+        return EXIT_FAILED if unfinished else 0
     print("not done: " + ", ".join(f"{state} {n:,}" for state, n in left.items()), file=sys.stderr)
     if counts.get(TaskState.PENDING.value):
-        why = summary.get("blocked") or "they are pinned to a backend that is not configured"
+        unusable = [name for name, entry in summary["backends"].items()
+                    if entry.get("state") == BackendState.UNUSABLE.value]
+        why = summary.get("blocked") or (
+            f"backend(s) {', '.join(unusable)} unusable (see above)" if unusable
+            else "they are pinned to a backend that is not configured")
         print(f"pending tasks were not launched: {why}", file=sys.stderr)
+    elif summary.get("blocked"):
+        print(f"not finished: {summary['blocked']}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -322,13 +413,20 @@ def _status(args: argparse.Namespace) -> int:
             states.add_row(state, f"{n:,}")
     console.print(states)
     if summary["backends"]:
-        backends = Table("backend", "active", "jobs", "credits", "runner", "tasks by state", show_edge=False)
+        from openeo_upscale.campaign.health import describe
+
+        backends = Table("backend", "active", "jobs", "credits", "runner", "tasks by state", "health",
+                         show_edge=False)
         for name, entry in summary["backends"].items():
             by_state = ", ".join(f"{state} {n:,}" for state, n in entry["counts"].items())
             runner = "-" if entry["runner"] is None else str(entry["runner"])
             backends.add_row(name, str(entry["active"]), f"{entry['jobs']:,}", f"{entry['credits']:,.2f}",
-                             runner, by_state)
+                             runner, by_state, entry.get("state") or "-")
         console.print(backends)
+        for name, entry in summary["backends"].items():
+            health = describe(entry)
+            if health is not None:
+                console.print(f"backend {name} {health}", soft_wrap=True, markup=False, highlight=False)
     if summary["runners"]:
         runners = Table("runner", "host", "pid", "since", "heartbeat", show_edge=False)
         for runner in summary["runners"]:
@@ -373,6 +471,14 @@ def _store_repair(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
+    if args.downloads:
+        if args.state:
+            raise _config_error("--downloads retries failed downloads only; it takes no --state")
+        with _opened(args.store, args.name) as campaign:
+            moved = campaign.retry(downloads_only=True)
+        print(f"{moved:,} failed download(s) back to finished; `openeo-upscale run` fetches their results "
+              "again (no new job)")
+        return 0
     states = args.state or ["failed"]
     with _opened(args.store, args.name) as campaign:
         moved = campaign.retry(states)
@@ -598,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--name", help="the campaign (when the store holds several)")
     retry.add_argument("--state", action="append", choices=["failed", "canceled", "skipped"],
                        help="tasks in this state (repeatable; default failed)")
+    retry.add_argument("--downloads", action="store_true",
+                       help="only the failed tasks whose job finished: download their results again "
+                       "(no new job)")
     retry.set_defaults(func=_retry)
 
     cancel = sub.add_parser("cancel", help="cancel every unfinished task and its job on the backend")

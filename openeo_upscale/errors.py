@@ -39,17 +39,20 @@ class DownloadError(UpscaleError):
     """A result asset could not be downloaded or verified, or its name is unsafe.
 
     `href` (the asset's link) and `asset` (its name) are set where known, and are in the message.
-    `transient` is True where trying again later may succeed (no answer, a 5xx or a 429, with the
-    server's `retry_after` in seconds when it sent one).
+    `transient` is True where trying again later may succeed (no answer, a 5xx, a 408 or a 429,
+    with the server's `retry_after` in seconds when it sent one); `status` is the HTTP status of
+    the answer, where there was one.
     """
 
     def __init__(self, message: str, *, href: str | None = None, asset: str | None = None,
-                 transient: bool = False, retry_after: float | None = None) -> None:
+                 transient: bool = False, retry_after: float | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.href = href
         self.asset = asset
         self.transient = transient
         self.retry_after = retry_after
+        self.status = status
 
 
 class CampaignError(UpscaleError):
@@ -106,3 +109,32 @@ class CapacityError(BackendError):
 
 class PermanentError(BackendError):
     """The backend rejected the request itself (invalid parameters, unknown collection, ...): no retry."""
+
+
+class AuthError(BackendError):
+    """No access token could be had from the backend or its identity provider.
+
+    Raised as is where the credentials were refused (``CredentialsInvalid``, a token refused right
+    after a fresh login, an OIDC client the provider does not accept, a provider the backend does not
+    list): trying again with the same credentials cannot help. `ProviderUnavailableError` is the
+    kind that may pass.
+    """
+
+
+class ProviderUnavailableError(AuthError, TransientError):
+    """The identity provider could not be reached or answered 5xx/429: a login may work later.
+
+    Both an `AuthError` (at the start of a run the backend cannot be used) and a `TransientError`
+    (during a run it is waited out, with backoff).
+    """
+
+
+class NoUsableBackendError(CampaignError):
+    """No configured backend can run the campaign: each could not authenticate or refused the UDP.
+
+    `reasons` maps each backend's name to why; the message names them all, on one line.
+    """
+
+    def __init__(self, message: str, *, reasons: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = dict(reasons or {})

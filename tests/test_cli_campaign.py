@@ -467,6 +467,23 @@ def test_log_monitor_prints_a_line_only_when_something_changed() -> None:
     assert "error: tile x: broken" in out.getvalue()
 
 
+def test_monitors_say_why_the_run_is_waiting() -> None:
+    full = {**SUMMARY,
+            "blocked": "disk full at /data/out: 3 download(s) waiting since 2026-12-02 05:00:00 UTC"}
+    out = io.StringIO()
+    with TerminalMonitor(Console(file=out, force_terminal=True, width=200, color_system=None)) as panel:
+        panel.update(full)
+    assert "waiting: disk full at /data/out: 3 download(s) waiting" in out.getvalue()
+    out = io.StringIO()
+    monitor = LogMonitor(out, every=60.0)
+    monitor.update(full)
+    monitor.update(full)
+    monitor.update(SUMMARY)
+    lines = out.getvalue().splitlines()
+    assert sum("waiting: disk full at /data/out" in line for line in lines) == 1
+    assert any(line.endswith("no longer waiting") for line in lines)
+
+
 def test_the_readme_cdse_example_loads_and_dry_runs(capsys: pytest.CaptureFixture[str]) -> None:
     """The TOML the README shows for Copernicus Data Space is valid, and --dry-run needs no login."""
     path = Path(__file__).resolve().parents[1] / "examples" / "cdse-antwerp.toml"

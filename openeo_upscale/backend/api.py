@@ -34,7 +34,7 @@ from openeo_upscale.backend import errors as e
 from openeo_upscale.backend import simulate
 from openeo_upscale.backend.auth import Authenticator
 from openeo_upscale.backend.collections import COLLECTIONS, collection_links
-from openeo_upscale.backend.config import OIDC_PROVIDER_ID, BackendConfig, Mode
+from openeo_upscale.backend.config import OIDC_PROVIDER_ID, BackendConfig, Mode, ResultsLayout
 from openeo_upscale.backend.faults import ASGIApp, FaultMiddleware, FaultPlan, Receive, Scope, Send
 from openeo_upscale.backend.jobs import JobService, JobStatus, isoformat
 from openeo_upscale.backend.processes import process_specs, signatures
@@ -564,8 +564,7 @@ def create_app(config: BackendConfig) -> BackendApp:
         backend.jobs.cancel(user, job_id)
         return Response(status_code=204)
 
-    @app.get(API_PREFIX + "/jobs/{job_id}/results")
-    def job_results(request: Request, job_id: str, user: User) -> Response:
+    def finished_job(user: str, job_id: str) -> dict[str, Any] | JSONResponse:
         job = backend.jobs.get(user, job_id)
         status = JobStatus(job["status"])
         if status is JobStatus.ERROR:
@@ -576,9 +575,36 @@ def create_app(config: BackendConfig) -> BackendApp:
             raise e.JobNotFinished(
                 "Batch job has not finished computing the results yet. Please try again later."
             )
+        return job
+
+    @app.get(API_PREFIX + "/jobs/{job_id}/results")
+    def job_results(request: Request, job_id: str, user: User,
+                    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
+        job = finished_job(user, job_id)
+        if isinstance(job, JSONResponse):
+            return job
+        if backend.config.results_layout is ResultsLayout.ITEMS:
+            doc = _stac_collection(request, backend, job, page)
+        else:
+            doc = _stac_item(request, job, _signed_assets(request, backend, job))
         # The API requires OpenEO-Costs to be 0 for the job's owner while downloads are included
         # in the job's costs, and this backend never charges for downloads.
-        return JSONResponse(_stac_item(request, backend, job), headers={"OpenEO-Costs": "0"})
+        return JSONResponse(doc, headers={"OpenEO-Costs": "0"})
+
+    @app.get(API_PREFIX + "/jobs/{job_id}/results/items/{item_id}")
+    def job_result_item(request: Request, job_id: str, item_id: str, user: User) -> Response:
+        job = finished_job(user, job_id)
+        if isinstance(job, JSONResponse):
+            return job
+        ids = _item_ids(job)
+        if item_id not in ids:
+            raise e.ApiError(f"Item '{item_id}' does not exist.", status=404, code="ItemNotFound")
+        assets = _signed_assets(request, backend, job)
+        names = list(job.get("assets") or {})
+        index = ids.index(item_id)
+        own = {name: asset for name, asset in assets.items()
+               if name == names[index] or (index == 0 and name not in names)}  # a hostile name: item 0
+        return JSONResponse(_stac_item(request, job, own, item_id=item_id), headers={"OpenEO-Costs": "0"})
 
     @app.api_route(API_PREFIX + "/jobs/{job_id}/results/assets/{name:path}", methods=["GET", "HEAD"])
     def asset(
@@ -598,6 +624,10 @@ def create_app(config: BackendConfig) -> BackendApp:
         if not signed:
             user = backend.auth.user_for(authorization)
             backend.jobs.get(user, job_id)
+        failing = backend.config.faults.asset_errors.get(name)
+        if failing is not None:
+            return JSONResponse({"code": "Internal" if failing >= 500 else "AssetUnavailable",
+                                 "message": f"Injected failure of asset '{name}'."}, status_code=failing)
         path = backend.jobs.result_file(job_id, name)
         media = "image/tiff; application=geotiff" if name.endswith(".tif") else None
         return FileResponse(path, media_type=media, filename=Path(name).name)
@@ -608,9 +638,9 @@ def create_app(config: BackendConfig) -> BackendApp:
     return BackendApp(asgi, backend)
 
 
-def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> dict[str, Any]:
+def _signed_assets(request: Request, backend: Backend, job: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The job's assets with signed links (and the fault plan's hostile name, where set)."""
     base = _base(request)
-    extent = simulate.Extent(**job["extent"])
     expires = int(time.time()) + ASSET_LINK_SECONDS
     assets = {}
     for name, asset in (job.get("assets") or {}).items():
@@ -622,11 +652,24 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
     hostile = backend.config.faults.hostile_asset_name
     if hostile and assets:
         assets[hostile] = dict(next(iter(assets.values())))
+    return assets
+
+
+def _stac_item(request: Request, job: Mapping[str, Any], assets: Mapping[str, Any], *,
+               item_id: str | None = None) -> dict[str, Any]:
+    """The STAC Item of a job's results (``item_id`` None), or of one item of the items layout."""
+    base = _base(request)
+    extent = simulate.Extent(**job["extent"])
     w, s, east, n = extent.west, extent.south, extent.east, extent.north
+    self_href = f"{base}/jobs/{job['id']}/results" + (f"/items/{item_id}" if item_id else "")
+    links = [{"rel": "self", "href": self_href, "type": "application/json"}]
+    if item_id:
+        links.append({"rel": "collection", "href": f"{base}/jobs/{job['id']}/results",
+                      "type": "application/json"})
     return {
         "stac_version": "1.0.0",
         "type": "Feature",
-        "id": job["id"],
+        "id": item_id or job["id"],
         "stac_extensions": [
             "https://stac-extensions.github.io/file/v2.1.0/schema.json",
             "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
@@ -643,8 +686,44 @@ def _stac_item(request: Request, backend: Backend, job: Mapping[str, Any]) -> di
             "updated": isoformat(job["updated"]),
             "openeo:status": job["status"],
         },
-        "assets": assets,
-        "links": [{"rel": "self", "href": f"{base}/jobs/{job['id']}/results", "type": "application/json"}],
+        "assets": dict(assets),
+        "links": links,
+    }
+
+
+def _item_ids(job: Mapping[str, Any]) -> list[str]:
+    """The items of a job's results in the items layout: one per asset, ``item-0``, ``item-1``, ..."""
+    return [f"item-{index}" for index in range(len(job.get("assets") or {}))]
+
+
+def _stac_collection(request: Request, backend: Backend, job: Mapping[str, Any], page: int) -> dict[str, Any]:
+    """A job's results as a STAC Collection without assets, its items linked (``rel="item"``), a page
+    of `BackendConfig.items_per_page` links at a time (``rel="next"`` to the next page)."""
+    base = _base(request)
+    extent = simulate.Extent(**job["extent"])
+    per_page = backend.config.items_per_page
+    ids = _item_ids(job)
+    shown = ids[page * per_page:(page + 1) * per_page]
+    links = [{"rel": "self", "href": f"{base}/jobs/{job['id']}/results", "type": "application/json"}]
+    links += [{"rel": "item", "href": f"{base}/jobs/{job['id']}/results/items/{item_id}",
+               "type": "application/geo+json"} for item_id in shown]
+    if (page + 1) * per_page < len(ids):
+        links.append({"rel": "next", "href": f"{base}/jobs/{job['id']}/results?page={page + 1}",
+                      "type": "application/json"})
+    return {
+        "stac_version": "1.0.0",
+        "type": "Collection",
+        "id": job["id"],
+        "title": job.get("title"),
+        "description": f"Results of batch job {job['id']}.",
+        "license": "proprietary",
+        "extent": {
+            "spatial": {"bbox": [[extent.west, extent.south, extent.east, extent.north]]},
+            "temporal": {"interval": [[f"{extent.start[:10]}T00:00:00Z", f"{extent.end[:10]}T00:00:00Z"]]},
+        },
+        "assets": {},
+        "links": links,
+        "openeo:status": job["status"],
     }
 
 

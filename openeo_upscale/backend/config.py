@@ -93,6 +93,8 @@ class Faults:
     stuck_seconds: float = 3600.0
     hostile_asset_name: str | None = None
     """An extra asset of this (unsafe) name in every job result, such as ``../../evil``."""
+    asset_errors: Mapping[str, int] = field(default_factory=dict)
+    """Assets that always answer with an HTTP error: asset name -> status (``{"b.tif": 500}``)."""
 
     @property
     def enabled(self) -> bool:
@@ -113,6 +115,23 @@ class Simulation:
     """Relative spread of the seeded jitter (0.2 means ±20%)."""
     queue_seconds: float = 5.0
     """Simulated time a job spends `queued` before it may run, when a slot is free."""
+    assets: tuple[str, ...] = ("openEO.tif",)
+    """The GeoTIFF assets each simulated job writes (the same raster under each name)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "assets", tuple(self.assets))
+        if not self.assets or len(set(self.assets)) != len(self.assets):
+            raise ValueError(f"[simulation] assets must be distinct names, at least one: {self.assets!r}")
+
+
+class ResultsLayout(enum.StrEnum):
+    """How ``GET /jobs/{id}/results`` answers (the openEO API allows both)."""
+
+    ASSETS = "assets"
+    """A STAC Item with the job's assets (the common layout)."""
+    ITEMS = "items"
+    """A STAC Collection with no assets and one ``rel="item"`` link per asset, paged with
+    ``rel="next"`` after `BackendConfig.items_per_page` links; each item holds its asset."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,9 @@ class BackendConfig:
     """Real mode: wall seconds a job may run; beyond, it is killed and ends in error."""
     faults: Faults = Faults()
     title: str = "openeo-upscale local backend"
+    results_layout: ResultsLayout = ResultsLayout.ASSETS
+    items_per_page: int = 100
+    """Item links per page of a job's results in the items layout."""
 
     def credits(self, cpu_seconds: float) -> float:
         """What a job that used ``cpu_seconds`` costs: the start fee plus its CPU time, CDSE-style.
@@ -199,6 +221,8 @@ def config_from_dict(data: Mapping[str, Any], base: BackendConfig | None = None)
             changes["mode"] = Mode(data.pop("mode"))
         if "limit_policy" in data:
             changes["limit_policy"] = LimitPolicy(data.pop("limit_policy"))
+        if "results_layout" in data:
+            changes["results_layout"] = ResultsLayout(data.pop("results_layout"))
         if "state_dir" in data:
             changes["state_dir"] = Path(data.pop("state_dir"))
         if "udp_dirs" in data:

@@ -444,17 +444,23 @@ class JobService:
             _log.info("job %s failed: %s", job_id, job["fail_message"])
             return
         folder = self._results / job_id
-        path = folder / "openEO.tif"
+        names = sim.assets
+        path = folder / names[0]
         proj = simulate.write_geotiff(path, extent)
+        for name in names[1:]:
+            shutil.copyfile(path, folder / name)
         data = path.read_bytes()
-        asset = {
-            "href": "openEO.tif",
-            "type": "image/tiff; application=geotiff",
-            "roles": ["data"],
-            "title": "openEO.tif",
-            "file:size": len(data),
-            "file:checksum": "1220" + hashlib.sha256(data).hexdigest(),
-            **proj,
+        assets = {
+            name: {
+                "href": name,
+                "type": "image/tiff; application=geotiff",
+                "roles": ["data"],
+                "title": name,
+                "file:size": len(data),
+                "file:checksum": "1220" + hashlib.sha256(data).hexdigest(),
+                **proj,
+            }
+            for name in names
         }
         with self._transaction() as conn:
             done = conn.execute(
@@ -467,7 +473,7 @@ class JobService:
                     progress=100.0,
                     usage=used,
                     costs=costs,
-                    assets={"openEO.tif": asset},
+                    assets=assets,
                 )
             )
             if done.rowcount == 1:

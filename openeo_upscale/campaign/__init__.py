@@ -6,6 +6,7 @@ from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp, parameters_for
 from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
+from openeo_upscale.campaign.health import BackendState
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Event, JobRecord, RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Backoff, Pacer
@@ -27,12 +28,14 @@ from openeo_upscale.campaign.states import (
 from openeo_upscale.campaign.store import SCHEMA_VERSION, Store
 from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign, validate_parameters
 from openeo_upscale.errors import (
+    AuthError,
     BackendError,
     CampaignBusyError,
     CampaignError,
     CampaignExistsError,
     CapacityError,
     DownloadError,
+    NoUsableBackendError,
     ParameterError,
     PermanentError,
     StoreError,
@@ -47,10 +50,12 @@ __all__ = [
     "TASK_HOLDING",
     "TASK_TERMINAL",
     "TASK_TRANSITIONS",
+    "AuthError",
     "BackendClient",
     "BackendError",
     "BackendSettings",
     "BackendSlot",
+    "BackendState",
     "Backoff",
     "Campaign",
     "CampaignBusyError",
@@ -65,6 +70,7 @@ __all__ = [
     "Leases",
     "Leasing",
     "Limits",
+    "NoUsableBackendError",
     "Pacer",
     "ParameterError",
     "PermanentError",

@@ -25,6 +25,7 @@ import shapely
 from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, parameters_for
+from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Pacer
@@ -33,10 +34,16 @@ from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.settings import job_options as settings_job_options
-from openeo_upscale.campaign.states import TASK_HOLDING, TaskState
+from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign
-from openeo_upscale.errors import BackendError, CampaignError, CampaignExistsError, StoreError
+from openeo_upscale.errors import (
+    BackendError,
+    CampaignError,
+    CampaignExistsError,
+    NoUsableBackendError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +222,8 @@ class Campaign:
         """Run until every task has ended (or ``max_ticks``); returns the `summary`, with the path
         of the results' STAC collection under ``"collection"`` when any task is done.
 
-        ``wait`` and ``on_wait`` as for `start`.
+        ``wait`` and ``on_wait`` as for `start`. Raises `NoUsableBackendError` when no backend can
+        be used (see `wait`).
         """
         self.start(max_ticks=max_ticks, wait=wait, on_wait=on_wait)
         try:
@@ -226,13 +234,25 @@ class Campaign:
             raise
         summary = self.summary()
         if summary["counts"][S.DONE.value]:
-            summary["collection"] = str(self.collection())
+            try:
+                summary["collection"] = str(self.collection())
+            except CampaignError as exc:
+                log.error("%s", exc)
+                summary["collection_error"] = str(exc)
         return summary
 
     def collection(self) -> Path:
-        """Write the STAC collection of every done task's results (``<output_dir>/collection.json``)."""
+        """Write the STAC collection of every done task's results (``<output_dir>/collection.json``).
+
+        `CampaignError` when the results folder cannot be written (a full disk, say).
+        """
         title = f"openeo-upscale campaign {self.name}"
-        return build_collection(self.store, self.id, self.output_dir, title=title)
+        try:
+            return build_collection(self.store, self.id, self.output_dir, title=title)
+        except OSError as exc:
+            raise CampaignError(f"campaign {self.name!r}: cannot write the STAC collection in "
+                                f"{self.output_dir}: {exc.strerror or exc}; run again once it can be "
+                                "written (nothing is lost: the results are on disk)") from exc
 
     def start(self, *, max_ticks: int | None = None, wait: bool = False,
               on_wait: Callable[[RunnerInfo], None] | None = None) -> None:
@@ -312,7 +332,9 @@ class Campaign:
 
     def _loop(self, runner: Runner, downloader: Downloader, leases: Leases, max_ticks: int | None) -> None:
         try:
-            runner.run(max_ticks=max_ticks)
+            last = runner.run(max_ticks=max_ticks)
+            if last is not None and last.no_backend is not None and not runner.stopping:
+                self._error = self._no_backend(runner.scheduler, last)
         except BaseException as exc:  # reported by wait(); the thread must not die silently
             log.exception("campaign %r: the scheduler stopped on an error", self.name)
             self._error = exc
@@ -349,15 +371,27 @@ class Campaign:
         return not self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the background run to end; True if it has. Re-raises an error that stopped it."""
+        """Wait for the background run to end; True if it has. Re-raises an error that stopped it:
+        `NoUsableBackendError` when no backend could be used (each could not authenticate, or
+        refused the process graph; the tasks stay pending), else a `CampaignError`."""
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 return False
         if self._error is not None:
             error, self._error = self._error, None
+            if isinstance(error, NoUsableBackendError):
+                raise error
             raise CampaignError(f"campaign {self.name!r} stopped on an error: {error}") from error
         return True
+
+    def _no_backend(self, scheduler: Scheduler, last: TickResult) -> NoUsableBackendError:
+        reasons = {name: str(health.reason) for name, health in scheduler.health().items()}
+        pending = self.store.count_in(self.id, (S.PENDING,))
+        return NoUsableBackendError(
+            f"no backend can run campaign {self.name!r}: {last.no_backend}. "
+            f"Its {pending:,} pending task(s) stay pending: fix that and run again",
+            reasons=reasons)
 
     def close(self) -> None:
         """Stop, and close the store if the campaign opened it."""
@@ -375,14 +409,22 @@ class Campaign:
 
     def summary(self) -> dict[str, Any]:
         """Counts per state, per backend (slots, states, jobs in the ledger, HTTP requests of this
-        process), credits spent over every job, the live ``runners``, tasks ``retried``, and
-        ``blocked``: why pending tasks are not launched (the credit budget, say), or None."""
+        process, health), credits spent over every job, the live ``runners``, tasks ``retried``,
+        and ``blocked``: why pending tasks are not launched (the credit budget, say), or None.
+
+        A backend's health: ``state`` (`BackendState`: unknown, ready, unreachable, unusable),
+        ``reason``, ``since`` (ISO 8601: unreachable or unusable since), ``next_try`` (seconds until
+        an unreachable backend is tried again) and ``validation`` (``valid``, ``no /validation
+        endpoint`` or None); this process's view while it runs the campaign, else the one its
+        runners recorded in the store (``next_try`` only from a live runner).
+        """
         counts = self.store.counts(self.id)
         per_backend = self.store.backend_counts(self.id)
         ledger = self.store.ledger_summary(self.id)
         holders = self.store.lease_holders(self.id)
+        health = self._health()
         backends: dict[str, Any] = {}
-        for name in sorted(set(per_backend) | set(self._backends) | set(ledger)):
+        for name in sorted(set(per_backend) | set(self._backends) | set(ledger) | set(health)):
             states = per_backend.get(name, {})
             entry: dict[str, Any] = {
                 "counts": {str(s): n for s, n in states.items() if n},
@@ -395,6 +437,7 @@ class Campaign:
                 settings, client = self._backends[name]
                 entry["parallel_jobs"] = settings.parallel_jobs
                 entry["requests"] = client.requests
+            entry.update(health.get(name) or Health().summary(self.store.now()))
             backends[name] = entry
         now = self.store.now()
         runners = [{"id": r.id, "host": r.host, "pid": r.pid, "since": r.started.isoformat(),
@@ -409,8 +452,34 @@ class Campaign:
             "jobs": sum(entry["jobs"] for entry in ledger.values()),
             "retried": self.store.retried_tasks(self.id),
             "runners": runners,
-            "blocked": self._last.blocked if self._last is not None else None,
+            "blocked": self._blocked(counts),
         }
+
+    def _blocked(self, counts: Mapping[TaskState, int]) -> str | None:
+        """Why the run cannot move on by itself: downloads paused on the disk, launches held back."""
+        reasons = []
+        disk = self._downloader.disk_blocked if self._downloader is not None else None
+        if disk is not None:
+            reasons.append(disk.describe(counts.get(S.FINISHED, 0) + counts.get(S.DOWNLOADING, 0)))
+        if self._last is not None and self._last.blocked:
+            reasons.append(self._last.blocked)
+        return "; ".join(reasons) or None
+
+    def _health(self) -> dict[str, dict[str, Any]]:
+        """Each backend's health entry for `summary` (see there)."""
+        now = self.store.now()
+        if self._runner is not None:
+            return {name: h.summary(now) for name, h in self._runner.scheduler.health().items()}
+        found = {}
+        recorded = self.store.backend_health(self.id, live_within=self.leasing.lease_seconds)
+        for name, (entry, live) in recorded.items():
+            health = Health.from_dict(entry)
+            if not live:
+                health.next_try = None  # nobody will try it
+                if health.state is BackendState.UNREACHABLE:
+                    health.reason = f"{health.reason} (when the last run stopped)"
+            found[name] = health.summary(now)
+        return found
 
     def tasks(self) -> gpd.GeoDataFrame:
         """Every task as a GeoDataFrame in EPSG:4326 (one row per tile, our state and the job's status)."""
@@ -442,11 +511,21 @@ class Campaign:
 
     # operations -------------------------------------------------------------------------------
 
-    def retry(self, states: Iterable[TaskState | str] = (S.FAILED,)) -> int:
+    def retry(self, states: Iterable[TaskState | str] = (S.FAILED,), *, downloads_only: bool = False) -> int:
         """Put tasks in ``states`` (failed by default; canceled, skipped allowed) back to pending.
 
         Each gets a fresh allowance of ``max_attempts`` jobs. Returns how many moved.
+        With ``downloads_only``, only the failed tasks whose job finished (their download failed)
+        go back to `finished`: their results are fetched again from the backend, no job is created.
         """
+        if downloads_only:
+            moved = 0
+            for task in self.store.tasks_in(self.id, S.FAILED):
+                if task.job_status is JobStatus.FINISHED and task.job_id:
+                    moved += self.store.transition(task.id, S.FAILED, S.FINISHED, actor="user",
+                                                   reason="download retry asked", error=None,
+                                                   claimed_by=None, claim_expires=None)
+            return moved
         chosen = [TaskState(s) for s in states]
         refused = [s for s in chosen if s not in (S.FAILED, S.CANCELED, S.SKIPPED)]
         if refused:
@@ -500,18 +579,11 @@ class Campaign:
 
     def _job_spec(self, task: Task, token: str) -> tuple[dict[str, Any], str, str]:
         assert self.udp is not None
-        node: dict[str, Any] = {
-            "process_id": self.udp.process_id,
-            "arguments": task.parameters,
-            "result": True,
-        }
-        if self.udp.namespace:
-            node["namespace"] = self.udp.namespace
         title = f"{self.name} {task.tile_id} [{token}]"
         description = (
             f"openeo-upscale campaign {self.name!r}, tile {task.tile_id}, attempt {task.attempts} [{token}]"
         )
-        return {"process_graph": {"run": node}}, title, description
+        return job_process(self.udp, task.parameters), title, description
 
     def _prepare_backend(self, client: BackendClient) -> None:
         """Store a UDP that has no namespace on the backend, as the account's own process."""
@@ -530,6 +602,15 @@ class Campaign:
                     callback(self.store.task(task_id))
                 except Exception:
                     log.exception("the %s callback failed for task %s", to_state, task_id)
+
+
+def job_process(udp: Udp, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``process`` of ``POST /jobs`` (and the body of ``POST /validation``) for one task: one
+    node calling the UDP (by its namespace, where it has one) with the task's parameters."""
+    node: dict[str, Any] = {"process_id": udp.process_id, "arguments": dict(parameters), "result": True}
+    if udp.namespace:
+        node["namespace"] = udp.namespace
+    return {"process_graph": {"run": node}}
 
 
 def _existing(store: Store, name: str) -> int | None:

@@ -5,7 +5,12 @@ access token); this module only decides what a failure means:
 
 - `TransientError`: no answer, a 5xx, or a 429 (with its ``Retry-After``): try again later;
 - `CapacityError`: ``ConcurrentJobLimit``: the job stays, its start is retried later;
-- `PermanentError`: any other 4xx: the request itself is wrong, retrying cannot help.
+- `PermanentError`: any other 4xx: the request itself is wrong, retrying cannot help;
+- `AuthError`: no access token: the credentials were refused at login (``CredentialsInvalid``,
+  an OIDC client the provider refuses, a provider the backend does not list), or a token was
+  refused right after a fresh login; `ProviderUnavailableError` (also a `TransientError`) where
+  the identity provider could not be reached or failed (the `openeo` client's ``OidcException``
+  wrapping a connection error or a 5xx).
 
 The connection's own blocking retry adapter is replaced by a plain one, because the scheduler
 retries on its own without blocking other work, and a blind retry of ``POST /jobs`` could create
@@ -15,6 +20,7 @@ a duplicate job.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -24,9 +30,18 @@ from urllib.parse import urlsplit
 
 import openeo
 import requests
+from openeo.rest import OpenEoApiPlainError, OpenEoClientException
+from openeo.rest.auth.oidc import OidcException
 from requests.adapters import HTTPAdapter
 
-from openeo_upscale.errors import BackendError, CapacityError, PermanentError, TransientError
+from openeo_upscale.errors import (
+    AuthError,
+    BackendError,
+    CapacityError,
+    PermanentError,
+    ProviderUnavailableError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,12 @@ CAPACITY_CODES = frozenset({"ConcurrentJobLimit", "TooManyJobs"})
 """openEO error codes meaning "too many jobs at once" (not a failure of the job)."""
 
 _TOKEN_CODES = frozenset({"TokenInvalid", "AuthenticationRequired"})
+
+_NO_ENDPOINT = frozenset({404, 405, 501})
+"""Answers to ``POST /validation`` meaning the backend has no such endpoint."""
+
+_TOKEN_STATUS = re.compile(r"Failed to retrieve access token at .*?: (\d{3}) ")
+"""How the `openeo` client's ``OidcException`` reports the token endpoint's HTTP status."""
 
 
 class BackendClient:
@@ -92,16 +113,25 @@ class BackendClient:
 
     @property
     def connection(self) -> openeo.Connection:
-        """The authenticated connection, built by the factory on first use."""
+        """The authenticated connection, built by the factory on first use.
+
+        A failed login raises `AuthError` (credentials refused), `ProviderUnavailableError` (the
+        identity provider is unreachable or failing) or `TransientError` (the backend is).
+        """
         if self._connection is None:
             assert self._factory is not None
             try:
                 connection = self._factory()
-            except (requests.RequestException, openeo.rest.OpenEoApiPlainError) as exc:
-                raise _classified(exc, "cannot connect", self.name) from exc
+            except (requests.RequestException, OpenEoClientException) as exc:
+                raise login_error(exc, self.name) from exc
             self._prepare(connection)
             self._connection = connection
         return self._connection
+
+    def connect(self) -> None:
+        """Log in now (where a factory builds the connection), so that a failed login is seen before
+        any task is given to this backend; errors as for `connection`."""
+        self.connection  # noqa: B018 - building it is the point
 
     def _reconnect(self) -> bool:
         """After a rejected token: refresh it (OIDC) or build a new connection; True if worth a retry."""
@@ -111,7 +141,7 @@ class BackendClient:
         if self._factory is not None:
             log.info("backend %s: token rejected, connecting again", self.name)
             self._connection = None
-            self.connection  # noqa: B018 - builds the new connection now, errors classified
+            self.connect()
             return True
         return False
 
@@ -131,14 +161,13 @@ class BackendClient:
             if response.status_code < 400:
                 return response
             code, message = _error_body(response)
-            if (
-                attempt == 1
-                and response.status_code in (401, 403)
-                and code in _TOKEN_CODES
-                and self._reconnect()
-            ):
+            token_refused = response.status_code in (401, 403) and code in _TOKEN_CODES
+            if attempt == 1 and token_refused and self._reconnect():
                 continue
             text = f"{method} {path}: HTTP {response.status_code} {code}: {message}"
+            if attempt == 2 and token_refused:
+                raise AuthError(f"{text} (a token refused right after a fresh login)",
+                                status=response.status_code, code=code, **where)
             if response.status_code == 429 or response.status_code >= 500:
                 raise TransientError(
                     text, retry_after=retry_after(response), status=response.status_code, code=code, **where
@@ -146,7 +175,10 @@ class BackendClient:
             if code in CAPACITY_CODES:
                 raise CapacityError(text, status=response.status_code, code=code, **where)
             if response.status_code in (401, 403):
-                # A credential problem is the account's, not the task's: wait and retry later.
+                # A credential problem is the account's, not the task's: wait and retry later (an
+                # OIDC connection renews its token once its provider answers again).
+                if token_refused:
+                    text += " (the access token could not be renewed)"
                 raise TransientError(text, status=response.status_code, code=code, **where)
             raise PermanentError(text, status=response.status_code, code=code, **where)
         raise AssertionError("unreachable")
@@ -247,6 +279,32 @@ class BackendClient:
         doc = self._json(self._request("GET", "/me"), "GET /me")
         return doc if isinstance(doc, dict) else {}
 
+    def validate(self, process: Mapping[str, Any]) -> list[str] | None:
+        """``POST /validation`` of ``process`` (what ``POST /jobs`` sends as ``process``): the
+        backend's messages (``[]``: valid), or None where the backend has no such endpoint (it is not
+        in the capabilities' ``endpoints``, or answers 404, 405 or 501)."""
+        try:
+            listed = self.connection.capabilities().supports_endpoint("/validation", method="POST")
+        except (requests.RequestException, OpenEoApiPlainError) as exc:
+            raise _request_error(exc, "GET /", self.name) from exc
+        if not listed:
+            return None
+        try:
+            response = self._request("POST", "/validation", json=dict(process))
+        except PermanentError as exc:
+            if exc.status in _NO_ENDPOINT:
+                return None
+            raise
+        doc = self._json(response, "POST /validation")
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if not isinstance(errors, list):
+            raise TransientError("POST /validation: the answer has no list of errors", backend=self.name)
+        return [
+            f"{error.get('code') or 'Unknown'}: {error.get('message') or ''}".strip()
+            if isinstance(error, dict) else str(error)
+            for error in errors
+        ]
+
     def save_process(self, process_id: str, definition: Mapping[str, Any]) -> None:
         """``PUT /process_graphs/{id}``: store a UDP on the backend as the account's own process."""
         self._request("PUT", f"/process_graphs/{process_id}", json=dict(definition))
@@ -288,10 +346,52 @@ def retry_after(response: requests.Response) -> float | None:
     return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
 
 
-def _classified(exc: Exception, what: str, backend: str) -> BackendError:
+def _request_error(exc: Exception, what: str, backend: str) -> BackendError:
+    """A failed request the `openeo` client made itself (not a login), classified like `_request`'s."""
     if isinstance(exc, requests.RequestException):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}", backend=backend)
     status = getattr(exc, "http_status_code", None)
     if status is not None and (status == 429 or status >= 500):
         return TransientError(f"{what}: {exc}", backend=backend, status=status)
     return PermanentError(f"{what}: {exc}", backend=backend, status=status)
+
+
+def login_error(exc: Exception, backend: str) -> BackendError:
+    """What a failed login means; ``exc`` is what building an authenticated connection raised.
+
+    - no answer or a 5xx/429 from the backend itself: `TransientError`;
+    - the `openeo` client's ``OidcException`` (every OIDC flow raises it or a subclass), when the
+      provider could not be reached, timed out or answered 5xx/429 (the requests error is its
+      cause, or the token endpoint's status is in its message): `ProviderUnavailableError`;
+    - anything else the client raised (credentials refused, an unknown provider, an OIDC client
+      the provider refuses, a backend without that kind of login): `AuthError`.
+    """
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"cannot connect: {type(exc).__name__}: {exc}", backend=backend)
+    status = getattr(exc, "http_status_code", None)
+    if isinstance(exc, OpenEoApiPlainError):
+        if status is not None and (status == 429 or status >= 500):
+            return TransientError(f"cannot connect: {exc}", backend=backend, status=status)
+        return AuthError(f"login refused: {_one_line(exc)}", backend=backend, status=status,
+                         code=getattr(exc, "code", None))
+    if isinstance(exc, OidcException) and _provider_unavailable(exc):
+        return ProviderUnavailableError(f"identity provider unavailable: {_one_line(exc)}", backend=backend)
+    return AuthError(f"login failed: {_one_line(exc)}", backend=backend)
+
+
+def _provider_unavailable(exc: OidcException) -> bool:
+    """Whether an OIDC failure may pass: no answer, a timeout, or a 5xx/429 from the provider."""
+    cause: BaseException | None = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, requests.HTTPError):
+            status = cause.response.status_code if cause.response is not None else None
+            return status is None or status == 429 or status >= 500
+        if isinstance(cause, requests.RequestException):
+            return True  # no answer, a timeout, a broken or non-JSON answer
+        cause = cause.__cause__ or cause.__context__
+    found = _TOKEN_STATUS.search(str(exc))
+    return found is not None and (int(found.group(1)) == 429 or int(found.group(1)) >= 500)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

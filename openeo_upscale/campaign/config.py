@@ -287,7 +287,8 @@ def connection_factory(backend: BackendConfig, environ: Mapping[str, str]) -> Ca
         secrets[key] = environ[backend.env_name(key)]
 
     def connect() -> openeo.Connection:
-        connection = openeo.connect(backend.url)
+        # No blocking retries of the client's own: the scheduler retries with backoff, and says so.
+        connection = openeo.connect(backend.url, retry=False)
         if backend.auth is AuthKind.BASIC:
             return connection.authenticate_basic(secrets["username"], secrets["password"])
         if backend.auth is AuthKind.OIDC_CLIENT_CREDENTIALS:

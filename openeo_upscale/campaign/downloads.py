@@ -1,4 +1,5 @@
-"""Downloading a finished job's result assets: safe names, resumable streams, verified atomic files.
+"""Downloading a finished job's result assets: both result layouts, safe names, resumable streams,
+verified atomic files, each asset on its own.
 
 Asset names come from a backend and are untrusted: `safe_asset_path` keeps every file inside the
 result folder. `download_asset` streams to `<name>.part`, resumes it with an HTTP Range request
@@ -12,10 +13,11 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -142,8 +144,8 @@ def _fetch(session: requests.Session, href: str, shown: str, part: Path, offset:
             else:
                 status = response.status_code
                 raise DownloadError(
-                    f"download of {shown} answered HTTP {status}", href=shown,
-                    transient=status == 429 or status >= 500, retry_after=retry_after(response))
+                    f"download of {shown} answered HTTP {status}", href=shown, status=status,
+                    transient=is_transient_status(status), retry_after=retry_after(response))
             with part.open(mode) as file:
                 for block in response.iter_content(chunk_size=chunk):
                     file.write(block)
@@ -203,26 +205,161 @@ def _redact(href: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def is_transient_status(status: int) -> bool:
+    """Whether an HTTP error status may go away when asked again: a 5xx, 408 or 429."""
+    return status >= 500 or status in (408, 429)
+
+
+# -- result layouts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedAsset:
+    """One asset to download: its name in the task folder, its link, where it goes, what to check."""
+
+    name: str
+    href: str
+    path: Path
+    size: int | None
+    checksum: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The asset as its item describes it."""
+
+
+@dataclass
+class Fetched:
+    """What fetching a job's assets gave: the files on disk, and each asset that failed with why."""
+
+    paths: list[Path] = field(default_factory=list)
+    failed: dict[str, DownloadError] = field(default_factory=dict)
+
+
+MAX_RESULT_PAGES = 10_000
+"""Pages of item links followed at most (``rel="next"``), against a backend that never ends them."""
+
+
+def _links(doc: Mapping[str, Any], rel: str) -> list[str]:
+    return [str(link["href"]) for link in doc.get("links") or []
+            if isinstance(link, Mapping) and link.get("rel") == rel and isinstance(link.get("href"), str)]
+
+
+def result_items(doc: Mapping[str, Any], url: str, fetch: Callable[[str], Mapping[str, Any]]
+                 ) -> list[tuple[str, Mapping[str, Any]]]:
+    """The STAC items holding a job's result assets, each with the URL it was read from.
+
+    The openEO API lets ``GET /jobs/{id}/results`` answer with an Item whose ``assets`` are the
+    files, or with a Collection whose files sit in items it links (``rel="item"``, relative links
+    resolved against the page's URL), the links paged with ``rel="next"``. The results document
+    is one of the items when it has assets; ``fetch`` reads a linked document.
+    """
+    items: list[tuple[str, Mapping[str, Any]]] = []
+    if doc.get("assets"):
+        items.append((url, doc))
+    seen_items: set[str] = set()
+    seen_pages = {url}
+    page, page_url = doc, url
+    for _ in range(MAX_RESULT_PAGES):
+        for link in _links(page, "item"):
+            href = urljoin(page_url, link)
+            if href not in seen_items:
+                seen_items.add(href)
+                items.append((href, fetch(href)))
+        following = [urljoin(page_url, link) for link in _links(page, "next")]
+        if not following or following[0] in seen_pages:
+            break
+        page_url = following[0]
+        seen_pages.add(page_url)
+        page = fetch(page_url)
+    return items
+
+
+def fetch_document(session: requests.Session, href: str, *,
+                   timeout: float | tuple[float, float] = DOWNLOAD_TIMEOUT) -> Mapping[str, Any]:
+    """A linked JSON document of a job's results (an item, a page of item links)."""
+    shown = _redact(href)
+    try:
+        response = session.get(href, timeout=timeout)
+    except requests.RequestException as exc:
+        raise DownloadError(f"reading {shown} failed: {type(exc).__name__}: {exc}", href=shown,
+                            transient=True) from exc
+    if response.status_code >= 400:
+        status = response.status_code
+        raise DownloadError(f"reading {shown} answered HTTP {status}", href=shown, status=status,
+                            transient=is_transient_status(status), retry_after=retry_after(response))
+    try:
+        doc = response.json()
+    except ValueError as exc:
+        raise DownloadError(f"{shown} is not JSON: {exc}", href=shown, transient=True) from exc
+    if not isinstance(doc, Mapping):
+        raise DownloadError(f"{shown} is not a JSON object", href=shown)
+    return doc
+
+
+def plan_assets(items: Sequence[tuple[str, Mapping[str, Any]]], folder: Path) -> list[PlannedAsset]:
+    """The downloads of every asset of `items`, each name checked before anything is downloaded.
+
+    An asset is saved under its name in the item; when several items name an asset alike, under
+    ``<item id>/<name>``. Relative links are resolved against their item's URL. An unsafe name or a
+    malformed asset raises `DownloadError` with no ``href``: no retry can help.
+    """
+    counts: dict[str, int] = {}
+    for _, item in items:
+        for name in item.get("assets") or {}:
+            counts[name] = counts.get(name, 0) + 1
+    planned: list[PlannedAsset] = []
+    for url, item in items:
+        assets = item.get("assets") or {}
+        if not isinstance(assets, Mapping):
+            raise DownloadError(f"the assets of {_redact(url)} are not an object")
+        for name, asset in assets.items():
+            key = str(name) if counts[name] == 1 else f"{item.get('id')}/{name}"
+            path = safe_asset_path(folder, key)
+            if not isinstance(asset, Mapping):
+                raise DownloadError(f"asset {name!r} is not an object", asset=name)
+            href, size, checksum = asset.get("href"), asset.get("file:size"), asset.get("file:checksum")
+            if not isinstance(href, str) or not href:
+                raise DownloadError(f"asset {name!r} has no href", asset=name)
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+                raise DownloadError(f"asset {name!r} has an invalid file:size {size!r}", asset=name)
+            if checksum is not None and not isinstance(checksum, str):
+                raise DownloadError(f"asset {name!r} has an invalid file:checksum {checksum!r}", asset=name)
+            planned.append(PlannedAsset(key, urljoin(url, href), path, size, checksum, asset))
+    return planned
+
+
+def fetch_assets(session_for: Callable[[str], requests.Session], planned: Sequence[PlannedAsset], *,
+                 skip: Collection[str] = (), should_stop: Callable[[], bool] | None = None) -> Fetched:
+    """Download each planned asset on its own: one that fails does not stop the others.
+
+    ``skip`` names assets not to try (known to fail for good). A stop (``should_stop``) raises
+    the interrupted asset's `DownloadError`; a local disk error (`OSError`) stops everything and
+    propagates, since every other file would meet it too.
+    """
+    fetched = Fetched()
+    for asset in planned:
+        if asset.name in skip:
+            continue
+        try:
+            fetched.paths.append(download_asset(session_for(asset.href), asset.href, asset.path,
+                                                size=asset.size, checksum=asset.checksum,
+                                                should_stop=should_stop))
+        except DownloadError as exc:
+            if should_stop is not None and should_stop():
+                raise
+            exc.asset = asset.name
+            fetched.failed[asset.name] = exc
+    return fetched
+
+
 def download_results(session: requests.Session, item: Mapping[str, Any], folder: Path, *,
                      should_stop: Callable[[], bool] | None = None) -> list[Path]:
-    """Download every asset of a job's results (a STAC item) into `folder`; returns their paths.
+    """Download every asset of one STAC item into `folder`; returns their paths.
 
-    Every name is checked before anything is downloaded, so an unsafe name writes nothing.
+    Every name is checked before anything is downloaded, so an unsafe name writes nothing. Each
+    asset is tried even when another fails; then the first failure is raised.
     ``should_stop`` interrupts the downloads between two pieces (see `download_asset`).
     """
-    assets: Mapping[str, Any] = item.get("assets") or {}
-    planned: list[tuple[str, Path, int | None, str | None]] = []
-    for name, asset in assets.items():
-        path = safe_asset_path(folder, name)
-        if not isinstance(asset, Mapping):
-            raise DownloadError(f"asset {name!r} is not an object", asset=name)
-        href, size, checksum = asset.get("href"), asset.get("file:size"), asset.get("file:checksum")
-        if not isinstance(href, str) or not href:
-            raise DownloadError(f"asset {name!r} has no href", asset=name)
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-            raise DownloadError(f"asset {name!r} has an invalid file:size {size!r}", asset=name)
-        if checksum is not None and not isinstance(checksum, str):
-            raise DownloadError(f"asset {name!r} has an invalid file:checksum {checksum!r}", asset=name)
-        planned.append((href, path, size, checksum))
-    return [download_asset(session, href, path, size=size, checksum=checksum, should_stop=should_stop)
-            for href, path, size, checksum in planned]
+    fetched = fetch_assets(lambda _href: session, plan_assets([("", item)], folder), should_stop=should_stop)
+    if fetched.failed:
+        raise next(iter(fetched.failed.values()))
+    return fetched.paths

@@ -18,6 +18,10 @@ A heartbeat thread renews the runner's leases every `Leasing.heartbeat_seconds`,
 runners that stopped heart-beating for `Leasing.lease_seconds` (or whose process is gone from this
 host), and takes the leases they held. On SQLite a campaign has one runner at a time: a second one
 is refused with the holder named, or waits for it.
+
+The runner's scheduler `report`s its view of the backends' health (unreachable since when, next
+try, unusable and why), which goes to the runner's row for ``status`` to read; a backend it cannot
+authenticate to is given up (`give_up`): its lease goes to a runner that may use it, if any.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from openeo_upscale import __version__
 from openeo_upscale.campaign.models import RunnerInfo
@@ -41,6 +46,12 @@ from openeo_upscale.errors import CampaignBusyError, StoreError
 log = logging.getLogger(__name__)
 
 Wake = Callable[[], None]
+
+
+class Reportable(Protocol):
+    """A backend's health as the scheduler keeps it (`campaign.health.Health`)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def process_gone(info: RunnerInfo, *, host: str | None = None) -> bool:
@@ -101,6 +112,7 @@ class Leases:
         """One lease operation at a time: a heartbeat and a rebalance must not interleave."""
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reported: dict[str, dict[str, Any] | None] | None = None
 
     # membership -------------------------------------------------------------------------------
 
@@ -234,6 +246,39 @@ class Leases:
             with self._lock:
                 self._held = self._held - set(given)
         log.info("%s: handed %s over to the other runners", self.actor("scheduler"), ", ".join(given))
+
+    def report(self, health: Mapping[str, Reportable]) -> None:
+        """Record the backends' health in this runner's row, where ``status`` reads it (only when
+        it changed). A store error is logged: the run goes on without it."""
+        if self.runner is None:
+            return
+        entries: dict[str, dict[str, Any] | None] = {name: None for name in self.runner.backends}
+        entries.update({name: entry.to_dict() for name, entry in health.items()})
+        if entries == self._reported:
+            return
+        try:
+            self.store.record_backend_health(self.runner.id, entries)
+        except StoreError as exc:
+            log.error("%s: cannot record the backends' health: %s", self.actor("runner"), exc)
+            return
+        self._reported = entries
+
+    def give_up(self, backend: str) -> None:
+        """Stop using a backend for the rest of the run: drop it from the backends this runner may
+        use and free its lease for the others (record its health as unusable with `report` first,
+        so that they do not hand it back)."""
+        with self._ops:
+            self.backends = tuple(name for name in self.backends if name != backend)
+            with self._lock:
+                held = backend in self._held
+                self._held = self._held - {backend}
+            if held and self.runner is not None:
+                try:
+                    self.store.release_leases(self.campaign_id, self.runner.id, [backend])
+                except StoreError as exc:
+                    log.error("%s: cannot free the lease of %s (it expires by itself): %s",
+                              self.actor("runner"), backend, exc)
+        log.info("%s: gave backend %s up", self.actor("scheduler"), backend)
 
     def is_stopped(self, runner_id: int) -> bool:
         """Whether a runner has stopped (or was reaped): its requests can no longer be in flight."""

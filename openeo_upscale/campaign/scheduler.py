@@ -19,6 +19,15 @@ goes on; ``ConcurrentJobLimit`` keeps the job and lowers the backend's capacity 
 permanent error fails the task at once with the backend's message; a job error is retried up to
 ``max_attempts`` with the job's error logs kept.
 
+Each backend's health is kept (see `health`): before anything else the scheduler logs in to it,
+and before its first launch there it stores the UDP (where it has no namespace) and has the
+backend validate the first task's process graph (``POST /validation``). A backend that cannot be
+reached is *unreachable* and tried again after a backoff, its tasks left pending; one that cannot
+authenticate at the start of a run (an identity provider that does not answer included), or that
+refuses the process graph, is *unusable* for the rest of the run, its tasks left pending. Later in
+a run an identity-provider outage is waited out like any transient failure. When no configured
+backend is usable, the tick says so (`TickResult.no_backend`) and the run ends.
+
 Several runners may share a campaign (see `leases`): a scheduler lists and launches only on the
 backends whose lease its runner holds, the slots and the budget are counted in the store in the
 transaction that claims them (`Store.claim_launches`), and any runner claims downloads.
@@ -32,18 +41,19 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from openeo_upscale.campaign.client import REQUEST_TIMEOUT, BackendClient
+from openeo_upscale.campaign.health import Health, HealthKeeper
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, RetryPolicy, merged_job_options
 from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
 from openeo_upscale.campaign.store import Launch, Store, utc_now
-from openeo_upscale.errors import BackendError, CapacityError, PermanentError, TransientError
+from openeo_upscale.errors import AuthError, BackendError, CapacityError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +126,13 @@ class BackendSlot:
     lowered_until: float = 0.0
     advertised_cap: int | None = None
     me_read_at: float = -math.inf
-    prepared: bool = False
     next_poll: float = 0.0
     """When (monotonic seconds) to list this backend's jobs next."""
+    health: Health = field(default_factory=Health)
+    connected: bool = False
+    """Logged in at least once in this run (a later failed login is transient)."""
+    checked: bool = False
+    """Ready to launch on: the UDP stored where needed, the process graph validated."""
 
     @property
     def name(self) -> str:
@@ -150,13 +164,17 @@ class TickResult:
     """Tasks finished or downloading (waiting for or in the download pool)."""
     blocked: str | None = None
     """Why pending tasks were not launched although slots were free (budget spent, ...)."""
+    no_backend: str | None = None
+    """Why no configured backend can be used (each cannot authenticate or refused the process
+    graph), naming each; None while one can. The run ends: there is nothing it can do."""
     next_tick: float | None = None
     """Seconds until a backend is due to be listed or a deferred retry is due; None: nothing planned."""
 
     @property
     def idle(self) -> bool:
         """Nothing left to do: nothing active, nothing to download, nothing launchable."""
-        return self.active == 0 and self.downloads == 0 and (self.pending == 0 or self.blocked is not None)
+        waiting = self.pending == 0 or self.blocked is not None or self.no_backend is not None
+        return self.active == 0 and self.downloads == 0 and waiting
 
 
 @dataclass
@@ -206,6 +224,10 @@ class Scheduler:
         self._now = monotonic
         self._wall = wall
         self._backoff = backoff or Backoff(self.retry)
+        self._health = HealthKeeper(
+            self.backends, backoff=self._backoff, monotonic=monotonic, wall=wall,
+            report=leases.report if leases is not None else None,
+            give_up=leases.give_up if leases is not None else None)
         self.actor = leases.actor("scheduler") if leases is not None else "scheduler"
         self._retry_at: dict[int, float] = {}
         self._task_failures: dict[int, int] = {}
@@ -250,6 +272,8 @@ class Scheduler:
         polled: set[str] = set()
         for name, tasks in by_backend.items():
             slot = self.backends[name]
+            if not slot.health.polls or not self._health.connect(slot):
+                continue
             self._read_limits(slot)
             now = self._now()
             if tasks and now >= slot.paused_until and (now >= slot.next_poll or self._needs_listing(tasks)):
@@ -261,21 +285,25 @@ class Scheduler:
         result.downloads = self._hand_over_downloads()
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
         self._active = active
-        result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=list(self.backends))
+        result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=self._followed())
         self._plan(active, polled | self._touched)
         result.next_tick = self._next_tick(active)
+        usable = [name for name, slot in self.backends.items() if slot.health.usable]
+        if not usable:
+            result.no_backend = "; ".join(f"backend {name} {slot.health.reason}"
+                                          for name, slot in self.backends.items())
         result.pending = self.store.count_in(
-            self.campaign_id, (S.PENDING,), runnable_on=list(self.backends), at_most=1
+            self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends), at_most=1
         )
         if result.pending and result.blocked is None and not held and self.limits.max_credits is not None:
             # A runner without backends launches nothing, but must see the budget end the run too.
             spending = self.store.spending(self.campaign_id)
             if spending.room(self.limits.max_credits) <= 0:
                 result.blocked = spending.describe(self.limits.max_credits)
-        if result.blocked is not None:
+        if result.blocked is not None or result.no_backend is not None:
             # The run may end here: say how many wait (once, not on every tick of a running campaign).
             result.pending = self.store.count_in(
-                self.campaign_id, (S.PENDING,), runnable_on=list(self.backends)
+                self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends)
             )
         if result.next_tick is None and not held and (result.active or result.downloads):
             # Other runners hold the backends: look again for downloads to share and for the end.
@@ -286,6 +314,19 @@ class Scheduler:
     @property
     def _leasing(self) -> Leasing:
         return self.leases.leasing if self.leases is not None else Leasing()
+
+    def _followed(self) -> list[str]:
+        """The configured backends whose jobs are followed: all but those that cannot authenticate."""
+        return [name for name, slot in self.backends.items() if slot.health.polls]
+
+    def _check(self, slot: BackendSlot, task: Task) -> bool:
+        """Before the first launch on a backend: the UDP stored there where it has no namespace, the
+        process graph of ``task`` validated (see `HealthKeeper.check`)."""
+        if slot.checked:
+            return True
+        token = task.client_token or client_token(self.campaign_uid, task.id, task.attempts + 1)
+        return self._health.check(slot, lambda: self.job_spec(task, token)[0], self._prepare,
+                                  f"task {task.id} ({task.tile_id})")
 
     def _busy(self, backend: str) -> bool:
         """Whether this runner is creating a job on ``backend`` that is not recorded yet."""
@@ -328,7 +369,7 @@ class Scheduler:
     def _hand_over_downloads(self) -> int:
         """Claim finished tasks for the download pool's free workers; returns the tasks finished or
         downloading (by any runner)."""
-        backends = list(self.backends)
+        backends = self._followed()
         if self.downloads is not None:
             self.downloads.release_stranded()
         if (
@@ -337,7 +378,7 @@ class Scheduler:
             and self.store.count_in(self.campaign_id, (S.FINISHED,), backends=backends, at_most=1)
         ):
             claimed = self.store.claim_downloads(
-                self.campaign_id, self.runner_id, list(self.backends), limit=free,
+                self.campaign_id, self.runner_id, backends, limit=free,
                 lease_seconds=self._leasing.lease_seconds,
                 actor=self.leases.actor("downloader") if self.leases is not None else "downloader")
             for task in claimed:
@@ -349,21 +390,28 @@ class Scheduler:
     def _poll(self, slot: BackendSlot, tasks: list[Task]) -> None:
         try:
             listing = self._list(slot, tasks)
-        except TransientError as exc:
-            self._pause(slot, exc)
+        except (AuthError, TransientError) as exc:
+            self._health.failed(slot, exc)
             return
         except BackendError as exc:
             log.error("backend %s: cannot list jobs: %s", slot.name, exc)
-            self._pause(slot, exc)
+            self._health.pause(slot, exc)
             return
-        slot.failures = 0
+        self._health.reached(slot)
         for task in tasks:
             try:
                 self._follow(slot, task, listing)
+            except AuthError as exc:
+                if not isinstance(exc, TransientError):
+                    self._health.failed(slot, exc)
+                    return
+                self._later(slot, task, exc)
             except TransientError as exc:
                 self._later(slot, task, exc)
                 if exc.status == 429:
                     return  # the backend is paused: its other tasks wait too
+            if not slot.health.polls:
+                return
         self._late_costs(slot, listing)
 
     def _late_costs(self, slot: BackendSlot, listing: _Listing) -> None:
@@ -566,7 +614,7 @@ class Scheduler:
                     if t.state is S.CREATING or t.job_status in (JobStatus.CREATED, JobStatus.QUEUED)
                 )
                 room = min(room, slot.settings.queue_limit - waiting)
-            if now >= slot.paused_until and room > 0:
+            if slot.connected and slot.health.usable and now >= slot.paused_until and room > 0:
                 free[name] = room
         if not free:
             return 0, None
@@ -575,6 +623,12 @@ class Scheduler:
             spending = self.store.spending(self.campaign_id)
             if spending.room(budget) <= 0:
                 return 0, spending.describe(budget)
+        for name in [name for name in free if not self.backends[name].checked]:
+            first = self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=[name])
+            if not first or not self._check(self.backends[name], first[0]):
+                del free[name]
+        if not free:
+            return 0, None
         pending = self.store.tasks_in(
             self.campaign_id, S.PENDING, limit=sum(free.values()), runnable_on=list(free)
         )
@@ -633,16 +687,20 @@ class Scheduler:
         if self.leases is not None and not self.leases.holds(slot.name):
             # Another runner took the backend over: it creates the job (see `_may_create`).
             return
+        if not self._check(slot, task):
+            self._unlaunched(slot, task)
+            return
         try:
-            if not slot.prepared and self._prepare is not None:
-                self._prepare(slot.client)
-            slot.prepared = True
             process, title, description = self.job_spec(task, task.client_token)
             options = merged_job_options(self.job_options, slot.settings.job_options, task.job_options)
             job_id = slot.client.create_job(process, title=title, description=description,
                                             job_options=options, task_id=task.id)
         except (CapacityError, TransientError) as exc:
             self._later(slot, task, exc)
+            return
+        except AuthError as exc:
+            self._health.failed(slot, exc)
+            self._unlaunched(slot, task)
             return
         except PermanentError as exc:
             self._transition(
@@ -658,11 +716,21 @@ class Scheduler:
         ):
             self._start(slot, self.store.task(task.id))
 
+    def _unlaunched(self, slot: BackendSlot, task: Task) -> None:
+        """A task in `creating` whose job was not created on a backend now unusable goes back to
+        pending, for another backend or run: no job carries its token (a complete listing said so,
+        or the ``POST /jobs`` was refused)."""
+        if not slot.health.usable:
+            self._transition(task, S.CREATING, S.PENDING, f"backend {slot.name} {slot.health.reason}")
+
     def _start(self, slot: BackendSlot, task: Task) -> None:
         try:
             slot.client.start_job(str(task.job_id), task_id=task.id)
         except (CapacityError, TransientError) as exc:
             self._later(slot, task, exc)
+            return
+        except AuthError as exc:
+            self._health.failed(slot, exc)
             return
         except PermanentError as exc:
             self._job_failed(slot, task, f"the backend refused to start the job: {exc.reason}", [])
@@ -676,7 +744,7 @@ class Scheduler:
         if isinstance(exc, CapacityError):
             self._lower_capacity(slot, exc)
         elif exc.status == 429:
-            self._pause(slot, exc)
+            self._health.pause(slot, exc)
         self._defer(task, exc)
 
     # capacity and limits --------------------------------------------------------------------------
@@ -704,6 +772,9 @@ class Scheduler:
         slot.me_read_at = now
         try:
             me = slot.client.me()
+        except AuthError as exc:
+            self._health.failed(slot, exc)
+            return
         except BackendError as exc:
             log.info("backend %s: cannot read /me (%s); using parallel_jobs alone", slot.name, exc)
             return
@@ -751,12 +822,9 @@ class Scheduler:
         self._retry_at.pop(task_id, None)
         self._task_failures.pop(task_id, None)
 
-    def _pause(self, slot: BackendSlot, exc: BackendError) -> None:
-        slot.failures += 1
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        wait = self._backoff.delay(slot.failures, retry_after)
-        slot.paused_until = self._now() + wait
-        log.warning("backend %s: %s; pausing it for %.1f s", slot.name, exc, wait)
+    def health(self) -> dict[str, Health]:
+        """Each configured backend's health as this scheduler sees it."""
+        return self._health.view()
 
 
 def advertised_capacity(me: Mapping[str, Any]) -> int | None:

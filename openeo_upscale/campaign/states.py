@@ -49,6 +49,7 @@ _S = TaskState
 # - queued -> finished is allowed because one polling tick can miss the short running phase;
 # - downloading -> finished re-arms a download that broke off (the job's results are still there);
 # - failed/canceled/skipped -> pending are the explicit "retry"/"resume" operations;
+# - failed -> finished retries only the download of a job that finished (no new job);
 # - every state that is not terminal (pending, active ones, finished) may be canceled by the user.
 # Nothing ever leaves done: a finished tile is never run twice.
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -59,7 +60,7 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _S.FINISHED: frozenset({_S.DOWNLOADING, _S.CANCELED}),
     _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED, _S.FINISHED, _S.CANCELED}),
     _S.DONE: frozenset(),
-    _S.FAILED: frozenset({_S.PENDING}),
+    _S.FAILED: frozenset({_S.PENDING, _S.FINISHED}),
     _S.CANCELED: frozenset({_S.PENDING}),
     _S.SKIPPED: frozenset({_S.PENDING}),
 }

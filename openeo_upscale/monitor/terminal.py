@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from openeo_upscale.campaign.health import BackendState, describe
 from openeo_upscale.campaign.states import TASK_TERMINAL, TaskState
 from openeo_upscale.campaign.store import Store
 
@@ -146,15 +147,24 @@ def render(summary: Mapping[str, Any], progress: Progress, errors: Sequence[str]
         states.add_column(state.value, justify="right", style=STATE_STYLES[state])
     states.add_row(*(f"{counts.get(s.value, 0):,}" for s in shown))
 
+    unwell = {name: describe(entry) for name, entry in summary["backends"].items()}
     backends = Table(show_edge=False, pad_edge=False)
-    for column in ("backend", "active", "done", "failed", "requests"):
-        backends.add_column(column, justify="left" if column == "backend" else "right")
+    backends.add_column("backend")
+    for column in ("active", "done", "failed", "requests"):
+        backends.add_column(column, justify="right")
+    if any(unwell.values()):
+        backends.add_column("health", overflow="fold")
     for name, entry in summary["backends"].items():
         slots = entry.get("parallel_jobs")
         active = f"{entry.get('active', 0)}/{slots}" if slots else str(entry.get("active", 0))
         per_state = entry.get("counts", {})
-        backends.add_row(name, active, str(per_state.get(S.DONE.value, 0)),
-                         str(per_state.get(S.FAILED.value, 0)), str(entry.get("requests", "-")))
+        cells: list[RenderableType] = [name, active, str(per_state.get(S.DONE.value, 0)),
+                                       str(per_state.get(S.FAILED.value, 0)), str(entry.get("requests", "-"))]
+        if any(unwell.values()):
+            text = unwell[name]
+            style = "bold red" if entry.get("state") == BackendState.UNUSABLE.value else "yellow"
+            cells.append(Text(text, style=style) if text else Text("ok", style="green"))
+        backends.add_row(*cells)
 
     rate = progress.per_minute
     pace = Text.assemble(
@@ -164,6 +174,8 @@ def render(summary: Mapping[str, Any], progress: Progress, errors: Sequence[str]
         ("   credits ", "dim"), f"{float(summary.get('credits') or 0):,.2f}",
     )
     parts: list[RenderableType] = [states, Text(""), backends, Text(""), pace]
+    if summary.get("blocked"):
+        parts.append(Text(f"waiting: {summary['blocked']}", style="bold yellow"))
     if errors:
         parts.append(Text("last errors:", style="bold red"))
         parts.extend(Text(f"  {line}", overflow="ellipsis", no_wrap=True) for line in errors)
@@ -210,6 +222,8 @@ class LogMonitor:
         self._last_key: tuple[Any, ...] | None = None
         self._last_at = float("-inf")
         self._seen_errors: set[str] = set()
+        self._health: dict[str, tuple[Any, ...] | None] = {}
+        self._blocked: str | None = None
 
     def __enter__(self) -> LogMonitor:
         return self
@@ -225,6 +239,20 @@ class LogMonitor:
             if line not in self._seen_errors:
                 self._seen_errors.add(line)
                 print(f"{_stamp()} error: {line}", file=stream, flush=True)
+        for name, entry in summary["backends"].items():
+            # A line when a backend becomes unwell, when its trouble changes, and when it is over.
+            unwell = describe(entry) is not None
+            seen = (entry.get("state"), entry.get("reason"), entry.get("since")) if unwell else None
+            before = self._health.get(name)
+            self._health[name] = seen
+            if seen != before:
+                print(f"{_stamp()} backend {name} {describe(entry) or 'reachable again'}", file=stream,
+                      flush=True)
+        blocked = summary.get("blocked")
+        if blocked != self._blocked:
+            self._blocked = blocked
+            print(f"{_stamp()} {'waiting: ' + blocked if blocked else 'no longer waiting'}", file=stream,
+                  flush=True)
         key = (tuple(sorted(summary["counts"].items())), round(float(summary.get("credits") or 0), 2))
         now = self._clock()
         if key == self._last_key and now - self._last_at < self._every:

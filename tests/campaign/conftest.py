@@ -94,7 +94,8 @@ def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
         def start(name: str, **settings: Any) -> LocalBackend:
             settings.setdefault("simulation", QUICK)
             settings.setdefault("run_slots", 4)
-            config = BackendConfig(state_dir=tmp_path / f"backend-{name}", udp_dirs=(udp_dir,), **settings)
+            settings.setdefault("state_dir", tmp_path / f"backend-{name}")
+            config = BackendConfig(udp_dirs=(udp_dir,), **settings)
             return stack.enter_context(LocalBackend(config))
 
         yield start

@@ -33,6 +33,8 @@ def test_transition_table_covers_every_state() -> None:
     assert TASK_TRANSITIONS[TaskState.DONE] == frozenset()
     for state in TASK_ACTIVE:
         assert is_allowed(state, TaskState.CANCELED), state
-    for state in TASK_TERMINAL - {TaskState.DONE}:
+    for state in TASK_TERMINAL - {TaskState.DONE, TaskState.FAILED}:
         assert TASK_TRANSITIONS[state] == {TaskState.PENDING}, state
+    # A failed download is retried alone: back to finished, its job's results fetched again.
+    assert TASK_TRANSITIONS[TaskState.FAILED] == {TaskState.PENDING, TaskState.FINISHED}
     assert not is_allowed(TaskState.PENDING, TaskState.DONE)

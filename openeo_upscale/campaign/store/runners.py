@@ -6,14 +6,20 @@ it holds (``tasks.claimed_by`` / ``claim_expires``). A runner that stops heart-b
 lease time, or whose process is gone, is *reaped*: marked stopped, its backends freed for the
 others, its downloads put back to ``finished`` (their ``.part`` files resume). Which processes are
 gone is the caller's to say (`is_gone`): the store does not look at processes.
+
+A runner's ``backends`` column names the backends it may use. It starts as a list of names; once
+the runner reports its view of the backends' health (`record_backend_health`), it is an object
+mapping each name to that health (state, reason, since, next try): a backend the runner found
+unusable is then no longer one it may use, and ``status`` reads the health from there.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +32,24 @@ from openeo_upscale.campaign.store.tasks import TaskQueries
 S = TaskState
 GoneCheck = Callable[[RunnerInfo], bool]
 """True when a runner's process is known to be gone (a dead pid on this host, say)."""
+
+UNUSABLE = "unusable"
+"""The health state of a backend a runner cannot use (`campaign.health.BackendState.UNUSABLE`)."""
+
+
+def usable_backends(stored: Any) -> list[str]:
+    """The backends a runner may use, from its ``backends`` column (a list of names, or names
+    mapped to their health)."""
+    if isinstance(stored, Mapping):
+        return [str(name) for name, health in stored.items()
+                if not (isinstance(health, Mapping) and health.get("state") == UNUSABLE)]
+    return [str(name) for name in stored or ()]
+
+
+def _runner_info(row: Any) -> RunnerInfo:
+    values = dict(row._mapping)
+    values["backends"] = usable_backends(values.get("backends"))
+    return RunnerInfo.from_row(values)
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,7 @@ class RunnerQueries(TaskQueries):
             ).inserted_primary_key
             assert key is not None
             row = conn.execute(sa.select(runners_table).where(runners_table.c.id == int(key[0]))).one()
-            return Registration(RunnerInfo.from_row(dict(row._mapping)), (), tuple(reaped))
+            return Registration(_runner_info(row), (), tuple(reaped))
 
     def runners(self, campaign_id: int, *, live_within: float | None = None) -> list[RunnerInfo]:
         """The campaign's runners, oldest first: all of them, or (``live_within`` seconds) those not
@@ -121,7 +145,7 @@ class RunnerQueries(TaskQueries):
             query = query.where(runners_table.c.stopped.is_(None), runners_table.c.heartbeat >= since)
         with self._read() as conn:
             return [
-                RunnerInfo.from_row(dict(row._mapping))
+                _runner_info(row)
                 for row in conn.execute(query.order_by(runners_table.c.id))
             ]
 
@@ -129,7 +153,7 @@ class RunnerQueries(TaskQueries):
         """One runner by id, or None."""
         with self._read() as conn:
             row = conn.execute(sa.select(runners_table).where(runners_table.c.id == runner_id)).first()
-        return None if row is None else RunnerInfo.from_row(dict(row._mapping))
+        return None if row is None else _runner_info(row)
 
     def heartbeat(self, campaign_id: int, runner_id: int, *, lease_seconds: float) -> Beat:
         """Record that the runner is alive and extend every lease it holds, in one transaction."""
@@ -183,6 +207,39 @@ class RunnerQueries(TaskQueries):
             self._release_orphaned_downloads(conn, campaign_id, me, now, actor)
             return reaped
 
+    def record_backend_health(self, runner_id: int, health: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Store a runner's view of its backends: name -> health (JSON: state, reason, since, next
+        try, ...), or None where it has none. A backend whose state is ``unusable`` is no longer one
+        the runner may use (`lease_view`)."""
+        r = runners_table
+        stored = {name: dict(entry) if entry is not None else None for name, entry in health.items()}
+        with self._write() as conn:
+            conn.execute(sa.update(r).where(r.c.id == runner_id).values(backends=stored))
+
+    def backend_health(
+        self, campaign_id: int, *, live_within: float
+    ) -> dict[str, tuple[dict[str, Any], bool]]:
+        """Per backend: the health reported by the runner that heart-beat last among those reporting
+        it, and whether that runner is live (heart-beaten within ``live_within`` seconds, not
+        stopped). Backends nobody reported on are absent."""
+        r = runners_table
+        since = self._clock() - timedelta(seconds=live_within)
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(r.c.backends, r.c.heartbeat, r.c.stopped)
+                .where(r.c.campaign_id == campaign_id)
+                .order_by(r.c.heartbeat, r.c.id)
+            ).all()
+        found: dict[str, tuple[dict[str, Any], bool]] = {}
+        for backends, heartbeat, stopped in rows:  # oldest first: a later runner's report wins
+            if not isinstance(backends, Mapping):
+                continue
+            live = stopped is None and heartbeat >= since
+            for name, entry in backends.items():
+                if isinstance(entry, Mapping):
+                    found[str(name)] = (dict(entry), live)
+        return found
+
     def stop_runner(self, campaign_id: int, runner_id: int, reason: str, *, actor: str = "runner") -> None:
         """A runner leaves: marked stopped, its leases freed, downloads it still claims put back."""
         with self._write() as conn:
@@ -198,7 +255,7 @@ class RunnerQueries(TaskQueries):
             .where(r.c.campaign_id == campaign_id, r.c.stopped.is_(None), r.c.heartbeat >= since)
             .order_by(r.c.id)
         )
-        return [RunnerInfo.from_row(dict(row._mapping)) for row in rows]
+        return [_runner_info(row) for row in rows]
 
     def _reap_dead(
         self,
@@ -213,7 +270,7 @@ class RunnerQueries(TaskQueries):
         r = runners_table
         rows = conn.execute(sa.select(r).where(r.c.campaign_id == campaign_id, r.c.stopped.is_(None)))
         reaped = []
-        for info in (RunnerInfo.from_row(dict(row._mapping)) for row in rows):
+        for info in (_runner_info(row) for row in rows):
             if info.id == me:
                 continue
             silent = (now - info.heartbeat).total_seconds()
@@ -351,7 +408,7 @@ class RunnerQueries(TaskQueries):
                 )
             ).all()
         return LeaseView(
-            {int(i): tuple(backends or ()) for i, backends in live},
+            {int(i): tuple(usable_backends(backends)) for i, backends in live},
             {backend: (holder, expires) for backend, holder, expires in held},
         )
 
