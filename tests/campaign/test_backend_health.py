@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -267,43 +268,56 @@ def test_the_log_monitor_says_when_trouble_starts_changes_and_ends_and_the_panel
 # -- the identity provider goes away during a run ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("auth", ["factory", "oidc-connection"])
-def test_an_identity_provider_outage_mid_run_is_waited_out(
-    backends: Any, udp_dir: Path, tmp_path: Path, auth: str
-) -> None:
+def test_an_identity_provider_outage_mid_run_is_waited_out(backends: Any, udp_dir: Path,
+                                                           tmp_path: Path) -> None:
     """Tokens live 2 s; the provider stops answering for 30 s while jobs run: every renewal fails
-    meanwhile (a new login through the CLI's connection factory, or the client's own renewal of an
-    OIDC connection), the backend is shown unreachable, nothing fails, and the run finishes once the
-    provider is back."""
-    backend = backends("oidc", token_ttl=2.0, simulation=Simulation(time_scale=0.01, queue_seconds=1.0))
-    with Proxy(backend.url) as proxy, Store.open(tmp_path / "campaign.sqlite") as store:
-        campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
-                                   output_dir=tmp_path / "out", polling=POLL, retry=QUICK_RETRY)
-        factory = oidc_factory(proxy.url)
-        campaign.add_backend("local", factory if auth == "factory" else factory(), parallel_jobs=2)
-        campaign.start()
-        wait_until(lambda: campaign.summary()["backends"]["local"]["active"] > 0, "jobs running")
+    meanwhile, both through the CLI's connection factory (a new login) and through the client's own
+    renewal of an OIDC connection (two campaigns, each with its backend, through the same 30 s);
+    each backend is shown unreachable, nothing fails, and both runs finish once the provider is back."""
+    reasons = {"factory": "identity provider unavailable",
+               "oidc-connection": "the access token could not be renewed"}
+    with ExitStack() as stack:
+        campaigns, proxies, servers = {}, {}, {}
+        for auth in reasons:
+            servers[auth] = backends(f"oidc-{auth}", token_ttl=2.0,
+                                     simulation=Simulation(time_scale=0.01, queue_seconds=1.0))
+            proxies[auth] = stack.enter_context(Proxy(servers[auth].url))
+            factory = oidc_factory(proxies[auth].url)
+            store = stack.enter_context(Store.open(tmp_path / f"{auth}.sqlite"))
+            campaign = Campaign.create(store, grid(6), max_ndvi(udp_dir), defaults=DEFAULTS,
+                                       output_dir=tmp_path / f"out-{auth}", polling=POLL, retry=QUICK_RETRY)
+            campaign.add_backend("local", factory if auth == "factory" else factory(), parallel_jobs=2)
+            stack.callback(campaign.stop)
+            campaign.start()
+            campaigns[auth] = (store, campaign)
+        for _, campaign in campaigns.values():
+            wait_until(lambda c=campaign: c.summary()["backends"]["local"]["active"] > 0, "jobs running")
 
-        proxy.oidc_down.set()
+        for proxy in proxies.values():
+            proxy.oidc_down.set()
         began = time.monotonic()
-        entry = wait_until(lambda: _unreachable(campaign.summary(), "local"), "the backend shown unreachable",
-                           timeout=OUTAGE_SECONDS)
-        assert ("identity provider unavailable" if auth == "factory" else
-                "the access token could not be renewed") in entry["reason"]
-        # The outage lasts its full time (that is the scenario); meanwhile the engine stays alive.
-        wait_until(lambda: time.monotonic() - began >= OUTAGE_SECONDS or not campaign.running,
+        for auth, (_, campaign) in campaigns.items():
+            entry = wait_until(lambda c=campaign: _unreachable(c.summary(), "local"),
+                               f"the backend shown unreachable ({auth})", timeout=OUTAGE_SECONDS)
+            assert reasons[auth] in entry["reason"], auth
+        # The outage lasts its full time (that is the scenario); meanwhile the engines stay alive.
+        wait_until(lambda: time.monotonic() - began >= OUTAGE_SECONDS
+                   or not all(c.running for _, c in campaigns.values()),
                    "the end of the outage", timeout=OUTAGE_SECONDS + 5)
-        assert campaign.running, "the scheduler died during the outage"
-        assert proxy.dropped >= 2, "the tokens did not need renewing during the outage"
-        counts = store.counts(campaign.id)
-        assert counts[S.FAILED] == 0 and counts[S.DONE] < 6
-        proxy.oidc_down.clear()
+        for auth, (store, campaign) in campaigns.items():
+            assert proxies[auth].dropped >= 2, f"the tokens did not need renewing during the outage ({auth})"
+            assert campaign.running, f"the scheduler died during the outage ({auth})"
+            counts = store.counts(campaign.id)
+            assert counts[S.FAILED] == 0 and counts[S.DONE] < 6, auth
+        for proxy in proxies.values():
+            proxy.oidc_down.clear()
 
-        assert campaign.wait(timeout=120), "the run did not finish after the outage"
-        summary = campaign.summary()
-        assert summary["counts"]["done"] == 6 and summary["counts"]["failed"] == 0
-        assert summary["backends"]["local"]["state"] == "ready"
-        check_jobs_match_attempts(store, campaign, backend)
+        for auth, (store, campaign) in campaigns.items():
+            assert campaign.wait(timeout=120), f"the run did not finish after the outage ({auth})"
+            summary = campaign.summary()
+            assert summary["counts"]["done"] == 6 and summary["counts"]["failed"] == 0, auth
+            assert summary["backends"]["local"]["state"] == "ready", auth
+            check_jobs_match_attempts(store, campaign, servers[auth])
 
 
 # -- validation before the first launch --------------------------------------------------------------------
