@@ -250,7 +250,9 @@ def test_a_download_left_by_a_killed_runner_resumes_in_another(
     (first,) = team.start(1, hold_in_download=600.0, hosts=["machine-a"])
     store = Store.open(postgres_url)
     try:
-        part = wait_until(lambda: next(team.output.glob("**/*.part"), None), "a partial download", timeout=60)
+        # A .part with bytes in it: the file exists a moment before its first piece is written.
+        part = wait_until(lambda: next((p for p in team.output.glob("**/*.part") if p.stat().st_size), None),
+                          "a partial download with bytes in it", timeout=60)
         size = part.stat().st_size
         (second,) = team.start(1, hosts=["machine-b"], verbose=True)
         first.send_signal(signal.SIGKILL)
