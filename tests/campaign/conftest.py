@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
-from openeo_upscale.campaign import Store
+from openeo_upscale.campaign import Campaign, Store
 from tests.conftest import IN_CI
 
 QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
@@ -99,3 +99,19 @@ def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
             return stack.enter_context(LocalBackend(config))
 
         yield start
+
+
+@pytest.fixture
+def stop_campaigns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A failing test must not leave a campaign thread polling backends that are shutting down."""
+    started: list[Campaign] = []
+    real_start = Campaign.start
+
+    def start(self: Campaign, **kwargs: Any) -> None:
+        started.append(self)
+        real_start(self, **kwargs)
+
+    monkeypatch.setattr(Campaign, "start", start)
+    yield
+    for campaign in started:
+        campaign.stop()

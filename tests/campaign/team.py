@@ -24,7 +24,7 @@ import openeo
 import shapely
 
 from openeo_upscale.backend import LocalBackend
-from openeo_upscale.campaign import JobRecord, Store
+from openeo_upscale.campaign import JobRecord, Store, Udp
 from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.grid import tiles, write_tiles
 from tests.conftest import MAX_NDVI_URL
@@ -45,6 +45,11 @@ def grid(count: int) -> Any:
 
 def connect(backend: LocalBackend) -> openeo.Connection:
     return openeo.connect(backend.url).authenticate_basic("demo", "demo")
+
+
+def max_ndvi(udp_dir: Path) -> Udp:
+    """The shared max_ndvi UDP, called by its public namespace URL."""
+    return Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL)
 
 
 def backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:

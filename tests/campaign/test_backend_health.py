@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -45,28 +45,14 @@ from tests.campaign.proxy import Proxy
 from tests.campaign.team import backend_jobs
 from tests.campaign.test_engine import DEFAULTS, POLL, check_jobs_match_attempts, connect, grid, max_ndvi
 
+pytestmark = pytest.mark.usefixtures("stop_campaigns")
+
 S = TaskState
 QUICK_RETRY = RetryPolicy(backoff_base=0.2, backoff_max=2.0)
 """Backoff short enough that a backend that answers again is tried within seconds."""
 OUTAGE_SECONDS = 30.0
 """How long the identity provider stays unreachable in the mid-run test."""
 NOBODY_LISTENS = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def _stop_campaigns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A failing test must not leave a campaign thread polling backends that are shutting down."""
-    started: list[Campaign] = []
-    real_start = Campaign.start
-
-    def start(self: Campaign, **kwargs: Any) -> None:
-        started.append(self)
-        real_start(self, **kwargs)
-
-    monkeypatch.setattr(Campaign, "start", start)
-    yield
-    for campaign in started:
-        campaign.stop()
 
 
 def oidc_factory(url: str) -> Callable[[], openeo.Connection]:

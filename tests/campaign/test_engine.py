@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from tests.backend.client_helpers import wait_until
 from tests.campaign.team import backend_jobs
 from tests.conftest import MAX_NDVI_URL
 
+pytestmark = pytest.mark.usefixtures("stop_campaigns")
+
 S = TaskState
 POLL = Polling(min_interval=0.1, max_interval=1.0)
 DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
@@ -52,22 +53,6 @@ def grid(count: int) -> Any:
     found = tiles(shapely.box(3.9, 50.9, 4.9, 51.5), 5000)
     assert len(found) >= count
     return found.head(count)
-
-
-@pytest.fixture(autouse=True)
-def _stop_campaigns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A failing test must not leave a campaign thread polling backends that are shutting down."""
-    started: list[Campaign] = []
-    real_start = Campaign.start
-
-    def start(self: Campaign, **kwargs: Any) -> None:
-        started.append(self)
-        real_start(self, **kwargs)
-
-    monkeypatch.setattr(Campaign, "start", start)
-    yield
-    for campaign in started:
-        campaign.stop()
 
 
 def connect(backend: LocalBackend) -> openeo.Connection:

@@ -14,22 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openeo
 import pytest
-import shapely
 
-from openeo_upscale.backend import LocalBackend, ResultsLayout, Simulation
+from openeo_upscale.backend import ResultsLayout, Simulation
 from openeo_upscale.backend.config import Faults
-from openeo_upscale.campaign import Campaign, CampaignError, Polling, Store, TaskState, Udp
+from openeo_upscale.campaign import Campaign, CampaignError, Polling, Store, TaskState
 from openeo_upscale.campaign.catalog import load_collection
 from openeo_upscale.campaign.downloads import sha256_of
 from openeo_upscale.campaign.mosaic import verify_results
 from openeo_upscale.cli import main
-from openeo_upscale.grid import tiles
 from tests.backend.client_helpers import wait_until
 from tests.campaign.conftest import QUICK
-from tests.campaign.team import backend_jobs
-from tests.conftest import MAX_NDVI_URL
+from tests.campaign.team import backend_jobs, connect, max_ndvi
+from tests.campaign.team import grid as team_grid
 
 S = TaskState
 POLL = Polling(min_interval=0.1, max_interval=0.5)
@@ -39,16 +36,8 @@ TWO_ASSETS = Simulation(time_scale=QUICK.time_scale, queue_seconds=QUICK.queue_s
 
 
 def grid(count: int) -> Any:
-    found = tiles(shapely.box(3.9, 50.9, 4.9, 51.5), 5000)
-    return found.head(count).copy()
-
-
-def max_ndvi(udp_dir: Path) -> Udp:
-    return Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL)
-
-
-def connect(backend: LocalBackend) -> openeo.Connection:
-    return openeo.connect(backend.url).authenticate_basic("demo", "demo")
+    """Tiles as a frame of its own, to add columns to."""
+    return team_grid(count).copy()
 
 
 def test_200_tasks_with_results_as_linked_items(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
