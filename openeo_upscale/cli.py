@@ -54,13 +54,19 @@ def _backend_serve(args: argparse.Namespace) -> int:
     url = f"http://{config.host}:{config.port}"
     print(f"openEO local backend ({config.mode.value} mode) at {url}")
     print(f"  state: {config.state_dir.resolve()}")
-    if config.user(DEFAULT_USER):
+    demo = config.user(DEFAULT_USER) if config.users is None else None
+    if demo:
         print(f"  basic auth: {DEFAULT_USER} / {DEFAULT_PASSWORD}")
         print(f"  OIDC client credentials: client id {DEFAULT_CLIENT_ID}, secret {DEFAULT_CLIENT_SECRET}")
-    print(f"  python: openeo.connect({url!r}).authenticate_basic('demo', 'demo')", flush=True)
-    _warn_if_exposed(config.host, config.port, "the local backend: anyone who can reach it can run jobs "
-                     "on this machine" + (f" with the demo account {DEFAULT_USER} / {DEFAULT_PASSWORD}"
-                                          if config.user(DEFAULT_USER) else ""))
+        print(f"  python: openeo.connect({url!r}).authenticate_basic('demo', 'demo')", flush=True)
+    elif config.users is None:
+        print("  accounts: none. The built-in demo account is only enabled on a loopback host; name the "
+              "accounts ([[users]]) in --config to serve on this one.", flush=True)
+    else:
+        names = ", ".join(u.name for u in config.accounts) or "none"
+        print(f"  accounts: {names} (from --config)", flush=True)
+    _warn_if_exposed(config.host, config.port,
+                     "the local backend: anyone who can reach it and log in can run jobs on this machine")
     serve(config)
     return 0
 
@@ -74,13 +80,9 @@ def shown_url(store: str) -> str:
 
 def _warn_if_exposed(host: str, port: int, what: str) -> None:
     """A warning on stderr when `host` is not a loopback address: other machines can then connect."""
-    import ipaddress
+    from openeo_upscale.backend.config import is_loopback
 
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         print(f"warning: --host {host} makes port {port} reachable from other machines; it serves {what}. "
               "Use --host 127.0.0.1 (the default) unless that is what you want.", file=sys.stderr, flush=True)
 

@@ -46,7 +46,7 @@ class Authenticator:
 
     def client_credentials(self, client_id: str | None, client_secret: str | None) -> tuple[str, int]:
         """OIDC client-credentials grant: (access token, lifetime in seconds)."""
-        user = next((u for u in self._config.users if u.client_id and u.client_id == client_id), None)
+        user = next((u for u in self._config.accounts if u.client_id and u.client_id == client_id), None)
         if (
             user is None
             or not user.client_secret

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,40 @@ DEFAULT_CLIENT_SECRET = "demo-secret"
 """OIDC client secret of the default account."""
 OIDC_PROVIDER_ID = "local"
 """Id of the local OIDC provider in `/credentials/oidc`."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` is only reachable from this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _at_least(where: str, name: str, value: float | None, minimum: float, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= minimum:
+        raise ValueError(f"{where}{name} must be a number ≥ {minimum:g}, not {value!r}")
+
+
+def _positive(where: str, name: str, value: float | None, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{where}{name} must be a number > 0, not {value!r}")
+
+
+def _share(where: str, name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{where}{name} must be a share between 0 and 1, not {value!r}")
+
+
+def _shares(where: str, name: str, rates: Mapping[str, float]) -> None:
+    if not isinstance(rates, Mapping):
+        raise ValueError(f"{where}{name} must map routes to shares between 0 and 1, not {rates!r}")
+    for route, rate in rates.items():
+        _share(where, f"{name}[{route!r}]", rate)
 
 
 class Mode(enum.StrEnum):
@@ -51,6 +87,11 @@ class User:
     run_slots: int | None = None
     """Overrides the backend's `run_slots` for this user."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"[[users]] name must be a non-empty string, not {self.name!r}")
+        _at_least(f"[[users]] {self.name}: ", "run_slots", self.run_slots, 1, optional=True)
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -60,6 +101,10 @@ class RateLimit:
     capacity: int = 20
     per_second: float = 10.0
 
+    def __post_init__(self) -> None:
+        _at_least("[faults.rate_limit] ", "capacity", self.capacity, 1)
+        _positive("[faults.rate_limit] ", "per_second", self.per_second)
+
 
 @dataclass(frozen=True)
 class JobFailureRule:
@@ -68,6 +113,10 @@ class JobFailureRule:
     match: str
     attempts: tuple[int, ...] = (1,)
     message: str = "Injected failure"
+
+    def __post_init__(self) -> None:
+        for attempt in self.attempts:
+            _at_least("[[faults.job_failures]] ", "attempts", attempt, 1)
 
 
 @dataclass(frozen=True)
@@ -96,6 +145,19 @@ class Faults:
     asset_errors: Mapping[str, int] = field(default_factory=dict)
     """Assets that always answer with an HTTP error: asset name -> status (``{"b.tif": 500}``)."""
 
+    def __post_init__(self) -> None:
+        where = "[faults] "
+        for name in ("http_error_rate", "drop_rate", "lost_response_rate", "slow_rate"):
+            _shares(where, name, getattr(self, name))
+        for name in ("job_failure_rate", "stuck_rate"):
+            _share(where, name, getattr(self, name))
+        _at_least(where, "slow_seconds", self.slow_seconds, 0)
+        _positive(where, "stuck_seconds", self.stuck_seconds)
+        for asset, status in dict(self.asset_errors).items():
+            if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+                raise ValueError(f"{where}asset_errors[{asset!r}] must be an HTTP error status (400-599), "
+                                 f"not {status!r}")
+
     @property
     def enabled(self) -> bool:
         return bool(self.http_error_rate or self.drop_rate or self.lost_response_rate or self.slow_rate
@@ -122,6 +184,13 @@ class Simulation:
         object.__setattr__(self, "assets", tuple(self.assets))
         if not self.assets or len(set(self.assets)) != len(self.assets):
             raise ValueError(f"[simulation] assets must be distinct names, at least one: {self.assets!r}")
+        where = "[simulation] "
+        _positive(where, "time_scale", self.time_scale)
+        for name in ("base_seconds", "seconds_per_km2", "seconds_per_month", "queue_seconds"):
+            _at_least(where, name, getattr(self, name), 0)
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            raise ValueError(f"{where}jitter must be a share ≥ 0 and < 1, not {self.jitter!r}")
 
 
 class ResultsLayout(enum.StrEnum):
@@ -143,9 +212,9 @@ class BackendConfig:
     mode: Mode = Mode.SIMULATED
     state_dir: Path = Path(".openeo-local")
     udp_dirs: tuple[Path, ...] = ()
-    users: tuple[User, ...] = (
-        User(DEFAULT_USER, DEFAULT_PASSWORD, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
-    )
+    users: tuple[User, ...] | None = None
+    """The accounts; None (the default) is the built-in demo account (`DEFAULT_USER`), which
+    is only enabled on a loopback `host`: see `accounts`."""
     run_slots: int = 2
     """Jobs a user may have running at once."""
     limit_policy: LimitPolicy = LimitPolicy.QUEUE
@@ -165,6 +234,41 @@ class BackendConfig:
     results_layout: ResultsLayout = ResultsLayout.ASSETS
     items_per_page: int = 100
     """Item links per page of a job's results in the items layout."""
+    allow_remote_namespaces: bool = False
+    """Fetch a UDP by an http(s) namespace that has no copy in `udp_dirs`. Off by default: a
+    backend that fetches any URL a user names lets its users reach any server it can."""
+    namespace_timeout: float = 10.0
+    """Seconds the download of one remote namespace may take."""
+    max_request_mb: float = 16.0
+    """Largest request body accepted, in MiB (413 beyond)."""
+
+    def __post_init__(self) -> None:
+        where = "[backend] "
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"{where}port must be between 0 and 65535, not {self.port!r}")
+        for name in ("run_slots", "items_per_page"):
+            _at_least(where, name, getattr(self, name), 1)
+        _at_least(where, "queue_limit", self.queue_limit, 1, optional=True)
+        _at_least(where, "job_memory_limit_mb", self.job_memory_limit_mb, 1, optional=True)
+        for name in ("token_ttl", "job_time_limit", "namespace_timeout", "max_request_mb"):
+            _positive(where, name, getattr(self, name))
+        for name in ("credits_per_cpu_hour", "credits_per_job"):
+            _at_least(where, name, getattr(self, name), 0)
+        if self.users is not None:
+            names = [u.name for u in self.users]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"[[users]] names must be distinct: {', '.join(twice)} more than once")
+
+    @property
+    def accounts(self) -> tuple[User, ...]:
+        """The accounts that may log in: `users` when set; otherwise the demo account, on a
+        loopback host only (on any other host it would let everybody who can reach it in)."""
+        if self.users is not None:
+            return self.users
+        if is_loopback(self.host):
+            return (User(DEFAULT_USER, DEFAULT_PASSWORD, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),)
+        return ()
 
     def credits(self, cpu_seconds: float) -> float:
         """What a job that used ``cpu_seconds`` costs: the start fee plus its CPU time, CDSE-style.
@@ -174,7 +278,7 @@ class BackendConfig:
         return round(self.credits_per_job + cpu_seconds / 3600.0 * self.credits_per_cpu_hour, 4)
 
     def user(self, name: str) -> User | None:
-        return next((u for u in self.users if u.name == name), None)
+        return next((u for u in self.accounts if u.name == name), None)
 
     def slots_for(self, name: str) -> int:
         user = self.user(name)
@@ -217,12 +321,15 @@ def config_from_dict(data: Mapping[str, Any], base: BackendConfig | None = None)
             changes["faults"] = _build(Faults, faults, "[faults]")
         if "users" in data:
             changes["users"] = tuple(_build(User, u, "[[users]]") for u in data.pop("users"))
-        if "mode" in data:
-            changes["mode"] = Mode(data.pop("mode"))
-        if "limit_policy" in data:
-            changes["limit_policy"] = LimitPolicy(data.pop("limit_policy"))
-        if "results_layout" in data:
-            changes["results_layout"] = ResultsLayout(data.pop("results_layout"))
+        for key, kind in (("mode", Mode), ("limit_policy", LimitPolicy), ("results_layout", ResultsLayout)):
+            if key in data:
+                value = data.pop(key)
+                if value not in set(kind):
+                    raise ValueError(f"[backend] {key} must be one of {', '.join(kind)}, not {value!r}")
+                changes[key] = kind(value)
+        if "allow_remote_namespaces" in data and not isinstance(data["allow_remote_namespaces"], bool):
+            raise ValueError("[backend] allow_remote_namespaces must be true or false, "
+                             f"not {data['allow_remote_namespaces']!r}")
         if "state_dir" in data:
             changes["state_dir"] = Path(data.pop("state_dir"))
         if "udp_dirs" in data:
