@@ -62,10 +62,19 @@ def udp_dir() -> Path:
     return require_shared("udp")
 
 
+def scratch_udps(tmp_path: Path) -> Path:
+    """A UDP folder of the test's local backends, for UDP files a test writes and names by a file
+    namespace (the backends read file namespaces only inside their UDP folders)."""
+    folder = tmp_path / "udps"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture
 def backend(tmp_path: Path, udp_dir: Path) -> Iterator[LocalBackend]:
-    """A fresh local backend in simulated mode with fast jobs and the reference UDPs."""
-    config = BackendConfig(state_dir=tmp_path / "backend", udp_dirs=(udp_dir,), simulation=FAST)
+    """A fresh local backend in simulated mode with fast jobs, the reference UDPs and `scratch_udps`."""
+    config = BackendConfig(state_dir=tmp_path / "backend", udp_dirs=(udp_dir, scratch_udps(tmp_path)),
+                           simulation=FAST)
     with LocalBackend(config) as running:
         yield running
 

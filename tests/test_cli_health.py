@@ -22,6 +22,7 @@ from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.cli import main
 from openeo_upscale.grid import tiles
 from tests.campaign.proxy import Proxy
+from tests.conftest import scratch_udps
 from tests.test_cli_campaign import BBOX, PASSWORD_ENV, USER_ENV, _backend_jobs, _toml
 
 S = TaskState
@@ -75,7 +76,7 @@ def _bad_udp(tmp_path: Path, udp_dir: Path) -> Path:
     document["id"] = "broken_ndvi"
     reducer = document["process_graph"]["reducedimension2"]["arguments"]["reducer"]["process_graph"]
     reducer["max1"]["process_id"] = "no_such_process"
-    path = tmp_path / "broken_ndvi.json"
+    path = scratch_udps(tmp_path) / "broken_ndvi.json"
     path.write_text(json.dumps(document))
     return path
 

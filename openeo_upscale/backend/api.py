@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
-import json
 import logging
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,12 +37,15 @@ from openeo_upscale.backend.auth import Authenticator
 from openeo_upscale.backend.collections import COLLECTIONS, collection_links
 from openeo_upscale.backend.config import OIDC_PROVIDER_ID, BackendConfig, Mode, ResultsLayout
 from openeo_upscale.backend.faults import ASGIApp, FaultMiddleware, FaultPlan, Receive, Scope, Send
-from openeo_upscale.backend.jobs import JobService, JobStatus, isoformat
+from openeo_upscale.backend.jobs import LOG_LEVELS, JobService, JobStatus, isoformat
+from openeo_upscale.backend.limits import BodyLimit, bad_name, page_size, parse_json
 from openeo_upscale.backend.processes import process_specs, signatures
 from openeo_upscale.backend.state import open_state, process_graphs, signing_key
 from openeo_upscale.backend.udp import UdpResolver
 from openeo_upscale.backend.validation import GraphValidator
 from openeo_upscale.udp import UDP_DIR
+
+T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +54,10 @@ API_VERSION = "1.2.0"
 ASSET_LINK_SECONDS = 7 * 24 * 3600
 """How long a signed asset link stays valid."""
 _UDP_ID = re.compile(r"^\w+$")
+CHECK_THREADS = 8
+"""Worker threads for requests that check a process graph. Checking may read UDPs by namespace,
+which can be slow; these threads are their own, so a slow namespace holds up neither the event
+loop nor the threads that serve every other request."""
 
 _JOB_FIELDS = (
     "id",
@@ -74,7 +82,8 @@ class Backend:
         self.auth = Authenticator(self.engine, config)
         self.jobs = JobService(self.engine, config, config.state_dir / "results",
                                user_processes=self.user_processes)
-        self.resolver = UdpResolver((*config.udp_dirs, UDP_DIR))
+        self.resolver = UdpResolver((*config.udp_dirs, UDP_DIR), allow_http=config.allow_remote_namespaces,
+                                    http_timeout=config.namespace_timeout)
         self.available: frozenset[str] | None = None
         """Real mode: the processes the engine implements (the others are refused)."""
         if config.mode is Mode.REAL:
@@ -101,8 +110,19 @@ class Backend:
             ).all()
         return {pid: dict(doc) for pid, doc in rows}
 
-    def validate(self, user: str, process: Mapping[str, Any]) -> None:
-        self.validator.check(process, lambda pid: self.user_process(user, pid))
+    def problems(self, user: str, process: Mapping[str, Any],
+                 own_udp_url: str | None = None) -> list[e.ApiError]:
+        """Every problem of `process` for `user`; `own_udp_url` is where this backend serves its
+        UDP folders as the request reached it (a namespace there is read from the folders)."""
+        return self.validator.errors(
+            process, lambda pid: self.user_process(user, pid),
+            lambda namespace, pid: self.resolver.resolve(namespace, pid, own_udp_url=own_udp_url))
+
+    def validate(self, user: str, process: Mapping[str, Any], own_udp_url: str | None = None) -> None:
+        """Raise the first problem of `process` for `user`."""
+        found = self.problems(user, process, own_udp_url)
+        if found:
+            raise found[0]
 
     def sign(self, job_id: str, name: str, expires: int) -> str:
         msg = f"{job_id}/{name}/{expires}".encode()
@@ -120,6 +140,11 @@ User = Annotated[str, Depends(current_user)]
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + API_PREFIX
+
+
+def _own_udps(request: Request) -> str:
+    """Where this backend serves its UDP folders, as `request` reached it."""
+    return _base(request) + "/udp/"
 
 
 def _job_json(job: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
@@ -145,6 +170,20 @@ def _job_options(value: Any) -> dict[str, Any] | None:
     return value
 
 
+def _check_job_fields(doc: Mapping[str, Any]) -> None:
+    """The metadata of ``POST /jobs`` and ``PATCH /jobs/{id}``: texts, a budget, a log level."""
+    for key in ("title", "description", "plan"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise e.BadRequest(f"{key} must be a string or null.")
+    budget = doc.get("budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0
+                               or budget > 1e15):
+        raise e.BadRequest("budget must be a number between 0 and 1e15, or null.")
+    level = doc.get("log_level")
+    if level is not None and level not in LOG_LEVELS:
+        raise e.BadRequest(f"log_level must be one of {', '.join(LOG_LEVELS)}, or null.")
+
+
 def _json_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise e.BadRequest("The request body must be a JSON object.")
@@ -155,10 +194,7 @@ async def _read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw:
         raise e.BadRequest("The request body must be a JSON object.")
-    try:
-        return _json_body(json.loads(raw))
-    except ValueError as exc:
-        raise e.BadRequest(f"The request body is not valid JSON: {exc}") from exc
+    return _json_body(parse_json(raw))
 
 
 def create_app(config: BackendConfig) -> BackendApp:
@@ -172,6 +208,13 @@ def create_app(config: BackendConfig) -> BackendApp:
         redoc_url=None,
     )
     app.state.backend = backend
+    limiter: list[anyio.CapacityLimiter] = []  # made on first use: it belongs to the running loop
+
+    async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in one of the `CHECK_THREADS` threads of the graph-checking requests."""
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(CHECK_THREADS))
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter[0])
 
     @app.exception_handler(e.ApiError)
     async def _api_error(_request: Request, exc: e.ApiError) -> JSONResponse:
@@ -366,7 +409,7 @@ def create_app(config: BackendConfig) -> BackendApp:
 
     @app.get(API_PREFIX + "/udp/{name}.json")
     def udp_document(name: str) -> dict[str, Any]:
-        doc = backend.resolver.by_name(name)
+        doc = None if bad_name(name) else backend.resolver.by_name(name)
         if doc is None:
             raise e.ProcessGraphNotFound(f"User-defined process '{name}' does not exist.")
         return doc
@@ -409,14 +452,19 @@ def create_app(config: BackendConfig) -> BackendApp:
         if not isinstance(doc.get("process_graph"), dict):
             raise e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")
         doc["id"] = process_graph_id
-        backend.validate(user, doc)
-        with backend.engine.begin() as conn:
-            conn.execute(
-                sa.delete(process_graphs).where(
-                    process_graphs.c.user == user, process_graphs.c.id == process_graph_id
+
+        def store() -> None:
+            backend.validate(user, doc, own)
+            with backend.engine.begin() as conn:
+                conn.execute(
+                    sa.delete(process_graphs).where(
+                        process_graphs.c.user == user, process_graphs.c.id == process_graph_id
+                    )
                 )
-            )
-            conn.execute(sa.insert(process_graphs).values(user=user, id=process_graph_id, process=doc))
+                conn.execute(sa.insert(process_graphs).values(user=user, id=process_graph_id, process=doc))
+
+        own = _own_udps(request)
+        await off_loop(store)
         return Response(status_code=200)
 
     @app.delete(API_PREFIX + "/process_graphs/{process_graph_id}")
@@ -436,7 +484,7 @@ def create_app(config: BackendConfig) -> BackendApp:
     @app.post(API_PREFIX + "/validation")
     async def validation(request: Request, user: User) -> dict[str, Any]:
         doc = await _read_json(request)
-        problems = backend.validator.errors(doc, lambda pid: backend.user_process(user, pid))
+        problems = await off_loop(backend.problems, user, doc, _own_udps(request))
         return {"errors": [{"code": p.code, "message": p.message} for p in problems]}
 
     @app.post(API_PREFIX + "/result")
@@ -445,16 +493,22 @@ def create_app(config: BackendConfig) -> BackendApp:
         process = doc.get("process")
         if not isinstance(process, dict):
             raise e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")
-        backend.validate(user, process)
-        extent = simulate.extent_of(process)
-        if extent.area_km2 > 400:
-            raise e.ApiError(
-                "The process is too complex for synchronous processing. Please use a batch job instead.",
-                status=400,
-                code="ProcessGraphComplexity",
-            )
-        tmp = Path(tempfile.mkdtemp(prefix="openeo-sync-")) / "result.tif"
-        simulate.write_geotiff(tmp, extent)
+
+        def compute() -> Path:
+            backend.validate(user, process, own)
+            extent = simulate.extent_of(process)
+            if extent.area_km2 > 400:
+                raise e.ApiError(
+                    "The process is too complex for synchronous processing. Please use a batch job instead.",
+                    status=400,
+                    code="ProcessGraphComplexity",
+                )
+            path = Path(tempfile.mkdtemp(prefix="openeo-sync-")) / "result.tif"
+            simulate.write_geotiff(path, extent)
+            return path
+
+        own = _own_udps(request)
+        tmp = await off_loop(compute)
         return FileResponse(
             tmp,
             media_type="image/tiff; application=geotiff",
@@ -467,9 +521,10 @@ def create_app(config: BackendConfig) -> BackendApp:
     def list_jobs(
         request: Request,
         user: User,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        page: Annotated[int | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1)] = 100,
+        page: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     ) -> dict[str, Any]:
+        limit = page_size(limit, 100) or 100
         rows, next_seq = backend.jobs.list_page(user, limit, page)
         links = []
         if next_seq is not None:
@@ -482,17 +537,24 @@ def create_app(config: BackendConfig) -> BackendApp:
         process = doc.get("process")
         if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
             raise e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")
-        backend.validate(user, process)
-        job_id = backend.jobs.create(
-            user,
-            process,
-            title=doc.get("title"),
-            description=doc.get("description"),
-            plan=doc.get("plan"),
-            budget=doc.get("budget"),
-            log_level=doc.get("log_level"),
-            job_options=_job_options(doc.get("job_options")),
-        )
+        options = _job_options(doc.get("job_options"))
+        _check_job_fields(doc)
+
+        def create() -> str:
+            backend.validate(user, process, own)
+            return backend.jobs.create(
+                user,
+                process,
+                title=doc.get("title"),
+                description=doc.get("description"),
+                plan=doc.get("plan"),
+                budget=doc.get("budget"),
+                log_level=doc.get("log_level"),
+                job_options=options,
+            )
+
+        own = _own_udps(request)
+        job_id = await off_loop(create)
         return Response(
             status_code=201,
             headers={"Location": f"{_base(request)}/jobs/{job_id}", "OpenEO-Identifier": job_id},
@@ -509,11 +571,17 @@ def create_app(config: BackendConfig) -> BackendApp:
         changes = {k: v for k, v in doc.items() if k in editable}
         if not changes:
             raise e.ApiError("No data specified to be updated.", status=400, code="NoDataForUpdate")
-        if "process" in changes:
-            if not isinstance(changes["process"], dict):
-                raise e.ProcessGraphMissing("Invalid process specified.")
-            backend.validate(user, changes["process"])
-        backend.jobs.update(user, job_id, changes)
+        if "process" in changes and not isinstance(changes["process"], dict):
+            raise e.ProcessGraphMissing("Invalid process specified.")
+        _check_job_fields(changes)
+
+        def update() -> None:
+            if "process" in changes:
+                backend.validate(user, changes["process"], own)
+            backend.jobs.update(user, job_id, changes)
+
+        own = _own_udps(request)
+        await off_loop(update)
         return Response(status_code=204)
 
     @app.delete(API_PREFIX + "/jobs/{job_id}")
@@ -545,6 +613,9 @@ def create_app(config: BackendConfig) -> BackendApp:
         level: str | None = None,
         limit: Annotated[int | None, Query(ge=1)] = None,
     ) -> dict[str, Any]:
+        limit = page_size(limit, None)
+        if offset and not (offset.isascii() and offset.isdigit() and len(offset) <= 18):
+            raise e.BadRequest(f"Invalid offset '{offset[:40]}': use the offset of a link the logs gave.")
         entries, next_offset = backend.jobs.logs(user, job_id, offset, level, limit)
         links = []
         if next_offset is not None:
@@ -624,6 +695,8 @@ def create_app(config: BackendConfig) -> BackendApp:
         if not signed:
             user = backend.auth.user_for(authorization)
             backend.jobs.get(user, job_id)
+        if bad_name(name):
+            raise e.FileNotFound(f"File {name!r} does not exist.")
         failing = backend.config.faults.asset_errors.get(name)
         if failing is not None:
             return JSONResponse({"code": "Internal" if failing >= 500 else "AssetUnavailable",
@@ -632,7 +705,7 @@ def create_app(config: BackendConfig) -> BackendApp:
         media = "image/tiff; application=geotiff" if name.endswith(".tif") else None
         return FileResponse(path, media_type=media, filename=Path(name).name)
 
-    asgi: ASGIApp = app
+    asgi: ASGIApp = BodyLimit(app, int(config.max_request_mb * 2**20))
     if config.faults.enabled:
         asgi = FaultMiddleware(asgi, FaultPlan(config.faults), API_PREFIX)
     return BackendApp(asgi, backend)

@@ -497,6 +497,8 @@ class JobService:
                 udp_dirs=tuple(str(d) for d in self._config.udp_dirs),
                 user_processes=dict(self._user_processes(job["user"])),
                 memory_limit_mb=self._config.job_memory_limit_mb,
+                allow_remote_namespaces=self._config.allow_remote_namespaces,
+                namespace_timeout=self._config.namespace_timeout,
             )
             conn.execute(
                 sa.update(jobs)

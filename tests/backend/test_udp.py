@@ -17,10 +17,25 @@ def test_namespace_url_resolves_to_local_file(udp_dir: Path) -> None:
     assert resolver.resolve(MAX_NDVI_URL, "max_ndvi")["id"] == "max_ndvi"
 
 
-def test_file_path_namespace(udp_dir: Path) -> None:
-    resolver = UdpResolver(allow_http=False)
+def test_file_path_namespace_inside_a_udp_folder(udp_dir: Path) -> None:
+    resolver = UdpResolver((udp_dir,), allow_http=False)
     doc = resolver.resolve(str(udp_dir / "max_ndvi.json"), "max_ndvi")
     assert {p["name"] for p in doc["parameters"]} == {"bbox", "temporal_extent"}
+
+
+def test_a_file_outside_the_udp_folders_is_refused_like_a_missing_one(udp_dir: Path, tmp_path: Path) -> None:
+    """The answer tells nothing about the server's disk: an existing file outside the folders,
+    a missing one and a path that climbs out of a folder all get the same message."""
+    outside = tmp_path / "max_ndvi.json"
+    outside.write_text((udp_dir / "max_ndvi.json").read_text())
+    resolver = UdpResolver((udp_dir,))
+    messages = set()
+    for namespace in (str(outside), str(tmp_path / "missing.json"), f"{udp_dir}/../{udp_dir.name}/../x.json",
+                      "/etc/passwd", "/etc/nothere.json"):
+        with pytest.raises(ProcessUnsupported) as caught:
+            resolver.resolve(namespace, "max_ndvi")
+        messages.add(caught.value.message.replace(namespace, "<ns>"))
+    assert messages == {"Process 'max_ndvi' is not available in namespace '<ns>'."}
 
 
 def test_wrong_process_id_in_namespace(udp_dir: Path) -> None:

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from openeo_upscale.backend import BackendConfig, LocalBackend, Simulation
 from openeo_upscale.campaign import Campaign, Store
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, scratch_udps
 
 QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
 """About a third of a second per 5 km job."""
@@ -95,7 +95,7 @@ def backends(tmp_path: Path, udp_dir: Path) -> Iterator[Any]:
             settings.setdefault("simulation", QUICK)
             settings.setdefault("run_slots", 4)
             settings.setdefault("state_dir", tmp_path / f"backend-{name}")
-            config = BackendConfig(udp_dirs=(udp_dir,), **settings)
+            config = BackendConfig(udp_dirs=(udp_dir, scratch_udps(tmp_path)), **settings)
             return stack.enter_context(LocalBackend(config))
 
         yield start

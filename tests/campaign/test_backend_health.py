@@ -44,6 +44,7 @@ from tests.backend.client_helpers import wait_until
 from tests.campaign.proxy import Proxy
 from tests.campaign.team import backend_jobs
 from tests.campaign.test_engine import DEFAULTS, POLL, check_jobs_match_attempts, connect, grid, max_ndvi
+from tests.conftest import scratch_udps
 
 pytestmark = pytest.mark.usefixtures("stop_campaigns")
 
@@ -118,7 +119,7 @@ def test_login_failures_are_classified(raised: Exception, kind: type) -> None:
 
 def test_a_token_refused_right_after_a_fresh_login_is_an_auth_error(backends: Any) -> None:
     """Tokens that are dead on arrival: the client logs in again once, then gives up with AuthError."""
-    dead = backends("dead-tokens", token_ttl=0.0)
+    dead = backends("dead-tokens", token_ttl=1e-6)  # dead on arrival
     client = BackendClient("dead-tokens", basic_factory(dead.url))
     client.connect()
     with pytest.raises(AuthError, match="a token refused right after a fresh login") as caught:
@@ -154,7 +155,7 @@ def test_a_backend_that_cannot_authenticate_is_unusable_and_the_other_runs_every
 def test_tokens_refused_after_a_fresh_login_stop_the_run_with_tasks_pending(
     backends: Any, udp_dir: Path, tmp_path: Path
 ) -> None:
-    dead = backends("dead-tokens", token_ttl=0.0)
+    dead = backends("dead-tokens", token_ttl=1e-6)  # dead on arrival
     with Store.open(tmp_path / "campaign.sqlite") as store:
         campaign = Campaign.create(store, grid(3), max_ndvi(udp_dir), defaults=DEFAULTS,
                                    output_dir=tmp_path / "out", polling=POLL)
@@ -314,7 +315,7 @@ def _broken_udp(tmp_path: Path, udp_dir: Path) -> Udp:
     document = json.loads((udp_dir / "max_ndvi.json").read_text())
     reducer = document["process_graph"]["reducedimension2"]["arguments"]["reducer"]["process_graph"]
     reducer["max1"]["process_id"] = "no_such_process"
-    path = tmp_path / "broken.json"
+    path = scratch_udps(tmp_path) / "broken.json"
     path.write_text(json.dumps(document))
     return Udp.from_file(path, namespace=str(path))
 

@@ -55,6 +55,9 @@ class JobSpec:
     udp_dirs: tuple[str, ...] = ()
     user_processes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     memory_limit_mb: int | None = None
+    allow_remote_namespaces: bool = False
+    """The backend's setting: the job may fetch the remote namespaces its validation accepted."""
+    namespace_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,8 @@ def _evaluate(spec: JobSpec, usage: dict[str, Any]) -> dict[str, Any]:
     from openeo_upscale.backend.udp import UdpResolver
     from openeo_upscale.udp import UDP_DIR
 
-    resolver = UdpResolver((*(Path(d) for d in spec.udp_dirs), UDP_DIR))
+    resolver = UdpResolver((*(Path(d) for d in spec.udp_dirs), UDP_DIR),
+                           allow_http=spec.allow_remote_namespaces, http_timeout=spec.namespace_timeout)
 
     def lookup(process_id: str, namespace: str | None) -> Mapping[str, Any] | None:
         if namespace in (None, "user") and process_id in spec.user_processes:
