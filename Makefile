@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/openeo-upscale demo $(if $(UDP_DIR),--udp-dir $(UDP_DIR))
 
+# Two workers (pytest-xdist): most end-to-end tests wait on simulated jobs, so two processes
+# take about 60% of the time of one on CI's two cores. `.venv/bin/pytest` runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	@scripts/install-chromium.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check openeo_upscale tests benchmarks

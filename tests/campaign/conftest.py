@@ -19,6 +19,9 @@ from tests.conftest import IN_CI, scratch_udps
 
 QUICK = Simulation(time_scale=0.002, queue_seconds=1.0)
 """About a third of a second per 5 km job."""
+BRISK = Simulation(time_scale=0.0005, queue_seconds=1.0)
+"""About a tenth of a second per 5 km job, for the 200-task runs: they are paced by the scheduler's
+requests and polls, which is what they test, rather than by waiting for jobs."""
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432

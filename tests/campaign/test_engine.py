@@ -37,6 +37,7 @@ from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.errors import ConfigError
 from openeo_upscale.grid import tiles
 from tests.backend.client_helpers import wait_until
+from tests.campaign.conftest import BRISK
 from tests.campaign.team import backend_jobs
 from tests.conftest import MAX_NDVI_URL
 
@@ -91,7 +92,7 @@ def done_once(store: Store, campaign: Campaign) -> None:
 def test_200_tasks_over_two_backends_each_done_once(backends: Any, udp_dir: Path, tmp_path: Path,
                                                       store_target: str) -> None:
     """200 tasks, parallel_jobs 3 and 2, on SQLite and on PostgreSQL: all done, jobs == attempts."""
-    one, two = backends("one"), backends("two")
+    one, two = backends("one", simulation=BRISK), backends("two", simulation=BRISK)
     with Store.open(store_target) as store:
         campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
                                    output_dir=tmp_path / "out", polling=POLL)
@@ -117,7 +118,8 @@ def test_faults_every_task_done_or_failed_with_reason(backends: Any, udp_dir: Pa
     faults = Faults(seed=7, http_error_rate={"*": 0.1}, drop_rate={"*": 0.01},
                     lost_response_rate={"POST /jobs": 0.05}, job_failure_rate=0.2,
                     rate_limit=RateLimit(capacity=20, per_second=20.0))
-    one, two = backends("one", faults=faults), backends("two", faults=Faults(**{**vars(faults), "seed": 8}))
+    one = backends("one", faults=faults, simulation=BRISK)
+    two = backends("two", faults=Faults(**{**vars(faults), "seed": 8}), simulation=BRISK)
     with Store.open(tmp_path / "campaign.sqlite") as store:
         campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
                                    output_dir=tmp_path / "out", polling=POLL,

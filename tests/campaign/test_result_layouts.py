@@ -24,7 +24,7 @@ from openeo_upscale.campaign.downloads import sha256_of
 from openeo_upscale.campaign.mosaic import verify_results
 from openeo_upscale.cli import main
 from tests.backend.client_helpers import wait_until
-from tests.campaign.conftest import QUICK
+from tests.campaign.conftest import BRISK, QUICK
 from tests.campaign.team import backend_jobs, connect, max_ndvi
 from tests.campaign.team import grid as team_grid
 
@@ -33,6 +33,8 @@ POLL = Polling(min_interval=0.1, max_interval=0.5)
 DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
 TWO_ASSETS = Simulation(time_scale=QUICK.time_scale, queue_seconds=QUICK.queue_seconds,
                         assets=("openEO.tif", "openEO_2.tif"))
+BRISK_TWO_ASSETS = Simulation(time_scale=BRISK.time_scale, queue_seconds=BRISK.queue_seconds,
+                              assets=TWO_ASSETS.assets)
 
 
 def grid(count: int) -> Any:
@@ -42,8 +44,8 @@ def grid(count: int) -> Any:
 
 def test_200_tasks_with_results_as_linked_items(backends: Any, udp_dir: Path, tmp_path: Path) -> None:
     """Collections without assets, each file in its own item, one item link per page."""
-    one = backends("one", simulation=TWO_ASSETS, results_layout=ResultsLayout.ITEMS, items_per_page=1)
-    two = backends("two", simulation=TWO_ASSETS, results_layout=ResultsLayout.ITEMS, items_per_page=1)
+    one = backends("one", simulation=BRISK_TWO_ASSETS, results_layout=ResultsLayout.ITEMS, items_per_page=1)
+    two = backends("two", simulation=BRISK_TWO_ASSETS, results_layout=ResultsLayout.ITEMS, items_per_page=1)
     with Store.open(tmp_path / "campaign.sqlite") as store:
         campaign = Campaign.create(store, grid(200), max_ndvi(udp_dir), defaults=DEFAULTS,
                                    output_dir=tmp_path / "out", polling=POLL)
