@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from openeo_upscale.campaign.asset_fetch import download_asset, download_results, safe_asset_path
 from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp, parameters_for
-from openeo_upscale.campaign.downloads import download_asset, download_results, safe_asset_path
+from openeo_upscale.campaign.download_pool import Downloader
 from openeo_upscale.campaign.health import BackendState
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Event, JobRecord, RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Backoff, Pacer
-from openeo_upscale.campaign.results import Downloader
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy

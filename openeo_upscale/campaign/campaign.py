@@ -25,11 +25,11 @@ import shapely
 from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, parameters_for
+from openeo_upscale.campaign.download_pool import Downloader
 from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Pacer
-from openeo_upscale.campaign.results import Downloader
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy

@@ -39,9 +39,9 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from openeo_upscale.campaign.downloads import SHA256_MULTIHASH, sha256_of
+from openeo_upscale.campaign.asset_fetch import SHA256_MULTIHASH, sha256_of
+from openeo_upscale.campaign.download_pool import ITEM_FILE, task_folder
 from openeo_upscale.campaign.models import Task
-from openeo_upscale.campaign.results import ITEM_FILE, task_folder
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import CampaignError

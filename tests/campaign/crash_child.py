@@ -30,7 +30,7 @@ import openeo
 import requests
 import shapely
 
-from openeo_upscale.campaign import downloads
+from openeo_upscale.campaign import asset_fetch
 from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp
@@ -76,12 +76,12 @@ def widen_crash_windows(hold_before_create: float, hold_after_create: float, hol
 
         BackendClient.create_job = held_create  # type: ignore[method-assign]
     if hold_in_download > 0:
-        fetch = downloads._fetch
+        fetch = asset_fetch._fetch
 
         def held_fetch(session: requests.Session, *args: Any) -> None:
             fetch(cast(requests.Session, _HeldSession(session, hold_in_download)), *args)
 
-        downloads._fetch = held_fetch  # type: ignore[assignment]
+        asset_fetch._fetch = held_fetch  # type: ignore[assignment]
 
 
 class _HeldSession:

@@ -19,8 +19,8 @@ import pytest
 from openeo_upscale.backend import ResultsLayout, Simulation
 from openeo_upscale.backend.config import Faults
 from openeo_upscale.campaign import Campaign, CampaignError, Polling, Store, TaskState
+from openeo_upscale.campaign.asset_fetch import sha256_of
 from openeo_upscale.campaign.catalog import load_collection
-from openeo_upscale.campaign.downloads import sha256_of
 from openeo_upscale.campaign.mosaic import verify_results
 from openeo_upscale.cli import main
 from tests.backend.client_helpers import wait_until

@@ -34,8 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from openeo_upscale.campaign.client import BackendClient
-from openeo_upscale.campaign.downloads import (
+from openeo_upscale.campaign.asset_fetch import (
     Fetched,
     PlannedAsset,
     fetch_assets,
@@ -44,6 +43,7 @@ from openeo_upscale.campaign.downloads import (
     result_items,
     safe_asset_path,
 )
+from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import Backoff
 from openeo_upscale.campaign.settings import RetryPolicy
