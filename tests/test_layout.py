@@ -46,6 +46,25 @@ def test_campaign_monitor_and_grid_never_import_the_local_backend() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def _offenders(folders: tuple[str, ...], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    found = {
+        str(path.relative_to(PACKAGE)): sorted(n for n in _imports(path) if n.startswith(forbidden))
+        for folder in folders for path in (PACKAGE / folder).rglob("*.py")
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+APPLICATION = ("openeo_upscale.cli", "openeo_upscale.demo")
+
+
+def test_imports_follow_the_flow_of_data() -> None:
+    """AOI -> grid -> campaign -> monitor, with the application layer (cli, demo) on top: no package
+    imports one further along the flow, and none imports the application layer."""
+    assert _offenders(("grid",), ("openeo_upscale.campaign", "openeo_upscale.monitor", *APPLICATION)) == {}
+    assert _offenders(("campaign",), ("openeo_upscale.monitor", *APPLICATION)) == {}
+    assert _offenders(("monitor",), APPLICATION) == {}
+
+
 def test_the_store_and_models_never_import_the_engine() -> None:
     engine = ("openeo_upscale.campaign.scheduler", "openeo_upscale.campaign.runner",
               "openeo_upscale.campaign.campaign", "openeo_upscale.campaign.client",

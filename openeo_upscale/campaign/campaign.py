@@ -494,21 +494,6 @@ class Campaign:
         frame = pd.DataFrame(rows, columns=columns)
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
 
-    def plot_map(self, **kwargs: Any) -> Any:
-        """A static plotly figure of the tiles coloured by state (see `monitor.maps.plot_map`)."""
-        from openeo_upscale.monitor.maps import plot_map
-
-        return plot_map(self.store, self.id, **kwargs)
-
-    def map(self, **kwargs: Any) -> Any:
-        """A live-updating notebook map of the tiles; call after `start` (see `monitor.maps.live_map`).
-
-        Needs the ``anywidget`` package; without it raises `WidgetUnavailableError`, an `ImportError`.
-        """
-        from openeo_upscale.monitor.maps import live_map
-
-        return live_map(self, **kwargs)
-
     # operations -------------------------------------------------------------------------------
 
     def retry(self, states: Iterable[TaskState | str] = (S.FAILED,), *, downloads_only: bool = False) -> int:

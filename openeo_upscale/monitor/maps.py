@@ -17,18 +17,16 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import plotly.graph_objects as go
 import shapely
 
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.states import TaskState
+from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
 from openeo_upscale.monitor.colors import STATE_COLORS
-
-if TYPE_CHECKING:
-    from openeo_upscale.campaign.store import Store
 
 MAX_POLYGONS = 5_000
 """Above this many tiles the map draws tile centres as markers instead of polygons."""
@@ -202,11 +200,19 @@ def _fill(figure: go.Figure, tasks: list[Task], *, all_states: bool) -> None:
     figure.layout.annotations = [note] if notes else []
 
 
-def plot_map(store: Store, campaign_id: int, *, title: str | None = None) -> go.Figure:
-    """A static map of the campaign's tiles coloured by state, one trace per state present.
+def plot_map(source: Store | LiveCampaign, campaign_id: int | None = None, *,
+             title: str | None = None) -> go.Figure:
+    """A static map of a campaign's tiles coloured by state, one trace per state present:
+    ``plot_map(campaign)``, or ``plot_map(store, campaign_id)`` for a campaign in a store.
 
     Hover shows tile id, state, backend, job id, attempts, duration and credits. Works offline.
     """
+    if campaign_id is None:
+        if not hasattr(source, "id"):
+            raise TypeError("plot_map(store, campaign_id): the campaign id is missing")
+        store, campaign_id = source.store, source.id
+    else:
+        store = source if isinstance(source, Store) else source.store
     tasks = list(store.all_tasks(campaign_id))
     return map_figure(tasks, title if title is not None else _default_title(store, campaign_id, len(tasks)))
 
@@ -245,7 +251,7 @@ def _widget_class() -> type[go.FigureWidget]:
     except ImportError as exc:
         raise WidgetUnavailableError(
             "the live map is a Jupyter widget and needs the 'anywidget' package: run "
-            "`pip install anywidget` (or use campaign.plot_map() for a static map)") from exc
+            "`pip install anywidget` (or use plot_map(campaign) for a static map)") from exc
     return go.FigureWidget
 
 

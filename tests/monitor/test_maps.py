@@ -160,16 +160,17 @@ def test_map_without_anywidget_says_what_to_install(monkeypatch: pytest.MonkeyPa
     assert isinstance(caught.value, maps.WidgetUnavailableError)
 
 
-def test_campaign_methods_delegate(campaign: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_maps_take_a_campaign(campaign: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
     from openeo_upscale.campaign import Campaign
+    from openeo_upscale.monitor import live_map, plot_map
 
     store, campaign_id = campaign
     opened = Campaign(store, campaign_id)
-    figure = opened.plot_map(title="t")
+    figure = plot_map(opened, title="t")
     assert figure.layout.title.text == "t" and len(figure.data) == 5
     _without_anywidget(monkeypatch)
     with pytest.raises(maps.WidgetUnavailableError, match="pip install anywidget"):
-        opened.map(interval=1.0)
+        live_map(opened, interval=1.0)
 
 
 @dataclass
@@ -286,7 +287,7 @@ def test_campaign_map_follows_a_run_on_the_local_backend(tmp_path: Path) -> None
                                  parallel_jobs=2)
             campaign.start()
             before = set(threading.enumerate())
-            widget = campaign.map(interval=0.02)
+            widget = maps.live_map(campaign, interval=0.02)
             thread = _new_live_thread(before)
             assert isinstance(widget, go.FigureWidget)
             seen: set[str] = set()
