@@ -132,18 +132,15 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from openeo_upscale.campaign.config import connection_factory, load_campaign
+    from openeo_upscale.campaign.config import load_campaign
     from openeo_upscale.monitor import LogMonitor, Monitor, TerminalMonitor
 
     config = load_campaign(args.config)
     if args.dry_run:
         return _dry_run(config)
-    factories = {b.name: connection_factory(b, os.environ) for b in config.backends}
+    factories = config.connection_factories(os.environ)
     with _campaign_for(config, factories) as campaign:
-        for backend in config.backends:
-            campaign.add_backend(backend.name, factories[backend.name], parallel_jobs=backend.parallel_jobs,
-                                 queue_limit=backend.queue_limit, weight=backend.weight,
-                                 job_options=backend.job_options)
+        config.attach_backends(campaign, factories)
         monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
         try:
             with _sigterm_as_interrupt():
@@ -159,23 +156,11 @@ def _campaign_for(config: CampaignConfig, factories: dict[str, Any]) -> Iterator
 
     Several runs may start at once on a new store: one creates the campaign, the others resume it.
     """
-    from openeo_upscale.campaign import Campaign, Store
+    from openeo_upscale.campaign import Store
 
     store = Store.open(config.store)
     try:
-        if any(c["name"] == config.name for c in store.campaigns()):
-            campaign = Campaign.open(store, config.name)
-        else:
-            if config.udp is None:
-                raise _config_error("no [udp] table: say which process to run "
-                                    "(file, namespace or process_id)")
-            first = factories[config.backends[0].name]
-            udp = config.udp.load(first)
-            tiles = config.load_tiles()
-            campaign = Campaign.create(
-                store, tiles, udp, name=config.name, defaults=config.defaults, column_map=config.column_map,
-                output_dir=config.output_dir, on_exists="resume", retry=config.retry, limits=config.limits,
-                polling=config.polling, leasing=config.leasing, job_options=config.job_options)
+        campaign = config.open_campaign(store, factories)
         if campaign.created:
             print(f"created campaign {config.name!r} with {campaign.summary()['tasks']:,} tasks in "
                   f"{shown_url(config.store)}", flush=True)
@@ -193,8 +178,9 @@ def _dry_run(config: CampaignConfig) -> int:
     """Show what `run` would do: the tasks and their area, and each backend's answer to ``POST
     /validation`` of the first task's process graph (where its credentials are set). Nothing is
     written and no job is created. Exit code 2 when a backend refused the credentials or the graph."""
-    from openeo_upscale.campaign import Campaign, Store, TaskState, check_tile_ids, validate_campaign
-    from openeo_upscale.campaign.creator import parameters_for
+    from openeo_upscale.campaign import Campaign, Store, TaskState, validate_campaign
+    from openeo_upscale.campaign.config import validation_process
+    from openeo_upscale.campaign.creator import parameters_for, tile_records
 
     process: dict[str, Any] | None = None
     if _store_exists(config.store):
@@ -207,95 +193,41 @@ def _dry_run(config: CampaignConfig) -> int:
                       f"{summary['tasks']:,} tasks ({counts}); run resumes it")
                 first = store.tasks_in(campaign.id, TaskState.PENDING, limit=1)
                 if campaign.udp is not None and first:
-                    process = _validated_process(campaign.udp, first[0].parameters)
+                    process = validation_process(campaign.udp, first[0].parameters)
                 return _ask_backends(config, process, "no task is pending")
     tiles = config.load_tiles()
     area = float(tiles["area_km2"].sum()) if "area_km2" in tiles.columns else None
     print(f"campaign {config.name!r}: {len(tiles):,} tasks, "
           + (f"{area:,.1f} km²" if area is not None else "area unknown (the tiles have no area_km2)"))
-    if "tile_id" in tiles.columns:
-        check_tile_ids(tiles["tile_id"].astype(str))
+    records = tile_records(tiles)  # the ids checked as `run` checks them
     why_not = "the UDP is not a local file (run downloads it)"
     if config.udp is not None and config.udp.local:
         udp = config.udp.load()
-        records = _tile_records(tiles)
         validate_campaign(udp, records, defaults=config.defaults, column_map=config.column_map)
         print(f"UDP {udp.process_id}: parameters valid for every task")
         if records:
-            process = _validated_process(udp, parameters_for(udp, records[0], defaults=config.defaults,
+            process = validation_process(udp, parameters_for(udp, records[0], defaults=config.defaults,
                                                              column_map=config.column_map))
     code = _ask_backends(config, process, why_not)
     print(f"store: {shown_url(config.store)} (not written)")
     return code
 
 
-def _validated_process(udp: Any, parameters: dict[str, Any]) -> dict[str, Any]:
-    """What the dry run has a backend validate: the first task's process graph, as ``POST /jobs``
-    would get it; for a UDP without a namespace (which `run` stores on each backend first) the
-    UDP's own definition, so that nothing is written on the backend."""
-    from openeo_upscale.campaign.campaign import job_process
-
-    if udp.namespace:
-        return job_process(udp, parameters)
-    definition = dict(udp.definition)
-    return {key: definition[key] for key in ("process_graph", "parameters") if key in definition}
-
-
 def _ask_backends(config: CampaignConfig, process: dict[str, Any] | None, why_not: str) -> int:
     """One line per backend: its answer to ``POST /validation`` of ``process``; 2 when any refused."""
-    from openeo_upscale.campaign.client import BackendClient
-    from openeo_upscale.campaign.config import AuthKind, connection_factory
-    from openeo_upscale.errors import AuthError, BackendError, ConfigError, TransientError
+    from openeo_upscale.campaign.config import ask_backends
 
-    refused = 0
-    for backend in config.backends:
-        head = (f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
-                f"auth {backend.auth.value}: ")
-        if process is None:
-            print(head + f"not asked to validate: {why_not}")
-            continue
-        if backend.auth is AuthKind.OIDC:
-            print(head + "could not be asked: auth 'oidc' may need an interactive login "
-                  "(run asks it before its first job)")
-            continue
-        try:
-            client = BackendClient(backend.name, connection_factory(backend, os.environ))
-            client.connect()
-            problems = client.validate(process)
-        except ConfigError as exc:
-            print(head + f"could not be asked: {exc}")
-            continue
-        except AuthError as exc:
-            refused += 1
-            print(head + f"cannot authenticate: {exc.reason}")
-            continue
-        except TransientError as exc:
-            print(head + f"could not be asked: {exc.reason}")
-            continue
-        except BackendError as exc:
-            refused += 1
-            print(head + f"refused: {exc.reason}")
-            continue
-        if problems is None:
-            print(head + "no /validation endpoint (run launches there without asking)")
-        elif problems:
-            refused += 1
-            print(head + "refused the process graph: " + "; ".join(problems))
-        else:
-            print(head + "valid")
+    answers = ask_backends(config, process, why_not, os.environ)
+    for answer in answers:
+        backend = answer.backend
+        print(f"backend {backend.name}: {backend.url}, {backend.parallel_jobs} parallel job(s), "
+              f"auth {backend.auth.value}: {answer.verdict}")
+    refused = sum(answer.refused for answer in answers)
     if refused:
         print(f"openeo-upscale: error: {refused} backend(s) would not run the campaign (see above)",
               file=sys.stderr)
         return EXIT_ERROR
     return 0
-
-
-def _tile_records(tiles: Any) -> list[dict[str, Any]]:
-    import geopandas as gpd
-
-    frame = tiles.to_crs(4326) if isinstance(tiles, gpd.GeoDataFrame) and tiles.crs else tiles
-    records: list[dict[str, Any]] = frame.to_dict("records")
-    return records
 
 
 def _watch(campaign: Campaign, monitor: Any, *, wait: bool = False) -> None:
@@ -481,7 +413,9 @@ def _retry(args: argparse.Namespace) -> int:
         print(f"{moved:,} failed download(s) back to finished; `openeo-upscale run` fetches their results "
               "again (no new job)")
         return 0
-    states = args.state or ["failed"]
+    from openeo_upscale.campaign.states import TASK_RETRYABLE
+
+    states = args.state or [TASK_RETRYABLE[0].value]
     with _opened(args.store, args.name) as campaign:
         moved = campaign.retry(states)
     print(f"{moved:,} task(s) back to pending ({', '.join(states)}); `openeo-upscale run` runs them")
@@ -489,14 +423,11 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from openeo_upscale.campaign.config import connection_factory, load_campaign
+    from openeo_upscale.campaign.config import load_campaign
 
     config = load_campaign(args.config)
     with _opened(args.store, args.name or config.name) as campaign:
-        for backend in config.backends:
-            campaign.add_backend(backend.name, connection_factory(backend, os.environ),
-                                 parallel_jobs=backend.parallel_jobs, queue_limit=backend.queue_limit,
-                                 weight=backend.weight)
+        config.attach_backends(campaign, config.connection_factories(os.environ))
         canceled = campaign.cancel()
     print(f"canceled {canceled:,} task(s) and their jobs")
     return 0
@@ -513,24 +444,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from openeo_upscale.campaign import Campaign
-    from openeo_upscale.campaign.campaign import PIN_COLUMN
     from openeo_upscale.campaign.config import UdpConfig
-    from openeo_upscale.campaign.exchange import import_tasks
+    from openeo_upscale.campaign.exchange import import_tasks, tile_records_of
 
     defaults = _json_object(args.defaults, "--defaults") if args.defaults else {}
     udp = UdpConfig(file=Path(args.udp) if args.udp else None, namespace=args.namespace).load()
-    rows = import_tasks(args.file, pin_from=args.pin_from)
-    records = []
-    for row in rows:
-        # A bounding box exported as a parameter value is the tile's own extent; the creator derives
-        # spatial parameters from the tile again (and reads a same-named cell only as a geometry).
-        record: dict[str, Any] = {name: value for name, value in row["parameters"].items()
-                                  if not _is_bbox(value)}
-        record.update({key: row.get(key) for key in ("tile_id", "epsg", "west", "south", "east", "north",
-                                                     "geometry")})
-        if row.get("pinned_backend"):
-            record[PIN_COLUMN] = row["pinned_backend"]
-        records.append(record)
+    records = tile_records_of(import_tasks(args.file, pin_from=args.pin_from))
     campaign = Campaign.create(args.store, records, udp, name=args.name, defaults=defaults,
                                output_dir=args.output_dir, on_exists="error")
     with campaign:
@@ -541,13 +460,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from openeo_upscale.campaign import Store
-    from openeo_upscale.errors import StoreError
     from openeo_upscale.monitor.report import write_report
 
-    if not _store_exists(args.store):
-        raise StoreError(f"no store at {shown_url(args.store)}")
-    with Store.open(args.store) as store:
+    with _existing_store(args.store) as store:
         campaign_id = int(store.campaign(name=args.name)["id"])
         path = write_report(store, campaign_id, args.output)
     print(f"wrote {path}")
@@ -558,7 +473,7 @@ def _results_verify(args: argparse.Namespace) -> int:
     from openeo_upscale.campaign import TaskState
     from openeo_upscale.campaign.mosaic import verify_results
 
-    with _results_store(args.store) as store:
+    with _existing_store(args.store) as store:
         campaign_id = int(store.campaign(name=args.name)["id"])
         problems = verify_results(store, campaign_id)
         checked = sum(len(task.result_paths or []) for task in store.all_tasks(campaign_id)
@@ -575,7 +490,7 @@ def _results_verify(args: argparse.Namespace) -> int:
 def _results_mosaic(args: argparse.Namespace) -> int:
     from openeo_upscale.campaign.mosaic import build_mosaic
 
-    with _results_store(args.store) as store:
+    with _existing_store(args.store) as store:
         campaign_id = int(store.campaign(name=args.name)["id"])
         written = build_mosaic(store, campaign_id, args.output)
     if not written:
@@ -586,8 +501,9 @@ def _results_mosaic(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _results_store(store: str) -> Iterator[Any]:
-    """An existing store, closed afterwards."""
+def _existing_store(store: str) -> Iterator[Any]:
+    """An existing store (`StoreError` when there is none: a typo must not create one), closed
+    afterwards."""
     from openeo_upscale.campaign import Store
     from openeo_upscale.errors import StoreError
 
@@ -597,22 +513,12 @@ def _results_store(store: str) -> Iterator[Any]:
         yield opened
 
 
-def _is_bbox(value: Any) -> bool:
-    """A bounding-box mapping (not GeoJSON)."""
-    corners = {"west", "south", "east", "north"}
-    return isinstance(value, dict) and "type" not in value and corners <= value.keys()
-
-
 @contextmanager
 def _opened(store: str, name: str | None) -> Iterator[Campaign]:
     """A campaign of an existing store, closed afterwards."""
     from openeo_upscale.campaign import Campaign
 
-    if not _store_exists(store):
-        from openeo_upscale.errors import StoreError
-
-        raise StoreError(f"no store at {shown_url(store)}")
-    with Campaign.open(store, name) as campaign:
+    with _existing_store(store) as opened, Campaign.open(opened, name) as campaign:
         yield campaign
 
 
@@ -637,6 +543,8 @@ def _config_error(message: str) -> UpscaleError:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from openeo_upscale.campaign.states import TASK_RETRYABLE
+
     parser = argparse.ArgumentParser(prog="openeo-upscale", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -704,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="put failed (or canceled, skipped) tasks back to pending")
     retry.add_argument("store", help="SQLite file or postgresql:// URL")
     retry.add_argument("--name", help="the campaign (when the store holds several)")
-    retry.add_argument("--state", action="append", choices=["failed", "canceled", "skipped"],
+    retry.add_argument("--state", action="append", choices=[state.value for state in TASK_RETRYABLE],
                        help="tasks in this state (repeatable; default failed)")
     retry.add_argument("--downloads", action="store_true",
                        help="only the failed tasks whose job finished: download their results again "

@@ -23,7 +23,7 @@ import openeo
 
 from openeo_upscale.backend import BackendConfig, LocalBackend
 from openeo_upscale.backend.config import Mode
-from openeo_upscale.campaign import Campaign, Polling, Udp
+from openeo_upscale.campaign import Campaign, Polling, TaskState, Udp
 from openeo_upscale.grid import tiles
 from openeo_upscale.udp import UDP_DIR
 
@@ -86,7 +86,7 @@ def run_demo(output: Path, *, udp_dir: Path | None = None, max_tiles: int | None
                     monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
                 monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
             summary = campaign.summary()
-            done = summary["counts"]["done"]
+            done = summary["counts"][TaskState.DONE]
             if done != summary["tasks"]:
                 for error in recent_errors(campaign.store, campaign.id):
                     print(f"error: {error}", file=sys.stderr)

@@ -24,19 +24,25 @@ import shapely
 
 from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
-from openeo_upscale.campaign.creator import Udp, parameters_for
+from openeo_upscale.campaign.creator import Udp, task_rows, tile_records
 from openeo_upscale.campaign.download_pool import Downloader
 from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
-from openeo_upscale.campaign.models import RunnerInfo, Task
+from openeo_upscale.campaign.models import BackendSlots, CampaignSettings, RunnerInfo, Task
 from openeo_upscale.campaign.pacing import Pacer
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.settings import job_options as settings_job_options
-from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
+from openeo_upscale.campaign.states import (
+    TASK_CANCELABLE_JOB,
+    TASK_HOLDING,
+    TASK_RETRYABLE,
+    JobStatus,
+    TaskState,
+)
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.campaign.validation import check_tile_ids, validate_campaign
+from openeo_upscale.campaign.validation import validate_campaign
 from openeo_upscale.errors import (
     BackendError,
     CampaignError,
@@ -48,15 +54,6 @@ from openeo_upscale.errors import (
 log = logging.getLogger(__name__)
 
 S = TaskState
-
-TILE_COLUMNS = ("tile_id", "epsg", "west", "south", "east", "north", "geometry")
-"""Columns of a tile that the store keeps in their own columns."""
-
-PIN_COLUMN = "backend"
-"""A tiles column naming the only backend a task may run on."""
-JOB_OPTIONS_COLUMN = "job_options"
-"""A tiles column with the tile's own backend job options (a JSON object, or its text)."""
-
 
 class TaskCallback(Protocol):
     """Called with a task that reached `done` or `failed` (from the runner's thread)."""
@@ -72,14 +69,15 @@ class Campaign:
         self.id = campaign_id
         row = store.campaign(campaign_id)
         self.name: str = row["name"]
-        self.config: dict[str, Any] = dict(row["config"])
-        self.udp = Udp.from_dict(row["udp"], self.config.get("namespace")) if row["udp"] else None
-        self.uid: str = self.config["uid"]
-        self.retry_policy = RetryPolicy(**self.config.get("retry", {}))
-        self.limits = Limits(**self.config.get("limits", {}))
-        self.polling = Polling(**self.config.get("polling", {}))
-        self.leasing = Leasing(**self.config.get("leasing", {}))
-        self.output_dir = Path(self.config.get("output_dir") or "results")
+        self.settings = CampaignSettings.from_dict(row["config"])
+        """What the store keeps of the campaign's configuration."""
+        self.udp = Udp.from_dict(row["udp"], self.settings.namespace) if row["udp"] else None
+        self.uid: str = self.settings.uid
+        self.retry_policy = self.settings.retry
+        self.limits = self.settings.limits
+        self.polling = self.settings.polling
+        self.leasing = self.settings.leasing
+        self.output_dir = self.settings.results_folder
         self.created = False
         """True when `create` made this campaign (False: it was there already and is resumed)."""
         self._owns_store = owns_store
@@ -135,22 +133,21 @@ class Campaign:
                 return cls._resumed(opened, found, name, on_exists, owns)
             the_udp = _udp(udp, namespace)
             campaign_options = settings_job_options(job_options or {}, "campaign")
-            frame = _tiles_frame(tiles)
-            records = frame.to_dict("records")
+            records = tile_records(tiles)
             validate_campaign(the_udp, records, defaults=defaults, column_map=column_map)
-            config = {
-                "uid": uuid.uuid4().hex[:12],
-                "namespace": the_udp.namespace,
-                "defaults": dict(defaults or {}),
-                "column_map": dict(column_map or {}),
-                "output_dir": os.fspath(Path(output_dir or f"{name}-results").resolve()),
-                "retry": dataclasses.asdict(retry or RetryPolicy()),
-                "limits": dataclasses.asdict(limits or Limits()),
-                "polling": dataclasses.asdict(polling or Polling()),
-                "leasing": dataclasses.asdict(leasing or Leasing()),
-                "job_options": campaign_options,
-            }
-            rows = (_task_row(the_udp, record, defaults, column_map) for record in records)
+            config = CampaignSettings(
+                uid=uuid.uuid4().hex[:12],
+                namespace=the_udp.namespace,
+                defaults=dict(defaults or {}),
+                column_map=dict(column_map or {}),
+                output_dir=os.fspath(Path(output_dir or f"{name}-results").resolve()),
+                retry=retry or RetryPolicy(),
+                limits=limits or Limits(),
+                polling=polling or Polling(),
+                leasing=leasing or Leasing(),
+                job_options=campaign_options,
+            ).to_dict()
+            rows = task_rows(the_udp, records, defaults=defaults, column_map=column_map)
             try:
                 campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows)
             except CampaignExistsError:
@@ -273,12 +270,10 @@ class Campaign:
             # resume a file that an old worker is still writing.
             self._thread.join()
         # What the dashboard shows as each backend's slots (names and limits only, never secrets).
-        self.config["backends"] = [
-            {"name": name, "parallel_jobs": settings.parallel_jobs, "queue_limit": settings.queue_limit,
-             "weight": settings.weight}
-            for name, (settings, _client) in self._backends.items()
-        ]
-        self.store.set_campaign_config(self.id, self.config)
+        self.settings = dataclasses.replace(self.settings, backends=tuple(
+            BackendSlots(name, settings.parallel_jobs, settings.queue_limit, settings.weight)
+            for name, (settings, _client) in self._backends.items()))
+        self.store.set_campaign_config(self.id, self.settings.to_dict())
         runner_ref: list[Runner] = []
         scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None,
                                    wait=wait, on_wait=on_wait)
@@ -324,7 +319,7 @@ class Campaign:
                 pacer=Pacer(self.polling),
                 prepare=self._prepare_backend,
                 leases=leases,
-                job_options=self.config.get("job_options"),
+                job_options=self.settings.job_options,
             )
         except BaseException:
             leases.leave("could not start")
@@ -512,7 +507,7 @@ class Campaign:
                                                    claimed_by=None, claim_expires=None)
             return moved
         chosen = [TaskState(s) for s in states]
-        refused = [s for s in chosen if s not in (S.FAILED, S.CANCELED, S.SKIPPED)]
+        refused = [s for s in chosen if s not in TASK_RETRYABLE]
         if refused:
             raise CampaignError(f"only failed, canceled or skipped tasks can be retried, not {refused}")
         moved = 0
@@ -538,7 +533,7 @@ class Campaign:
         """
         self.stop()
         canceled = 0
-        for task in self.store.tasks_in(self.id, (S.PENDING, S.CREATING, S.QUEUED, S.RUNNING)):
+        for task in self.store.tasks_in(self.id, TASK_CANCELABLE_JOB):
             if task.job_id and task.backend in self._backends:
                 try:
                     self._backends[task.backend][1].cancel_job(task.job_id, task_id=task.id)
@@ -619,51 +614,3 @@ def _udp(udp: Udp | str | os.PathLike[str] | Mapping[str, Any], namespace: str |
     if isinstance(udp, Mapping):
         return Udp.from_dict(udp, namespace)
     return Udp.from_file(Path(udp), namespace)
-
-
-def _tiles_frame(tiles: gpd.GeoDataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Tiles as a frame with a ``tile_id`` and lon/lat geometry as WKT."""
-    if isinstance(tiles, gpd.GeoDataFrame):
-        frame = tiles
-        if frame.crs is not None and frame.crs.to_epsg() != 4326:
-            # GeoJSON parameters must be lon/lat: a projected geometry sent as-is lands elsewhere.
-            frame = frame.to_crs(4326)
-        frame = pd.DataFrame(frame)
-        name = tiles.geometry.name
-        frame[name] = [g.wkt if g is not None else None for g in frame[name]]
-        if name != "geometry":
-            frame = frame.rename(columns={name: "geometry"})
-    else:
-        frame = pd.DataFrame(list(tiles))
-    if "tile_id" not in frame.columns:
-        frame = frame.reset_index(names="tile_id")
-    frame["tile_id"] = frame["tile_id"].astype(str)
-    check_tile_ids(frame["tile_id"])
-    duplicated = frame["tile_id"][frame["tile_id"].duplicated()]
-    if not duplicated.empty:
-        raise CampaignError(f"tile ids must be unique; repeated: {sorted(set(duplicated))[:5]}")
-    if frame.empty:
-        raise CampaignError("no tiles given")
-    return frame
-
-
-def _task_row(
-    udp: Udp,
-    record: Mapping[str, Any],
-    defaults: Mapping[str, Any] | None,
-    column_map: Mapping[str, str] | None,
-) -> dict[str, Any]:
-    row: dict[str, Any] = {key: record.get(key) for key in TILE_COLUMNS if key in record}
-    for key in ("epsg",):
-        if row.get(key) is not None and not pd.isna(row[key]):
-            row[key] = int(row[key])
-    for key in ("west", "south", "east", "north"):
-        if key in row and row[key] is not None:
-            row[key] = None if pd.isna(row[key]) else float(row[key])
-    pin = record.get(PIN_COLUMN)
-    row["pinned_backend"] = None if pin is None or (isinstance(pin, float) and pd.isna(pin)) else str(pin)
-    row["parameters"] = parameters_for(udp, record, defaults=defaults, column_map=column_map)
-    options = record.get(JOB_OPTIONS_COLUMN)
-    if options is not None and not (isinstance(options, float) and pd.isna(options)) and options != "":
-        row["job_options"] = settings_job_options(options, f"tile {record.get('tile_id')}")
-    return row

@@ -83,6 +83,8 @@ from typing import Any
 import geopandas as gpd
 import openeo
 
+from openeo_upscale.campaign.campaign import Campaign, job_process
+from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp
 from openeo_upscale.campaign.settings import (
     BackendSettings,
@@ -92,7 +94,15 @@ from openeo_upscale.campaign.settings import (
     RetryPolicy,
     job_options,
 )
-from openeo_upscale.errors import ConfigError, ParameterError, UpscaleError
+from openeo_upscale.campaign.store import Store
+from openeo_upscale.errors import (
+    AuthError,
+    BackendError,
+    ConfigError,
+    ParameterError,
+    TransientError,
+    UpscaleError,
+)
 
 __all__ = [
     "AuthKind",
@@ -266,6 +276,31 @@ class CampaignConfig:
         from openeo_upscale.grid import read_vector
 
         return read_vector(self.tiles)
+
+    def open_campaign(self, store: Store, factories: Mapping[str, ConnectionFactory]) -> Campaign:
+        """The configured campaign in ``store``: resumed when the store has it, created from the
+        tiles and the UDP otherwise (the UDP loaded through the first backend when it names one
+        there). Several runs may start at once on a new store: one creates it, the others resume it."""
+        if any(c["name"] == self.name for c in store.campaigns()):
+            return Campaign.open(store, self.name)
+        if self.udp is None:
+            raise ConfigError("no [udp] table: say which process to run (file, namespace or process_id)")
+        udp = self.udp.load(factories[self.backends[0].name])
+        return Campaign.create(
+            store, self.load_tiles(), udp, name=self.name, defaults=self.defaults, column_map=self.column_map,
+            output_dir=self.output_dir, on_exists="resume", retry=self.retry, limits=self.limits,
+            polling=self.polling, leasing=self.leasing, job_options=self.job_options)
+
+    def attach_backends(self, campaign: Campaign, factories: Mapping[str, ConnectionFactory]) -> None:
+        """Add every configured backend to ``campaign``, with its limits and job options."""
+        for backend in self.backends:
+            campaign.add_backend(backend.name, factories[backend.name], parallel_jobs=backend.parallel_jobs,
+                                 queue_limit=backend.queue_limit, weight=backend.weight,
+                                 job_options=backend.job_options)
+
+    def connection_factories(self, environ: Mapping[str, str]) -> dict[str, ConnectionFactory]:
+        """A `connection_factory` per configured backend, by name."""
+        return {backend.name: connection_factory(backend, environ) for backend in self.backends}
 
 
 def connection_factory(backend: BackendConfig, environ: Mapping[str, str]) -> Callable[[], openeo.Connection]:
@@ -458,3 +493,62 @@ def _backend(entry: Any, index: int) -> BackendConfig:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+# -- asking the backends before a run (`run --dry-run`) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendAnswer:
+    """What one backend said of a campaign's process graph before any job: ``verdict`` is one line
+    for the user; ``refused`` says it would not run the campaign (credentials or graph refused)."""
+
+    backend: BackendConfig
+    verdict: str
+    refused: bool = False
+
+
+def validation_process(udp: Udp, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """What a dry run has a backend validate: a task's process graph, as ``POST /jobs`` would get it;
+    for a UDP without a namespace (which `run` stores on each backend first) the UDP's own
+    definition, so that nothing is written on the backend."""
+    if udp.namespace:
+        return job_process(udp, dict(parameters))
+    definition = dict(udp.definition)
+    return {key: definition[key] for key in ("process_graph", "parameters") if key in definition}
+
+
+def ask_backends(config: CampaignConfig, process: Mapping[str, Any] | None, why_not: str,
+                 environ: Mapping[str, str]) -> list[BackendAnswer]:
+    """Each configured backend's answer to ``POST /validation`` of ``process`` (``why_not`` says why
+    there is none to ask about). Writes nothing and creates no job."""
+    answers = []
+    for backend in config.backends:
+        if process is None:
+            answers.append(BackendAnswer(backend, f"not asked to validate: {why_not}"))
+        elif backend.auth is AuthKind.OIDC:
+            answers.append(BackendAnswer(backend, "could not be asked: auth 'oidc' may need an interactive "
+                                                  "login (run asks it before its first job)"))
+        else:
+            answers.append(_answer(backend, dict(process), environ))
+    return answers
+
+
+def _answer(backend: BackendConfig, process: dict[str, Any], environ: Mapping[str, str]) -> BackendAnswer:
+    try:
+        client = BackendClient(backend.name, connection_factory(backend, environ))
+        client.connect()
+        problems = client.validate(process)
+    except ConfigError as exc:
+        return BackendAnswer(backend, f"could not be asked: {exc}")
+    except AuthError as exc:
+        return BackendAnswer(backend, f"cannot authenticate: {exc.reason}", refused=True)
+    except TransientError as exc:
+        return BackendAnswer(backend, f"could not be asked: {exc.reason}")
+    except BackendError as exc:  # the backend's own refusal (an AuthError or TransientError is caught above)
+        return BackendAnswer(backend, f"refused: {exc.reason}", refused=True)
+    if problems is None:
+        return BackendAnswer(backend, "no /validation endpoint (run launches there without asking)")
+    if problems:
+        return BackendAnswer(backend, "refused the process graph: " + "; ".join(problems), refused=True)
+    return BackendAnswer(backend, "valid")

@@ -1,4 +1,5 @@
-"""The job creator's parameter logic: which value each UDP parameter gets for one task.
+"""The job creator: a campaign's tiles become the store's task rows (`tile_records`, `task_rows`),
+each with the value every UDP parameter gets for it (`parameters_for`).
 
 Where a value comes from, first match wins:
 
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import openeo
 import pandas as pd
@@ -42,7 +45,8 @@ import shapely.errors
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-from openeo_upscale.errors import ParameterError
+from openeo_upscale.campaign.settings import job_options
+from openeo_upscale.errors import CampaignError, ParameterError
 from openeo_upscale.grid.aoi import transform
 
 __all__ = ["Udp", "parameters_for", "plain", "row_cell"]
@@ -283,3 +287,105 @@ def plain(value: Any) -> Any:
 def _show(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- tasks from tiles ------------------------------------------------------------------------------------
+
+TILE_COLUMNS = ("tile_id", "epsg", "west", "south", "east", "north", "geometry")
+"""Columns of a tile that the store keeps in their own columns."""
+
+PIN_COLUMN = "backend"
+"""A tiles column naming the only backend a task may run on."""
+JOB_OPTIONS_COLUMN = "job_options"
+"""A tiles column with the tile's own backend job options (a JSON object, or its text)."""
+
+MAX_PROBLEMS = 20
+"""How many problems a campaign-wide refusal lists before it only counts."""
+
+_TILE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def tile_id_problem(tile_id: str) -> str | None:
+    """Why `tile_id` cannot name a task's result folder, or None.
+
+    A tile id becomes one folder under the campaign's output, so it must be a single, plain path
+    segment: letters, digits, ``_``, ``-`` and ``.``, and not ``.`` or ``..``.
+    """
+    if tile_id in ("", ".", ".."):
+        return "is empty" if not tile_id else f"is {tile_id!r}"
+    if len(tile_id) > 200:
+        return "is longer than 200 characters"
+    if not _TILE_ID.fullmatch(tile_id):
+        return "holds characters other than letters, digits, '_', '-' and '.'"
+    return None
+
+
+def check_tile_ids(tile_ids: Iterable[Any], *, max_problems: int = MAX_PROBLEMS) -> None:
+    """`CampaignError` listing the tile ids that are not safe folder names (see `tile_id_problem`)."""
+    bad: list[str] = []
+    count = 0
+    for tile_id in tile_ids:
+        problem = tile_id_problem(str(tile_id))
+        if problem is not None:
+            count += 1
+            if len(bad) < max_problems:
+                bad.append(f"{str(tile_id)!r} {problem}")
+    if count:
+        more = f"; ... ({len(bad)} of {count} shown)" if count > len(bad) else ""
+        raise CampaignError(f"{count} tile ids are not safe folder names (letters, digits, '_', '-', '.'; "
+                            f"not '.' or '..'): {'; '.join(bad)}{more}")
+
+
+def tile_records(tiles: gpd.GeoDataFrame | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tiles as records with a unique, safe ``tile_id`` and their geometry as lon/lat WKT.
+
+    Raises `CampaignError` for no tiles, repeated ids or ids that cannot name a folder."""
+    if isinstance(tiles, gpd.GeoDataFrame):
+        frame = tiles
+        if frame.crs is not None and frame.crs.to_epsg() != 4326:
+            # GeoJSON parameters must be lon/lat: a projected geometry sent as-is lands elsewhere.
+            frame = frame.to_crs(4326)
+        frame = pd.DataFrame(frame)
+        name = tiles.geometry.name
+        frame[name] = [g.wkt if g is not None else None for g in frame[name]]
+        if name != "geometry":
+            frame = frame.rename(columns={name: "geometry"})
+    else:
+        frame = pd.DataFrame(list(tiles))
+    if "tile_id" not in frame.columns:
+        frame = frame.reset_index(names="tile_id")
+    frame["tile_id"] = frame["tile_id"].astype(str)
+    check_tile_ids(frame["tile_id"])
+    duplicated = frame["tile_id"][frame["tile_id"].duplicated()]
+    if not duplicated.empty:
+        raise CampaignError(f"tile ids must be unique; repeated: {sorted(set(duplicated))[:5]}")
+    if frame.empty:
+        raise CampaignError("no tiles given")
+    records: list[dict[str, Any]] = frame.to_dict("records")
+    return records
+
+
+def task_rows(udp: Udp, records: Iterable[Mapping[str, Any]], *, defaults: Mapping[str, Any] | None = None,
+              column_map: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """The store's row of each tile record (from `tile_records`): its tile columns, its pinned
+    backend and job options, and the UDP's arguments for it (see `parameters_for`)."""
+    for record in records:
+        yield _task_row(udp, record, defaults, column_map)
+
+
+def _task_row(udp: Udp, record: Mapping[str, Any], defaults: Mapping[str, Any] | None,
+              column_map: Mapping[str, str] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {key: record.get(key) for key in TILE_COLUMNS if key in record}
+    for key in ("epsg",):
+        if row.get(key) is not None and not pd.isna(row[key]):
+            row[key] = int(row[key])
+    for key in ("west", "south", "east", "north"):
+        if key in row and row[key] is not None:
+            row[key] = None if pd.isna(row[key]) else float(row[key])
+    pin = record.get(PIN_COLUMN)
+    row["pinned_backend"] = None if pin is None or (isinstance(pin, float) and pd.isna(pin)) else str(pin)
+    row["parameters"] = parameters_for(udp, record, defaults=defaults, column_map=column_map)
+    options = record.get(JOB_OPTIONS_COLUMN)
+    if options is not None and not (isinstance(options, float) and pd.isna(options)) and options != "":
+        row["job_options"] = job_options(options, f"tile {record.get('tile_id')}")
+    return row

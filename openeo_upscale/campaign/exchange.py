@@ -41,28 +41,30 @@ import pyproj
 import shapely
 import shapely.ops
 
+from openeo_upscale.campaign.creator import PIN_COLUMN, TILE_COLUMNS
 from openeo_upscale.campaign.models import Task
-from openeo_upscale.campaign.states import TaskState
+from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
 
 __all__ = ["BOOKKEEPING_COLUMNS", "CLIENT_STATUS", "EXPORT_CHUNK", "ClientStatus", "export_tasks",
-           "import_tasks"]
+           "import_tasks", "tile_records_of"]
 
 EXPORT_CHUNK = 10_000
 """Tasks read from the store and written to the file at a time."""
 
 
 class ClientStatus(enum.StrEnum):
-    """A job's status in the ``openeo`` client's job database (the backend's, plus three of its own)."""
+    """A job's status in the ``openeo`` client's job database: the backend's (`JobStatus`) plus
+    ``not_started`` and ``skipped`` of its own."""
 
     NOT_STARTED = "not_started"
-    CREATED = "created"
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    ERROR = "error"
-    CANCELED = "canceled"
+    CREATED = JobStatus.CREATED.value
+    QUEUED = JobStatus.QUEUED.value
+    RUNNING = JobStatus.RUNNING.value
+    FINISHED = JobStatus.FINISHED.value
+    ERROR = JobStatus.ERROR.value
+    CANCELED = JobStatus.CANCELED.value
     SKIPPED = "skipped"
 
 
@@ -328,6 +330,28 @@ def _decode_geometries(records: list[dict[str, Any]], name: str, spec: Mapping[s
         if project is not None:
             shape = shapely.ops.transform(project, shape)
         record[name] = _wkt(shape)
+
+
+def tile_records_of(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tiles of imported rows (`import_tasks`) for a new campaign: their tile columns, their
+    pinned backend and their parameters, as `Campaign.create` takes tiles."""
+    records = []
+    for row in rows:
+        # A bounding box exported as a parameter value is the tile's own extent; the creator derives
+        # spatial parameters from the tile again (and reads a same-named cell only as a geometry).
+        record: dict[str, Any] = {name: value for name, value in row["parameters"].items()
+                                  if not _is_bbox(value)}
+        record.update({key: row.get(key) for key in TILE_COLUMNS})
+        if row.get("pinned_backend"):
+            record[PIN_COLUMN] = row["pinned_backend"]
+        records.append(record)
+    return records
+
+
+def _is_bbox(value: Any) -> bool:
+    """A bounding-box mapping (not GeoJSON)."""
+    corners = {"west", "south", "east", "north"}
+    return isinstance(value, dict) and "type" not in value and corners <= value.keys()
 
 
 def _task_row(record: Mapping[str, Any], position: int, pin_from: str | None) -> dict[str, Any]:

@@ -1,12 +1,16 @@
-"""Read-only views of stored rows: a task (one tile of a campaign), one event of its timeline, one
-backend job of the ledger, and one runner of a campaign."""
+"""Typed records of what the store keeps: a task (one tile of a campaign), one event of its timeline,
+one backend job of the ledger, one runner of a campaign, and a campaign's stored settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from openeo_upscale.campaign.settings import Leasing, Limits, Polling, RetryPolicy
 from openeo_upscale.campaign.states import JobStatus, TaskState
 
 
@@ -148,3 +152,91 @@ class RunnerInfo:
         if now is not None:
             text += f", last heartbeat {max(0.0, (now - self.heartbeat).total_seconds()):.0f} s ago"
         return text + ")"
+
+
+@dataclass(frozen=True)
+class BackendSlots:
+    """A backend as a campaign's stored settings list it for the dashboard: its name and limits,
+    never a URL or a credential."""
+
+    name: str
+    parallel_jobs: int
+    queue_limit: int | None = None
+    weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendSlots | None:
+        """The entry, or None for one that is not readable (a store written by hand or an old release)."""
+        name, parallel = data.get("name"), data.get("parallel_jobs")
+        if not isinstance(name, str) or not isinstance(parallel, int) or isinstance(parallel, bool):
+            return None
+        queue = data.get("queue_limit")
+        weight = data.get("weight", 1.0)
+        return cls(name, parallel, queue if isinstance(queue, int) else None,
+                   float(weight) if isinstance(weight, int | float) else 1.0)
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """A campaign's stored settings (the campaign row's ``config``): what any runner needs to run or
+    resume it. `to_dict` is what the store keeps; `from_dict` reads it back, keys an older release
+    did not write taking their defaults and keys this one does not know kept as they were."""
+
+    uid: str
+    output_dir: str | None = None
+    namespace: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    column_map: dict[str, str] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=Limits)
+    polling: Polling = field(default_factory=Polling)
+    leasing: Leasing = field(default_factory=Leasing)
+    job_options: dict[str, Any] | None = None
+    backends: tuple[BackendSlots, ...] = ()
+    """The backends of the latest run, for the dashboard's slot display."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Stored keys this release does not know, written back unchanged."""
+
+    @property
+    def results_folder(self) -> Path:
+        """Where the campaign's results go (``results`` when the store names no folder)."""
+        return Path(self.output_dir or "results")
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "uid": self.uid,
+            "namespace": self.namespace,
+            "defaults": dict(self.defaults),
+            "column_map": dict(self.column_map),
+            "output_dir": self.output_dir,
+            "retry": dataclasses.asdict(self.retry),
+            "limits": dataclasses.asdict(self.limits),
+            "polling": dataclasses.asdict(self.polling),
+            "leasing": dataclasses.asdict(self.leasing),
+            "job_options": self.job_options,
+        }
+        if self.backends:
+            doc["backends"] = [dataclasses.asdict(b) for b in self.backends]
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CampaignSettings:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        listed = data.get("backends")
+        slots = [BackendSlots.from_dict(b) for b in listed if isinstance(b, Mapping)] \
+            if isinstance(listed, list) else []
+        return cls(
+            uid=str(data.get("uid") or ""),  # a campaign made by the store alone (tests) has none
+            output_dir=data.get("output_dir"),
+            namespace=data.get("namespace"),
+            defaults=dict(data.get("defaults") or {}),
+            column_map=dict(data.get("column_map") or {}),
+            retry=RetryPolicy(**data.get("retry", {})),
+            limits=Limits(**data.get("limits", {})),
+            polling=Polling(**data.get("polling", {})),
+            leasing=Leasing(**data.get("leasing", {})),
+            job_options=data.get("job_options"),
+            backends=tuple(s for s in slots if s is not None),
+            extra={k: v for k, v in data.items() if k not in known},
+        )

@@ -41,7 +41,7 @@ from rasterio.warp import transform_bounds
 
 from openeo_upscale.campaign.asset_fetch import SHA256_MULTIHASH, sha256_of
 from openeo_upscale.campaign.download_pool import ITEM_FILE, task_folder
-from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.models import CampaignSettings, Task
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import CampaignError
@@ -90,8 +90,7 @@ class Problem:
 
 def output_dir_of(store: Store, campaign_id: int) -> Path:
     """The campaign's output folder, as the `Campaign` reads it from the stored configuration."""
-    config = store.campaign(campaign_id)["config"] or {}
-    return Path(config.get("output_dir") or "results")
+    return CampaignSettings.from_dict(store.campaign(campaign_id)["config"]).results_folder
 
 
 def _done_tasks(store: Store, campaign_id: int) -> Iterator[Task]:

@@ -19,14 +19,6 @@ class TaskState(enum.StrEnum):
     CANCELED = "canceled"
     SKIPPED = "skipped"
 
-    def is_active(self) -> bool:
-        """True while the task holds a backend job or a download."""
-        return self in TASK_ACTIVE
-
-    def is_terminal(self) -> bool:
-        """True when nothing more happens to the task unless it is explicitly retried."""
-        return self in TASK_TERMINAL
-
 
 TASK_ACTIVE: frozenset[TaskState] = frozenset(
     {TaskState.CREATING, TaskState.QUEUED, TaskState.RUNNING, TaskState.DOWNLOADING}
@@ -40,6 +32,13 @@ TASK_TERMINAL: frozenset[TaskState] = frozenset(
     {TaskState.DONE, TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED}
 )
 """States the scheduler never leaves on its own."""
+
+TASK_RETRYABLE: tuple[TaskState, ...] = (TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED)
+"""States that `Campaign.retry` puts back to pending (failed first: the default)."""
+
+TASK_CANCELABLE_JOB: frozenset[TaskState] = TASK_HOLDING | {TaskState.PENDING}
+"""States whose task may have a job on a backend that cancelling the campaign must cancel (a pending
+task may hold the job id of an attempt that is being retried)."""
 
 _S = TaskState
 
@@ -73,7 +72,12 @@ def is_allowed(from_state: TaskState, to_state: TaskState) -> bool:
 
 
 class JobStatus(enum.StrEnum):
-    """A batch job's status as the openEO backend reports it (openEO API 1.2)."""
+    """A batch job's status as the openEO backend reports it (openEO API 1.2).
+
+    The local backend (`openeo_upscale.backend.jobs`) has its own copy: it shares nothing with the
+    campaign code but the openEO API. `exchange.ClientStatus` is the `openeo` client's job-table
+    vocabulary (these plus ``not_started`` and ``skipped``), built from this one.
+    """
 
     CREATED = "created"
     QUEUED = "queued"
@@ -81,14 +85,6 @@ class JobStatus(enum.StrEnum):
     FINISHED = "finished"
     ERROR = "error"
     CANCELED = "canceled"
-
-    def is_active(self) -> bool:
-        """True while the backend may still change the job's status on its own."""
-        return self in JOB_ACTIVE
-
-    def is_terminal(self) -> bool:
-        """True once the backend will not change the job's status on its own."""
-        return self in JOB_TERMINAL
 
 
 JOB_ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -23,50 +22,18 @@ import pandas as pd
 import shapely.errors
 import shapely.geometry
 
-from openeo_upscale.campaign.creator import Udp, parameters_for, plain, row_cell
-from openeo_upscale.errors import CampaignError, ParameterError
+from openeo_upscale.campaign.creator import (
+    MAX_PROBLEMS,
+    Udp,
+    check_tile_ids,
+    parameters_for,
+    plain,
+    row_cell,
+    tile_id_problem,
+)
+from openeo_upscale.errors import ParameterError
 
 __all__ = ["MAX_PROBLEMS", "check_tile_ids", "tile_id_problem", "validate_campaign", "validate_parameters"]
-
-MAX_PROBLEMS = 20
-"""How many problems a campaign-wide refusal lists before it only counts."""
-
-_TILE_ID = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-# -- tile ids -------------------------------------------------------------------------------------------
-
-
-def tile_id_problem(tile_id: str) -> str | None:
-    """Why `tile_id` cannot name a task's result folder, or None.
-
-    A tile id becomes one folder under the campaign's output, so it must be a single, plain path
-    segment: letters, digits, ``_``, ``-`` and ``.``, and not ``.`` or ``..``.
-    """
-    if tile_id in ("", ".", ".."):
-        return "is empty" if not tile_id else f"is {tile_id!r}"
-    if len(tile_id) > 200:
-        return "is longer than 200 characters"
-    if not _TILE_ID.fullmatch(tile_id):
-        return "holds characters other than letters, digits, '_', '-' and '.'"
-    return None
-
-
-def check_tile_ids(tile_ids: Iterable[Any], *, max_problems: int = MAX_PROBLEMS) -> None:
-    """`CampaignError` listing the tile ids that are not safe folder names (see `tile_id_problem`)."""
-    bad: list[str] = []
-    count = 0
-    for tile_id in tile_ids:
-        problem = tile_id_problem(str(tile_id))
-        if problem is not None:
-            count += 1
-            if len(bad) < max_problems:
-                bad.append(f"{str(tile_id)!r} {problem}")
-    if count:
-        more = f"; ... ({len(bad)} of {count} shown)" if count > len(bad) else ""
-        raise CampaignError(f"{count} tile ids are not safe folder names (letters, digits, '_', '-', '.'; "
-                            f"not '.' or '..'): {'; '.join(bad)}{more}")
-
 
 # -- one value against one schema -----------------------------------------------------------------------
 

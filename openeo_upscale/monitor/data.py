@@ -23,8 +23,8 @@ from typing import Any
 
 import shapely
 
-from openeo_upscale.campaign.models import JobRecord
-from openeo_upscale.campaign.states import TASK_ACTIVE, TASK_TERMINAL, TaskState
+from openeo_upscale.campaign.models import CampaignSettings, JobRecord
+from openeo_upscale.campaign.states import TASK_ACTIVE, TASK_HOLDING, TASK_TERMINAL, TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.monitor.colors import STATE_COLORS
 
@@ -181,14 +181,14 @@ def overview(store: Store, campaign_id: int, *, now: datetime | None = None,
     failures = [{"task_id": f.task_id, "tile_id": f.tile_id, "backend": f.backend, "job_id": f.job_id,
                  "attempts": f.attempts, "jobs": f.jobs, "error": f.error, "reason": f.reason}
                 for f in store.failed_tasks(campaign_id, limit=failures_limit)]
-    capacity = _capacities(campaign["config"])
+    capacity = {slots.name: slots.parallel_jobs
+                for slots in CampaignSettings.from_dict(campaign["config"]).backends}
     backends: dict[str, dict[str, Any]] = {}
     for backend in sorted(per_backend.keys() | ledger.keys()):
         states = per_backend.get(backend, {})
         jobs = ledger.get(backend, {})
         backends[backend] = {
-            "active": sum(n for state, n in states.items()
-                          if state in TASK_ACTIVE and state is not TaskState.DOWNLOADING),
+            "active": sum(n for state, n in states.items() if state in TASK_HOLDING),
             "done": states.get(TaskState.DONE, 0),
             "failed": states.get(TaskState.FAILED, 0),
             "counts": {state.value: states[state] for state in TaskState if state in states},
@@ -215,18 +215,6 @@ def overview(store: Store, campaign_id: int, *, now: datetime | None = None,
         "timeline": {key: value for key, value in timeline.items() if not key.startswith("_")},
         "failures": failures,
     }
-
-
-def _capacities(config: Any) -> dict[str, int]:
-    """``parallel_jobs`` per backend when the stored config lists its backends."""
-    found: dict[str, int] = {}
-    listed = config.get("backends") if isinstance(config, dict) else None
-    if isinstance(listed, list):
-        for item in listed:
-            if isinstance(item, dict) and isinstance(item.get("name"), str) \
-                    and isinstance(item.get("parallel_jobs"), int):
-                found[item["name"]] = item["parallel_jobs"]
-    return found
 
 
 def _timeline(store: Store, campaign_id: int, total: int, moment: datetime, bins: int) -> dict[str, Any]:

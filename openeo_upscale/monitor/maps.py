@@ -27,6 +27,7 @@ from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
 from openeo_upscale.monitor.colors import STATE_COLORS
+from openeo_upscale.monitor.formatting import NONE, format_duration
 
 MAX_POLYGONS = 5_000
 """Above this many tiles the map draws tile centres as markers instead of polygons."""
@@ -38,9 +39,6 @@ MAP_HEIGHT = 600
 """Height of the map figure in pixels."""
 
 _HOVER_TEMPLATE = "%{text}<extra></extra>"
-
-NONE = "-"
-"""Shown for a value not (yet) known."""
 
 
 class WidgetUnavailableError(UpscaleError, ImportError):
@@ -58,20 +56,6 @@ class LiveCampaign(Protocol):
 
     @property
     def running(self) -> bool: ...
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h 02m 03s``, ``4m 05s``, ``12s``; `NONE` for no value."""
-    if seconds is None or seconds < 0:
-        return NONE
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def duration_of(task: Task) -> float | None:
@@ -207,12 +191,12 @@ def plot_map(source: Store | LiveCampaign, campaign_id: int | None = None, *,
 
     Hover shows tile id, state, backend, job id, attempts, duration and credits. Works offline.
     """
-    if campaign_id is None:
-        if not hasattr(source, "id"):
+    if isinstance(source, Store):
+        if campaign_id is None:
             raise TypeError("plot_map(store, campaign_id): the campaign id is missing")
-        store, campaign_id = source.store, source.id
+        store = source
     else:
-        store = source if isinstance(source, Store) else source.store
+        store, campaign_id = source.store, source.id if campaign_id is None else campaign_id
     tasks = list(store.all_tasks(campaign_id))
     return map_figure(tasks, title if title is not None else _default_title(store, campaign_id, len(tasks)))
 

@@ -29,7 +29,8 @@ from plotly.offline import get_plotlyjs
 from openeo_upscale.campaign.models import JobRecord, Task
 from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.monitor.colors import STATE_COLORS
-from openeo_upscale.monitor.maps import NONE, format_duration, map_figure
+from openeo_upscale.monitor.formatting import NONE, format_duration
+from openeo_upscale.monitor.maps import map_figure
 
 if TYPE_CHECKING:
     from openeo_upscale.campaign.store import Store

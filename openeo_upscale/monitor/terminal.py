@@ -26,6 +26,7 @@ from rich.text import Text
 from openeo_upscale.campaign.health import BackendState, describe
 from openeo_upscale.campaign.states import TASK_TERMINAL, TaskState
 from openeo_upscale.campaign.store import Store
+from openeo_upscale.monitor.formatting import format_duration
 
 __all__ = ["LogMonitor", "Monitor", "Progress", "TerminalMonitor", "format_duration", "recent_errors"]
 
@@ -111,20 +112,6 @@ def remaining(summary: Mapping[str, Any]) -> int:
     return int(summary["tasks"]) - ended
 
 
-def format_duration(seconds: float | None) -> str:
-    """``1h02m``, ``4m05s``, ``12s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
 def recent_errors(store: Store, campaign_id: int, limit: int = 5) -> list[str]:
     """The last errors recorded on the campaign's tasks, newest first, one line each."""
     lines = []
@@ -169,8 +156,8 @@ def render(summary: Mapping[str, Any], progress: Progress, errors: Sequence[str]
     rate = progress.per_minute
     pace = Text.assemble(
         ("throughput ", "dim"), f"{rate:.1f}/min" if rate is not None else "-",
-        ("   ETA ", "dim"), format_duration(progress.eta(summary)),
-        ("   elapsed ", "dim"), format_duration(progress.elapsed),
+        ("   ETA ", "dim"), format_duration(progress.eta(summary), compact=True),
+        ("   elapsed ", "dim"), format_duration(progress.elapsed, compact=True),
         ("   credits ", "dim"), f"{float(summary.get('credits') or 0):,.2f}",
     )
     parts: list[RenderableType] = [states, Text(""), backends, Text(""), pace]
@@ -275,7 +262,8 @@ def line_of(summary: Mapping[str, Any], progress: Progress | None = None) -> str
         text += f" | active {slots}"
     if progress is not None:
         rate = progress.per_minute
-        text += f" | {rate:.1f}/min, ETA {format_duration(progress.eta(summary))}" if rate is not None else ""
+        if rate is not None:
+            text += f" | {rate:.1f}/min, ETA {format_duration(progress.eta(summary), compact=True)}"
     return text + f" | credits {float(summary.get('credits') or 0):,.2f}"
 
 

@@ -90,7 +90,8 @@ def test_a_version_1_store_is_upgraded_and_its_campaign_resumes_and_finishes(
             Campaign.open(store, "dup")
 
         campaign = Campaign.open(store, "antwerp")
-        store.set_campaign_config(campaign.id, {**campaign.config, "output_dir": str(tmp_path / "results")})
+        moved = {**campaign.settings.to_dict(), "output_dir": str(tmp_path / "results")}
+        store.set_campaign_config(campaign.id, moved)
         campaign = Campaign.open(store, "antwerp")
         assert campaign.retry([S.FAILED, S.CANCELED]) == 2
         campaign.add_backend("local", connect(backend), parallel_jobs=3)

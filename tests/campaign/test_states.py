@@ -24,8 +24,8 @@ def test_vocabularies_are_the_documented_strings() -> None:
 def test_active_and_terminal_sets_are_disjoint() -> None:
     assert not TASK_ACTIVE & TASK_TERMINAL
     assert not JOB_ACTIVE & JOB_TERMINAL
-    assert TaskState.RUNNING.is_active() and not TaskState.RUNNING.is_terminal()
-    assert JobStatus.ERROR.is_terminal()
+    assert TaskState.RUNNING in TASK_ACTIVE and TaskState.RUNNING not in TASK_TERMINAL
+    assert JobStatus.ERROR in JOB_TERMINAL
 
 
 def test_transition_table_covers_every_state() -> None:
