@@ -22,49 +22,8 @@ from openeo_upscale.campaign.config import AuthKind, connection_factory, load_ca
 from openeo_upscale.cli import _sigterm_as_interrupt, main
 from openeo_upscale.grid import tiles
 from openeo_upscale.monitor import LogMonitor, Progress, TerminalMonitor
-from tests.conftest import ANTWERP_BBOX, FAST, MAX_NDVI_URL
-
-BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
-USER_ENV = "TEST_LOCAL_USERNAME"
-PASSWORD_ENV = "TEST_LOCAL_PASSWORD"
-
-
-def _toml(tmp_path: Path, url: str, udp_dir: Path, *, extra: str = "", backend_extra: str = "") -> Path:
-    path = tmp_path / "campaign.toml"
-    path.write_text(f"""
-store = "campaign.sqlite"
-name = "antwerp"
-output_dir = "results"
-{extra}
-
-[grid]
-bbox = {BBOX}
-size = 5000
-
-[udp]
-file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
-namespace = "{MAX_NDVI_URL}"
-
-[defaults]
-temporal_extent = [2023-05-01, "2023-07-01"]
-
-[polling]
-min_interval = 0.05
-max_interval = 0.2
-
-[retry]
-max_attempts = 1
-
-[[backends]]
-name = "local"
-url = "{url}"
-parallel_jobs = 4
-auth = "basic"
-username_env = "{USER_ENV}"
-password_env = "{PASSWORD_ENV}"
-{backend_extra}
-""")
-    return path
+from tests.conftest import FAST, MAX_NDVI_URL
+from tests.helpers import BBOX, PASSWORD_ENV, USER_ENV, campaign_toml, local_backend_jobs
 
 
 @pytest.fixture
@@ -75,7 +34,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def toml(tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None) -> Path:
-    return _toml(tmp_path, backend.url, udp_dir)
+    return campaign_toml(tmp_path, backend.url, udp_dir)
 
 
 @pytest.fixture
@@ -159,7 +118,7 @@ def test_failed_tasks_exit_1_and_retry_runs_them_again(
     config = BackendConfig(state_dir=tmp_path / "backend", udp_dirs=(udp_dir,), simulation=FAST,
                            faults=Faults(job_failures=(JobFailureRule(first, (1,), "Injected: no data"),)))
     with LocalBackend(config) as backend:
-        toml = _toml(tmp_path, backend.url, udp_dir)
+        toml = campaign_toml(tmp_path, backend.url, udp_dir)
         assert main(["run", str(toml), "--quiet"]) == 1
         captured = capsys.readouterr()
         assert f"failed: {first}" in captured.out
@@ -177,7 +136,7 @@ def test_interrupt_leaves_jobs_running_and_cancel_cancels_them(
     tmp_path: Path, udp_dir: Path, stuck_backend: LocalBackend, credentials: None,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, stuck_backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, stuck_backend.url, udp_dir)
     _interrupt_once_jobs_are_queued(monkeypatch)
     assert main(["run", str(toml), "--quiet"]) == 130
     err = capsys.readouterr().err
@@ -204,7 +163,7 @@ def test_cancel_on_exit_cancels_the_jobs(
     tmp_path: Path, udp_dir: Path, stuck_backend: LocalBackend, credentials: None,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, stuck_backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, stuck_backend.url, udp_dir)
     _interrupt_once_jobs_are_queued(monkeypatch)
     assert main(["run", str(toml), "--quiet", "--cancel-on-exit"]) == 130
     assert "canceled" in capsys.readouterr().err
@@ -225,19 +184,13 @@ def test_sigterm_stops_like_ctrl_c() -> None:
 def test_dry_run_writes_nothing_and_starts_no_job(
     tmp_path: Path, udp_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, "http://127.0.0.1:9", udp_dir)  # nothing listens there; no secrets set
+    toml = campaign_toml(tmp_path, "http://127.0.0.1:9", udp_dir)  # nothing listens there; no secrets set
     assert main(["run", str(toml), "--dry-run"]) == 0
     out = capsys.readouterr().out
     grid = tiles(BBOX, 5000)
     assert f"{len(grid)} tasks, {grid['area_km2'].sum():,.1f} km²" in out
     assert "parameters valid for every task" in out
     assert not list(tmp_path.glob("campaign.sqlite*"))
-
-
-def _backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
-    """The backend's own job list, through the official client."""
-    jobs: list[dict[str, Any]] = openeo.connect(backend.url).authenticate_basic("demo", "demo").list_jobs()
-    return jobs
 
 
 def _campaigns(store: Path) -> list[str]:
@@ -252,7 +205,7 @@ def test_an_invalid_date_is_refused_before_any_job(
     tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
     toml.write_text(toml.read_text().replace('temporal_extent = [2023-05-01, "2023-07-01"]',
                                              'temporal_extent = ["2023-13-45", "yesterday"]'))
     for args in (["run", str(toml), "--dry-run"], ["run", str(toml)]):
@@ -262,7 +215,7 @@ def test_an_invalid_date_is_refused_before_any_job(
         assert "parameter 'temporal_extent' breaks rule 'anyOf'" in err
         assert "\"2023-13-45\" fits none of" in err and "is not a 'date'" in err
         assert "task 32631_" in err  # the task is named
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
     assert _campaigns(tmp_path / "campaign.sqlite") == []
 
 
@@ -274,7 +227,7 @@ def test_a_hostile_tile_id_is_refused_before_any_job(
     grid = tiles(BBOX, 5000).head(3)
     grid.loc[grid.index[1], "tile_id"] = bad
     grid.to_file(tmp_path / "tiles.geojson", driver="GeoJSON")
-    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
     text = toml.read_text()
     grid_table = text[text.index("[grid]"):text.index("[udp]")]
     toml.write_text(text.replace(grid_table, "").replace('output_dir = "results"',
@@ -283,7 +236,7 @@ def test_a_hostile_tile_id_is_refused_before_any_job(
         assert main(args) == 2
         err = capsys.readouterr().err
         assert "1 tile ids are not safe folder names" in err and repr(bad) in err
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
     assert _campaigns(tmp_path / "campaign.sqlite") == []
     assert not (tmp_path / "results").exists()
 
@@ -295,8 +248,8 @@ def test_job_options_from_the_toml_a_backend_and_a_tile_reach_the_backend(
     special = str(grid["tile_id"].iloc[0])
     grid["job_options"] = [json.dumps({"executor-memory": "8g", "tile-only": 1}), None, None]
     grid.to_file(tmp_path / "tiles.geojson", driver="GeoJSON")
-    toml = _toml(tmp_path, backend.url, udp_dir, backend_extra='job_options = { executor-memory = "4g", '
-                 'queue = "fast" }')
+    toml = campaign_toml(tmp_path, backend.url, udp_dir,
+                         backend_extra='job_options = { executor-memory = "4g", queue = "fast" }')
     text = toml.read_text()
     text = text.replace(text[text.index("[grid]"):text.index("[udp]")], "")
     text = text.replace('output_dir = "results"', 'output_dir = "results"\ntiles = "tiles.geojson"')
@@ -319,12 +272,12 @@ def test_job_options_from_the_toml_a_backend_and_a_tile_reach_the_backend(
 def test_unknown_keys_are_refused_by_name(
     tmp_path: Path, udp_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, "http://127.0.0.1:9", udp_dir, backend_extra="parallel_jobz = 3")
+    toml = campaign_toml(tmp_path, "http://127.0.0.1:9", udp_dir, backend_extra="parallel_jobz = 3")
     assert main(["run", str(toml)]) == 2
     err = capsys.readouterr().err
     assert "parallel_jobz" in err and "[[backends]] local" in err and str(toml) in err
 
-    toml = _toml(tmp_path, "http://127.0.0.1:9", udp_dir, extra='stor = "x.sqlite"')
+    toml = campaign_toml(tmp_path, "http://127.0.0.1:9", udp_dir, extra='stor = "x.sqlite"')
     assert main(["run", str(toml), "--dry-run"]) == 2
     assert "unknown setting(s) stor" in capsys.readouterr().err
 
@@ -334,7 +287,7 @@ def test_a_missing_secret_is_named_before_anything_is_written(
 ) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     monkeypatch.setenv(USER_ENV, "demo")
-    toml = _toml(tmp_path, "http://127.0.0.1:9", udp_dir)
+    toml = campaign_toml(tmp_path, "http://127.0.0.1:9", udp_dir)
     assert main(["run", str(toml)]) == 2
     assert PASSWORD_ENV in capsys.readouterr().err
     assert not list(tmp_path.glob("campaign.sqlite*"))

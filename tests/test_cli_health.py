@@ -23,7 +23,7 @@ from openeo_upscale.cli import main
 from openeo_upscale.grid import tiles
 from tests.campaign.proxy import Proxy
 from tests.conftest import scratch_udps
-from tests.test_cli_campaign import BBOX, PASSWORD_ENV, USER_ENV, _backend_jobs, _toml
+from tests.helpers import BBOX, PASSWORD_ENV, USER_ENV, campaign_toml, local_backend_jobs
 
 S = TaskState
 TASKS = len(tiles(BBOX, 5000))
@@ -48,7 +48,7 @@ def _oidc_toml(tmp_path: Path, url: str, udp_dir: Path, monkeypatch: pytest.Monk
     """The CLI campaign with OIDC client credentials (the local provider's demo client) instead of basic."""
     monkeypatch.setenv("OPENEO_LOCAL_CLIENT_ID", DEFAULT_CLIENT_ID)
     monkeypatch.setenv("OPENEO_LOCAL_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
-    toml = _toml(tmp_path, url, udp_dir)
+    toml = campaign_toml(tmp_path, url, udp_dir)
     text = toml.read_text()
     assert BASIC_AUTH in text
     toml.write_text(text.replace(BASIC_AUTH, 'auth = "oidc-client-credentials"\nprovider_id = "local"\n'))
@@ -99,7 +99,7 @@ def test_a_wrong_password_stops_the_run_with_one_line_and_no_job(
 ) -> None:
     monkeypatch.setenv(USER_ENV, "demo")
     monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
-    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
     began = time.monotonic()
     assert main(["run", str(toml), "--quiet"]) == 2
     assert time.monotonic() - began < 10, "a refused login must stop the run at once"
@@ -110,7 +110,7 @@ def test_a_wrong_password_stops_the_run_with_one_line_and_no_job(
 
     counts = _counts(tmp_path)
     assert counts[S.FAILED] == 0 and counts[S.PENDING] == TASKS
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
 
     # `status` (another process's view, from the store) says why.
     assert main(["status", str(tmp_path / "campaign.sqlite"), "--json"]) == 0
@@ -123,7 +123,7 @@ def test_with_another_backend_the_run_finishes_and_says_which_one_was_unusable(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("WRONG_PASSWORD", "not-the-password")
-    toml = _toml(tmp_path, backend.url, udp_dir, backend_extra=f"""
+    toml = campaign_toml(tmp_path, backend.url, udp_dir, backend_extra=f"""
 [[backends]]
 name = "typo"
 url = "{backend.url}"
@@ -154,7 +154,7 @@ def test_an_oidc_provider_that_does_not_answer_at_start_stops_the_run_the_same_w
 
     counts = _counts(tmp_path)
     assert counts[S.FAILED] == 0 and counts[S.PENDING] == TASKS
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
 
 
 def test_oidc_client_credentials_run_to_the_end_through_the_provider(
@@ -178,7 +178,7 @@ def test_a_udp_the_backend_lacks_a_process_for_is_refused_before_the_first_job(
     """By ``POST /validation`` (the UDP by a file namespace the backend reads), or when the run stores
     the UDP on the backend (no namespace): the backend's own message, no job, no task failed."""
     udp = _bad_udp(tmp_path, udp_dir)
-    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
     _with_udp(toml, udp, str(udp) if where == "file-namespace" else None)
     assert main(["run", str(toml), "--quiet"]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -189,14 +189,14 @@ def test_a_udp_the_backend_lacks_a_process_for_is_refused_before_the_first_job(
         assert "refused the campaign's UDP" in line
     counts = _counts(tmp_path)
     assert counts[S.FAILED] == 0 and counts[S.PENDING] == TASKS
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
 
 
 def test_dry_run_asks_each_backend_to_validate(
     tmp_path: Path, backend: LocalBackend, udp_dir: Path, credentials: None,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, backend.url, udp_dir)
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)
     assert main(["run", str(toml), "--dry-run"]) == 0
     assert f"backend local: {backend.url}, 4 parallel job(s), auth basic: valid" in capsys.readouterr().out
 
@@ -208,7 +208,7 @@ def test_dry_run_asks_each_backend_to_validate(
         assert "auth basic: refused the process graph: ProcessUnsupported" in captured.out
         assert "no_such_process" in captured.out
         assert "1 backend(s) would not run the campaign" in captured.err
-    assert _backend_jobs(backend) == []
+    assert local_backend_jobs(backend) == []
     assert not list(tmp_path.glob("campaign.sqlite*"))
     assert not [p for p in _stored_processes(backend)]  # the dry run stores nothing on the backend
 
@@ -225,7 +225,7 @@ def test_dry_run_says_when_a_backend_cannot_be_asked_or_has_no_validation(
     tmp_path: Path, proxy: Proxy, udp_dir: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = _toml(tmp_path, proxy.url, udp_dir)
+    toml = campaign_toml(tmp_path, proxy.url, udp_dir)
     monkeypatch.setenv(USER_ENV, "demo")
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
     assert main(["run", str(toml), "--dry-run"]) == 2

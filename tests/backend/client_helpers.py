@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import openeo
 from openeo.rest.job import BatchJob
 
 from tests.conftest import ANTWERP_BBOX, MAX_NDVI_URL
-
-T = TypeVar("T")
-
-WAIT_SECONDS = 30.0
-"""Deadline of every wait; generous, as a wait normally ends within a second or two."""
-
-
-def wait_until(condition: Callable[[], T], what: str, *, timeout: float = WAIT_SECONDS,
-               interval: float = 0.02) -> T:
-    """Poll `condition` until it returns something truthy (returned), failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+from tests.helpers import WAIT_SECONDS, wait_until
 
 
 def wait_for_status(job: BatchJob, *statuses: str, timeout: float = WAIT_SECONDS) -> str:

@@ -24,8 +24,8 @@ from openeo_upscale.backend import (
 )
 from openeo_upscale.backend.faults import FaultPlan, route_key
 from openeo_upscale.errors import ConfigError
-from tests.backend.client_helpers import wait_until
 from tests.conftest import FAST, MAX_NDVI_URL
+from tests.helpers import wait_until
 
 PREFIX = "/openeo/1.2"
 SMALL_BBOX = {"west": 4.40, "south": 51.20, "east": 4.42, "north": 51.22}

@@ -17,8 +17,8 @@ from openeo_upscale.backend import BackendConfig, LocalBackend
 from openeo_upscale.backend.config import Mode
 from openeo_upscale.backend.data import sentinel2
 from openeo_upscale.backend.engine import implemented
-from tests.backend.client_helpers import wait_until
 from tests.conftest import BAP_URL, MAX_NDVI_URL
+from tests.helpers import wait_until
 
 TILE = {"west": 4.40, "south": 51.15, "east": 4.47, "north": 51.195}
 """About 5 x 5 km near Antwerp."""

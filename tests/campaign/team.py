@@ -1,4 +1,6 @@
-"""Several `openeo-upscale run` processes on one campaign, and the audits that check them against the
+"""The campaign tests' shared helpers: tiles around Antwerp, a logged-in connection, the max_ndvi UDP,
+the checks of jobs against attempts (`check_jobs_match_attempts`, `done_once`); and several
+`openeo-upscale run` processes on one campaign, with the audits that check them against the
 backends' own job lists.
 
 `Team` writes a campaign TOML (a tiles file, local backends, a store), starts runner processes
@@ -24,7 +26,7 @@ import openeo
 import shapely
 
 from openeo_upscale.backend import LocalBackend
-from openeo_upscale.campaign import JobRecord, Store, Udp
+from openeo_upscale.campaign import Campaign, JobRecord, Polling, Store, TaskState, Udp
 from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.grid import tiles, write_tiles
 from tests.conftest import MAX_NDVI_URL
@@ -32,6 +34,7 @@ from tests.conftest import MAX_NDVI_URL
 ROOT = Path(__file__).resolve().parents[2]
 USER_ENV = "TEST_TEAM_USERNAME"
 PASSWORD_ENV = "TEST_TEAM_PASSWORD"
+S = TaskState
 START_DEADLINE = 60.0
 """Seconds runner processes may take to import everything and be ready."""
 
@@ -244,3 +247,31 @@ lease_seconds = {lease_seconds}
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+POLL = Polling(min_interval=0.1, max_interval=1.0)
+
+
+DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
+
+
+def check_jobs_match_attempts(store: Store, campaign: Campaign, *running: LocalBackend) -> None:
+    """No duplicate job, no orphan: backend jobs are exactly the recorded attempts, once each."""
+    tokens = Counter(token_of(job) for backend in running for job in backend_jobs(backend))
+    assert None not in tokens, "a backend job without a token of this campaign"
+    duplicated = {token: n for token, n in tokens.items() if n > 1}
+    assert not duplicated, f"duplicate backend jobs: {duplicated}"
+    tasks = list(store.all_tasks(campaign.id))
+    recorded = {f"ou-{campaign.uid}-{task.id}-{attempt}" for task in tasks
+                for attempt in range(1, task.attempts + 1)}
+    assert set(tokens) == recorded
+    assert sum(tokens.values()) == sum(task.attempts for task in tasks)
+
+
+def done_once(store: Store, campaign: Campaign) -> None:
+    """Every done task reached `done` exactly once and its files exist."""
+    for task in store.tasks_in(campaign.id, S.DONE):
+        reached = [e for e in store.events_of(task.id) if e.to_state is S.DONE]
+        assert len(reached) == 1, task
+        assert task.result_paths and all(Path(p).is_file() for p in task.result_paths)
+        assert not list(Path(task.result_paths[0]).parent.glob("*.part"))

@@ -40,11 +40,18 @@ from openeo_upscale.errors import (
     TransientError,
 )
 from openeo_upscale.monitor import LogMonitor, TerminalMonitor
-from tests.backend.client_helpers import wait_until
 from tests.campaign.proxy import Proxy
-from tests.campaign.team import backend_jobs
-from tests.campaign.test_engine import DEFAULTS, POLL, check_jobs_match_attempts, connect, grid, max_ndvi
+from tests.campaign.team import (
+    DEFAULTS,
+    POLL,
+    backend_jobs,
+    check_jobs_match_attempts,
+    connect,
+    grid,
+    max_ndvi,
+)
 from tests.conftest import scratch_udps
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("stop_campaigns")
 

@@ -16,9 +16,8 @@ from typing import Any
 
 import openeo
 import pytest
-import shapely
 
-from openeo_upscale.backend import LocalBackend, Simulation
+from openeo_upscale.backend import Simulation
 from openeo_upscale.backend.config import Faults, JobFailureRule, LimitPolicy, RateLimit
 from openeo_upscale.campaign import (
     BackendSettings,
@@ -33,57 +32,30 @@ from openeo_upscale.campaign import (
     Udp,
 )
 from openeo_upscale.campaign.catalog import load_collection
-from openeo_upscale.campaign.scheduler import token_of
 from openeo_upscale.errors import ConfigError
-from openeo_upscale.grid import tiles
-from tests.backend.client_helpers import wait_until
 from tests.campaign.conftest import BRISK
-from tests.campaign.team import backend_jobs
-from tests.conftest import MAX_NDVI_URL
+from tests.campaign.team import (
+    DEFAULTS,
+    POLL,
+    backend_jobs,
+    check_jobs_match_attempts,
+    connect,
+    done_once,
+    grid,
+    max_ndvi,
+)
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("stop_campaigns")
 
 S = TaskState
-POLL = Polling(min_interval=0.1, max_interval=1.0)
-DEFAULTS = {"temporal_extent": ["2023-05-01", "2023-07-01"]}
 PACKAGE_UDPS = Path(__file__).resolve().parents[2] / "openeo_upscale" / "udp"
 
 
-def grid(count: int) -> Any:
-    """`count` 5 km UTM tiles around Antwerp."""
-    found = tiles(shapely.box(3.9, 50.9, 4.9, 51.5), 5000)
-    assert len(found) >= count
-    return found.head(count)
 
 
-def connect(backend: LocalBackend) -> openeo.Connection:
-    return openeo.connect(backend.url).authenticate_basic("demo", "demo")
 
 
-def max_ndvi(udp_dir: Path) -> Udp:
-    return Udp.from_file(udp_dir / "max_ndvi.json", namespace=MAX_NDVI_URL)
-
-
-def check_jobs_match_attempts(store: Store, campaign: Campaign, *running: LocalBackend) -> None:
-    """No duplicate job, no orphan: backend jobs are exactly the recorded attempts, once each."""
-    tokens = Counter(token_of(job) for backend in running for job in backend_jobs(backend))
-    assert None not in tokens, "a backend job without a token of this campaign"
-    duplicated = {token: n for token, n in tokens.items() if n > 1}
-    assert not duplicated, f"duplicate backend jobs: {duplicated}"
-    tasks = list(store.all_tasks(campaign.id))
-    recorded = {f"ou-{campaign.uid}-{task.id}-{attempt}" for task in tasks
-                for attempt in range(1, task.attempts + 1)}
-    assert set(tokens) == recorded
-    assert sum(tokens.values()) == sum(task.attempts for task in tasks)
-
-
-def done_once(store: Store, campaign: Campaign) -> None:
-    """Every done task reached `done` exactly once and its files exist."""
-    for task in store.tasks_in(campaign.id, S.DONE):
-        reached = [e for e in store.events_of(task.id) if e.to_state is S.DONE]
-        assert len(reached) == 1, task
-        assert task.result_paths and all(Path(p).is_file() for p in task.result_paths)
-        assert not list(Path(task.result_paths[0]).parent.glob("*.part"))
 
 
 # -- the acceptance cases -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from openeo_upscale.campaign import CampaignBusyError, JobStatus, Leases, Leasin
 from openeo_upscale.campaign.leases import process_gone
 from openeo_upscale.campaign.models import RunnerInfo
 from openeo_upscale.campaign.store import Launch
-from tests.backend.client_helpers import wait_until
+from tests.helpers import wait_until
 
 S = TaskState
 LEASE = Leasing(lease_seconds=30.0)

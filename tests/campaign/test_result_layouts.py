@@ -23,10 +23,10 @@ from openeo_upscale.campaign.asset_fetch import sha256_of
 from openeo_upscale.campaign.catalog import load_collection
 from openeo_upscale.campaign.mosaic import verify_results
 from openeo_upscale.cli import main
-from tests.backend.client_helpers import wait_until
 from tests.campaign.conftest import BRISK, QUICK
 from tests.campaign.team import backend_jobs, connect, max_ndvi
 from tests.campaign.team import grid as team_grid
+from tests.helpers import wait_until
 
 S = TaskState
 POLL = Polling(min_interval=0.1, max_interval=0.5)

@@ -12,7 +12,8 @@ import pytest
 
 from openeo_upscale.campaign import BackendClient, Downloader, JobStatus, Store, StoreError, TaskState
 from openeo_upscale.campaign.store import Launch
-from tests.backend.client_helpers import max_ndvi_job, run_to_end, wait_until
+from tests.backend.client_helpers import max_ndvi_job, run_to_end
+from tests.helpers import wait_until
 
 S = TaskState
 

@@ -16,8 +16,8 @@ import pytest
 
 from openeo_upscale.backend import LocalBackend
 from openeo_upscale.campaign import Leasing, Store, TaskState
-from tests.backend.client_helpers import wait_until
 from tests.campaign.team import Team, audit
+from tests.helpers import wait_until
 
 S = TaskState
 

@@ -19,10 +19,9 @@ import requests
 
 from openeo_upscale.backend import LocalBackend
 from openeo_upscale.campaign import Store
-from tests.backend.client_helpers import wait_until
 from tests.conftest import ANTWERP_BBOX
+from tests.helpers import PASSWORD_ENV, USER_ENV, campaign_toml, wait_until
 from tests.monitor.browser import requested_hosts, screenshot
-from tests.test_cli_campaign import PASSWORD_ENV, USER_ENV, _toml
 
 ROOT = Path(__file__).resolve().parents[2]
 BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
@@ -45,7 +44,7 @@ def start(*args: str, log: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def running_campaign(tmp_path: Path, backend: LocalBackend, udp_dir: Path) -> Iterator[Path]:
     """`openeo-upscale run` in a process of its own; yields the store's path once it exists."""
-    toml = _toml(tmp_path, backend.url, udp_dir)  # the CLI tests' campaign: same TOML, same secrets
+    toml = campaign_toml(tmp_path, backend.url, udp_dir)  # the CLI tests' campaign: same TOML, same secrets
     process = start("run", str(toml), "--quiet", log=tmp_path / "run.log")
     store = tmp_path / "campaign.sqlite"
     try:
@@ -105,7 +104,7 @@ def test_report_renders_its_map_and_charts_offline(chromium: object, tmp_path: P
     """A report of a small campaign, opened from disk: the map and the four charts draw, and the
     page asks for nothing over the network."""
     from openeo_upscale.monitor.report import write_report
-    from tests.monitor.test_maps import build_campaign
+    from tests.monitor.builders import build_campaign
 
     store, campaign_id = build_campaign(tmp_path)
     with store:
@@ -128,8 +127,7 @@ def test_a_failed_tasks_attempts_unfold_in_the_failures_table(chromium: object, 
     open across polls; a task with one job gets none. The backends table counts the ledger's jobs."""
     from openeo_upscale.campaign import TaskState
     from openeo_upscale.monitor.dashboard import create_app
-    from tests.monitor.builders import launch, run_job
-    from tests.monitor.test_dashboard import serving
+    from tests.monitor.builders import launch, run_job, serving
 
     S = TaskState
     path = tmp_path / "store.sqlite"

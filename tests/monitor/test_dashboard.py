@@ -5,32 +5,20 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.cli import main
 from openeo_upscale.monitor.dashboard import STATIC, create_app, plotly_js
-from tests.monitor.builders import launch, run_job
+from tests.monitor.builders import launch, run_job, serving
 
 S = TaskState
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -44,25 +32,6 @@ def store_path(tmp_path: Path) -> Path:
         launch(store, cid, first.id, "local", 1)
         store.transition(first.id, S.CREATING, S.FAILED, actor="test", error="boom", reason="refused")
     return path
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the dashboard did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

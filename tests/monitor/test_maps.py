@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,53 +15,9 @@ from openeo_upscale.campaign import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.monitor import maps
 from openeo_upscale.monitor.colors import STATE_COLORS
-from tests.monitor.builders import advance, run_job
+from tests.monitor.builders import EVIL, build_campaign, square
 
 S = TaskState
-T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-EVIL = "<script>alert(1)</script>"
-
-
-def _square(col: int, row: int, size: float = 0.05) -> str:
-    w, s = 4.0 + col * size, 51.0 + row * size
-    return f"POLYGON (({w} {s}, {w + size} {s}, {w + size} {s + size}, {w} {s + size}, {w} {s}))"
-
-
-RETRIED = "t010"
-"""The tile of `build_campaign` whose first job failed on alpha before another got it done on beta."""
-
-
-def build_campaign(tmp_path: Path, n: int = 12) -> tuple[Store, int]:
-    """A store with ``n`` tiles: done, failed (one with a malicious error), running, queued, pending;
-    each launched through the ledger, and `RETRIED` (when there are that many tiles) run twice."""
-    store = Store.open(tmp_path / "store.db")
-    rows = [{"tile_id": f"t{i:03d}", "geometry": _square(i % 4, i // 4)} for i in range(n)]
-    campaign_id = store.create_campaign("demo", config={"uid": "abc123"}, tasks=rows)
-    tasks = {task.tile_id: task.id for task in store.all_tasks(campaign_id)}
-    for i, (tile, task_id) in enumerate(sorted(tasks.items())):
-        backend = "alpha" if i % 2 else "beta"
-        started = T0 + timedelta(minutes=i)
-        attempt = 1
-        if tile == RETRIED:
-            run_job(store, campaign_id, task_id, "alpha", 1, job_id=f"j-{tile}-1", end=S.PENDING,
-                    started=started, finished=started + timedelta(minutes=4), job_status="error",
-                    costs=0.5, error=f"lost the worker & <the> node running {tile}")
-            attempt, started = 2, started + timedelta(minutes=5)
-        job = {"job_id": f"j-{tile}", "started": started}
-        kind = i % 5
-        if kind == 0:
-            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.FINISHED,
-                    finished=T0 + timedelta(minutes=i + 10 + i), costs=1.5 + i, job_status="finished")
-            advance(store, task_id, [S.FINISHED, S.DOWNLOADING, S.DONE])
-        elif kind == 1:
-            error = EVIL if i == 1 else f"out of memory on {tile}"
-            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.FAILED,
-                    finished=T0 + timedelta(minutes=i + 3), error=error, costs=0.25, job_status="error")
-        elif kind == 2:
-            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.RUNNING)
-        elif kind == 3:
-            run_job(store, campaign_id, task_id, backend, attempt, **job, end=S.QUEUED)
-    return store, campaign_id
 
 
 @pytest.fixture
@@ -107,7 +62,7 @@ def test_hover_names_tile_state_backend_job_attempts_duration_credits(campaign: 
 def test_hover_escapes_tile_ids(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
         campaign_id = store.create_campaign("x", config={"uid": "u"},
-                                            tasks=[{"tile_id": EVIL, "geometry": _square(0, 0)}])
+                                            tasks=[{"tile_id": EVIL, "geometry": square(0, 0)}])
         figure = maps.plot_map(store, campaign_id)
     assert EVIL not in figure.data[0].text[0]
     assert "&lt;script&gt;" in figure.data[0].text[0]

@@ -16,10 +16,9 @@ from openeo_upscale.campaign.store import Store
 from openeo_upscale.cli import main
 from openeo_upscale.monitor import report
 from openeo_upscale.monitor.report import GRAPH_IDS, write_report
-from tests.monitor.builders import launch, run_job
-from tests.monitor.test_maps import EVIL, RETRIED, T0, _square, build_campaign
+from tests.monitor.builders import EVIL, MAP_T0, RETRIED, build_campaign, launch, run_job, square
 
-NOW = T0 + timedelta(hours=2)
+NOW = MAP_T0 + timedelta(hours=2)
 
 
 def _clock() -> datetime:
@@ -97,10 +96,10 @@ def test_report_of_an_empty_campaign(tmp_path: Path) -> None:
 
 def test_report_without_finished_tasks(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
-        rows = [{"tile_id": f"t{i}", "geometry": _square(i, 0)} for i in range(3)]
+        rows = [{"tile_id": f"t{i}", "geometry": square(i, 0)} for i in range(3)]
         campaign_id = store.create_campaign("young", config={"uid": "u"}, tasks=rows)
         task = next(store.all_tasks(campaign_id))
-        run_job(store, campaign_id, task.id, "b", 1, job_id="j1", end=TaskState.RUNNING, started=T0)
+        run_job(store, campaign_id, task.id, "b", 1, job_id="j1", end=TaskState.RUNNING, started=MAP_T0)
         page = write_report(store, campaign_id, tmp_path / "r.html", clock=_clock).read_text()
     _assert_self_contained(page)
     assert "no finished job yet" in page
@@ -172,10 +171,10 @@ def test_retried_tasks_list_each_attempt(tmp_path: Path) -> None:
 
 def test_a_long_error_of_an_attempt_is_cut(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
-        campaign_id = store.create_campaign("long", tasks=[{"tile_id": "a", "geometry": _square(0, 0)}])
+        campaign_id = store.create_campaign("long", tasks=[{"tile_id": "a", "geometry": square(0, 0)}])
         task = next(store.all_tasks(campaign_id))
         long_error = "x" * (report.MAX_ERROR_CHARS + 500)
-        run_job(store, campaign_id, task.id, "b", 1, job_id="j1", end=TaskState.PENDING, started=T0,
+        run_job(store, campaign_id, task.id, "b", 1, job_id="j1", end=TaskState.PENDING, started=MAP_T0,
                 job_status="error", error=long_error)
         launch(store, campaign_id, task.id, "b", 2)
         page = write_report(store, campaign_id, tmp_path / "r.html", clock=_clock).read_text()

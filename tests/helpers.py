@@ -1,0 +1,88 @@
+"""Helpers shared by test modules: waiting on a condition, a campaign TOML for the CLI against a
+local backend, and a small campaign in a store for the monitor's tests. Test modules import
+helpers from here (or from their package's helper module), never from another test module."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openeo
+
+from openeo_upscale.backend import LocalBackend
+from tests.conftest import ANTWERP_BBOX, MAX_NDVI_URL
+
+T = TypeVar("T")
+
+
+WAIT_SECONDS = 30.0
+"""Deadline of every wait; generous, as a wait normally ends within a second or two."""
+
+
+def wait_until(condition: Callable[[], T], what: str, *, timeout: float = WAIT_SECONDS,
+               interval: float = 0.02) -> T:
+    """Poll `condition` until it returns something truthy (returned), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
+USER_ENV = "TEST_LOCAL_USERNAME"
+PASSWORD_ENV = "TEST_LOCAL_PASSWORD"
+
+
+def campaign_toml(tmp_path: Path, url: str, udp_dir: Path, *, extra: str = "",
+                  backend_extra: str = "") -> Path:
+    """A campaign TOML in `tmp_path` running max_ndvi over Antwerp on the local backend at `url`."""
+    path = tmp_path / "campaign.toml"
+    path.write_text(f"""
+store = "campaign.sqlite"
+name = "antwerp"
+output_dir = "results"
+{extra}
+
+[grid]
+bbox = {BBOX}
+size = 5000
+
+[udp]
+file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
+namespace = "{MAX_NDVI_URL}"
+
+[defaults]
+temporal_extent = [2023-05-01, "2023-07-01"]
+
+[polling]
+min_interval = 0.05
+max_interval = 0.2
+
+[retry]
+max_attempts = 1
+
+[[backends]]
+name = "local"
+url = "{url}"
+parallel_jobs = 4
+auth = "basic"
+username_env = "{USER_ENV}"
+password_env = "{PASSWORD_ENV}"
+{backend_extra}
+""")
+    return path
+
+
+def local_backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
+    """The backend's own job list, through the official client."""
+    jobs: list[dict[str, Any]] = openeo.connect(backend.url).authenticate_basic("demo", "demo").list_jobs()
+    return jobs
+
+
