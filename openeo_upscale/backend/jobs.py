@@ -1,8 +1,11 @@
-"""Batch jobs of the local backend: create, start, queue, run slots, finish, cancel, logs.
+"""Batch jobs of the local backend: create, estimate, start, queue, run slots, finish, cancel, logs.
 
 A dispatcher thread moves jobs along: `queued` jobs take a free run slot of their user in
 start order, `running` jobs finish when their simulated time is up. It sleeps until the next
 thing is due or until a request wakes it, so an idle backend costs nothing.
+
+Every cost is `BackendConfig.credits` of the CPU seconds a job used (or, for an estimate,
+would use).
 
 What happens on restart: the state is in SQLite, so every job, log and result is still there.
 A simulated job that was `running` keeps its schedule (it finishes when it would have, or at
@@ -32,6 +35,7 @@ from openeo_upscale.backend import errors as e
 from openeo_upscale.backend import simulate
 from openeo_upscale.backend.config import BackendConfig, LimitPolicy, Mode
 from openeo_upscale.backend.engine.worker import JobSpec, JobWorker, Outcome
+from openeo_upscale.backend.process_graphs import ProcessGraphStore
 from openeo_upscale.backend.state import attempts, jobs, logs
 
 _log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELED})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _LISTED = [c for c in jobs.c if c.name not in ("process", "extent", "fail_message")]
+ESTIMATE_SECONDS = 86400
+"""How long a job's estimate is valid."""
 REAL_POLL_SECONDS = 0.2
 """How often the dispatcher looks at running real jobs' processes."""
 _TRAILING_MARKER = re.compile(r"\s*\[[^\]]*\]\s*$")
@@ -70,6 +76,11 @@ def isoformat(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cpu_seconds(used: Mapping[str, Any]) -> float:
+    """The CPU seconds a job's usage records (none recorded: 0)."""
+    return float(used.get("cpu", {}).get("value", 0.0))
+
+
 class JobService:
     """All job operations of the backend, for one state database and results folder."""
 
@@ -79,13 +90,15 @@ class JobService:
         config: BackendConfig,
         results_dir: Path,
         clock: Clock = time.time,
-        user_processes: Callable[[str], Mapping[str, Mapping[str, Any]]] | None = None,
+        process_graphs: ProcessGraphStore | None = None,
     ) -> None:
+        """`process_graphs` holds the users' stored processes (a real job may call them); by
+        default those of `engine`."""
         self._db = engine
         self._config = config
         self._results = results_dir
         self._clock = clock
-        self._user_processes = user_processes or (lambda _user: {})
+        self._process_graphs = process_graphs or ProcessGraphStore(engine)
         self._workers: dict[str, JobWorker] = {}
         self._wake = threading.Condition()
         self._write_lock = threading.Lock()
@@ -189,6 +202,21 @@ class JobService:
         rows = rows[:limit]
         return [self._with_progress(r) for r in rows], (rows[-1]["seq"] if more and rows else None)
 
+    def estimate(self, user: str, job_id: str) -> dict[str, Any]:
+        """What the job would cost and take if started now (``GET /jobs/{id}/estimate``)."""
+        job = self.get(user, job_id)
+        extent = simulate.Extent(**job["extent"])
+        attempt = job.get("attempt") or 1
+        sim, seed = self._config.simulation, self._config.faults.seed
+        seconds = simulate.simulated_seconds(extent, sim, attempt, seed)
+        return {
+            "costs": self._config.credits(simulate.cpu_seconds(seconds)),
+            "duration": f"PT{round(seconds)}S",
+            "size": 64 * 64 * 2 + 1024,
+            "downloads_included": None,
+            "expires": isoformat(self._clock() + ESTIMATE_SECONDS),
+        }
+
     def update(self, user: str, job_id: str, changes: Mapping[str, Any]) -> None:
         job = self.get(user, job_id)
         if "process" in changes and JobStatus(job["status"]) in ACTIVE:
@@ -279,7 +307,7 @@ class JobService:
             simulated = self._config.mode is Mode.SIMULATED and sim.time_scale
             seconds = elapsed / sim.time_scale if simulated else elapsed
             values["usage"] = used = simulate.usage(simulate.Extent(**job["extent"]), seconds)
-            values["costs"] = self._config.credits(float(used["cpu"]["value"]))
+            values["costs"] = self._config.credits(_cpu_seconds(used))
         with self._transaction() as conn:
             done = conn.execute(
                 sa.update(jobs)
@@ -430,7 +458,7 @@ class JobService:
         sim = self._config.simulation
         sim_seconds = job["duration"] / sim.time_scale if sim.time_scale else job["duration"]
         used = simulate.usage(extent, sim_seconds)
-        costs = self._config.credits(float(used["cpu"]["value"]))
+        costs = self._config.credits(_cpu_seconds(used))
         if job["fail_message"]:
             with self._transaction() as conn:
                 done = conn.execute(
@@ -495,7 +523,7 @@ class JobService:
                 folder=str(self._results / job_id),
                 job_extent=(extent.west, extent.south, extent.east, extent.north),
                 udp_dirs=tuple(str(d) for d in self._config.udp_dirs),
-                user_processes=dict(self._user_processes(job["user"])),
+                user_processes=self._process_graphs.stored(job["user"]),
                 memory_limit_mb=self._config.job_memory_limit_mb,
                 allow_remote_namespaces=self._config.allow_remote_namespaces,
                 namespace_timeout=self._config.namespace_timeout,
@@ -536,7 +564,7 @@ class JobService:
         with self._db.connect() as conn:
             started = conn.execute(sa.select(jobs.c.started_at).where(jobs.c.id == job_id)).scalar()
         used["duration"] = {"value": round(now - (started or now), 3), "unit": "seconds"}
-        costs = self._config.credits(float(used.get("cpu", {}).get("value", 0.0)))
+        costs = self._config.credits(_cpu_seconds(used))
         ok = outcome is not None and outcome.ok and error is None
         values: dict[str, Any] = {"finished_at": now, "updated": now, "usage": used, "costs": costs}
         if ok:

@@ -36,6 +36,10 @@ _GEOJSON_TYPES = {
 }
 
 
+CPUS = 2.0
+"""CPUs a simulated job keeps busy while it runs."""
+
+
 @cache
 def _lonlat_to(epsg: int) -> Transformer:
     """A lon/lat -> EPSG transformer, built once per zone: job start, usage and logs all ask."""
@@ -176,12 +180,17 @@ def decide(key: str, seed: int, rate: float) -> bool:
     return rate > 0 and seeded_unit(key, seed) < rate
 
 
+def cpu_seconds(seconds: float) -> float:
+    """The CPU time of a simulated job that runs `seconds`: it keeps `CPUS` busy."""
+    return seconds * CPUS
+
+
 def usage(extent: Extent, seconds: float, bands: int = 3) -> dict[str, dict[str, float | str]]:
     """CDSE-style usage of a finished job."""
     dates = max(1, round(extent.months * 30.44 / 5))
     megapixels = extent.area_km2 * 1e4 * bands * dates / 1e6
     return {
-        "cpu": {"value": round(seconds * 2.0, 3), "unit": "cpu-seconds"},
+        "cpu": {"value": round(cpu_seconds(seconds), 3), "unit": "cpu-seconds"},
         "memory": {"value": round(seconds * 2048.0, 3), "unit": "mb-seconds"},
         "duration": {"value": round(seconds, 3), "unit": "seconds"},
         "input_pixel": {"value": round(megapixels, 3), "unit": "mega-pixel"},
@@ -230,4 +239,14 @@ def write_geotiff(path: Path, extent: Extent, size: int = 64) -> dict[str, Any]:
     }
 
 
-__all__ = ["Extent", "decide", "extent_of", "process_key", "simulated_seconds", "usage", "write_geotiff"]
+__all__ = [
+    "CPUS",
+    "Extent",
+    "cpu_seconds",
+    "decide",
+    "extent_of",
+    "process_key",
+    "simulated_seconds",
+    "usage",
+    "write_geotiff",
+]

@@ -1,12 +1,15 @@
 """The process-graph engine of the local backend's real mode, on xarray/numpy/scipy.
 
+- :mod:`.context`: what a process implementation gets (:class:`Args`, :class:`EvalContext`)
+  and raises (:class:`ProcessArgumentError`), and :data:`ARRAY_DIM`.
 - :mod:`.registry`: the :class:`ProcessRegistry` and the default :data:`PROCESSES`.
 - :mod:`.evaluator`: the :class:`Evaluator` (scoping, callbacks, UDP calls, errors); its
   docstring says how cube processes call callbacks.
 - :mod:`.arrays`: array processes and reducers.
 - :mod:`.maths`: math, comparison and logic processes.
 - :mod:`.dates`: date processes.
-- :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial` and :mod:`.cubes_load`).
+- :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial`, :mod:`.cubes_load` and
+  :mod:`.cubes_merge`).
 
 The process modules share their helpers through the private :mod:`._common`; none imports
 another process module.
@@ -16,24 +19,17 @@ from __future__ import annotations
 
 import importlib
 
-from openeo_upscale.backend.engine.evaluator import (
+from openeo_upscale.backend.engine.context import (
     ARRAY_DIM,
-    Callback,
+    Args,
     EvalContext,
-    Evaluator,
-    ProcessGraphError,
+    ProcessArgumentError,
     Scope,
-    UdpLookup,
     from_array_dim,
     to_array_dim,
 )
-from openeo_upscale.backend.engine.registry import (
-    PROCESSES,
-    Args,
-    ProcessArgumentError,
-    ProcessImpl,
-    ProcessRegistry,
-)
+from openeo_upscale.backend.engine.evaluator import Callback, Evaluator, ProcessGraphError, UdpLookup
+from openeo_upscale.backend.engine.registry import PROCESSES, ProcessImpl, ProcessRegistry
 
 __all__ = [
     "ARRAY_DIM",

@@ -1,8 +1,9 @@
-"""Helpers the process modules share: null and nodata, array tests, Python scalars, dates.
+"""Helpers the process modules share: null and nodata, array tests, Python scalars, dates,
+cube arguments and callback results.
 
 openEO's null is ``None`` for scalars and NaN inside arrays (NaN is the engine's nodata; NaT
-for dates). This module imports nothing of the engine but the registry's error, so every
-process module (:mod:`.arrays`, :mod:`.maths`, :mod:`.dates`) can import it.
+for dates). This module imports nothing of the engine but :mod:`.context`, so every process
+module (:mod:`.arrays`, :mod:`.maths`, :mod:`.dates`, the ``cubes*`` modules) can import it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from openeo_upscale.backend.engine.registry import ProcessArgumentError
+from openeo_upscale.backend.engine.context import ARRAY_DIM, ProcessArgumentError
 
-__all__ = ["is_array", "nan_mask", "null_to_nan", "to_datetime64", "to_py", "truthy"]
+__all__ = [
+    "broadcast_result",
+    "is_array",
+    "nan_mask",
+    "null_to_nan",
+    "require_cube",
+    "to_datetime64",
+    "to_py",
+    "truthy",
+]
 
 
 def is_array(x: Any) -> bool:
@@ -75,3 +85,28 @@ def to_datetime64(value: Any) -> np.datetime64:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.to_datetime64().astype("datetime64[ns]")
+
+
+def require_cube(value: Any, name: str = "data") -> xr.DataArray:
+    """Argument `name` of a cube process, which must be a raster data cube."""
+    if not isinstance(value, xr.DataArray):
+        raise ProcessArgumentError(
+            f"argument '{name}' must be a raster data cube, not {type(value).__name__}", parameter=name
+        )
+    return value
+
+
+def broadcast_result(value: Any, like: xr.DataArray) -> xr.DataArray:
+    """A callback result as a DataArray broadcast against `like` (a scalar fills it)."""
+    if not isinstance(value, xr.DataArray):
+        if value is None:
+            value = np.nan
+        try:
+            return xr.full_like(like, value, dtype=np.result_type(value))
+        except TypeError as exc:
+            raise ProcessArgumentError(f"the callback returned {type(value).__name__}, not a number") from exc
+    value = value.drop_vars([ARRAY_DIM], errors="ignore")
+    missing = [d for d in like.dims if d not in value.dims]
+    if missing:
+        value = value.broadcast_like(like)
+    return value

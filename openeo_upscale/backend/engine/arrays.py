@@ -1,7 +1,7 @@
 """Array processes and reducers on lists, numpy arrays and DataArrays.
 
 Array processes take (a) a list or 1-D numpy array, or (b) a DataArray with the dimension
-:data:`~openeo_upscale.backend.engine.evaluator.ARRAY_DIM` (a 1-D DataArray without it
+:data:`~openeo_upscale.backend.engine.context.ARRAY_DIM` (a 1-D DataArray without it
 counts as an array along its only dimension), or (c) a list whose items include DataArrays,
 stacked along ``ARRAY_DIM`` (``array_create([eq1, eq2])`` inside ``apply``). Reducers remove
 ``ARRAY_DIM``; ``array_apply``, ``array_create`` and ``array_concat`` keep it. Reducers
@@ -26,8 +26,9 @@ from openeo_upscale.backend.engine._common import (
     to_py,
     truthy,
 )
-from openeo_upscale.backend.engine.evaluator import ARRAY_DIM, Callback, EvalContext
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
+from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.evaluator import Callback
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 # -- helpers ------------------------------------------------------------------------------------
 

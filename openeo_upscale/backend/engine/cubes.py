@@ -10,30 +10,25 @@ name stays usable through ``attrs["dimension_aliases"]``.
 Callbacks are vectorised, as :mod:`.evaluator` describes: one call per cube (``apply``), per
 group of labels (``aggregate_temporal_period``, ``apply_neighborhood`` by period) or per chunk,
 never per pixel. Spatial processes live in :mod:`.cubes_spatial`, collection loading in
-:mod:`.cubes_load`; importing this module registers all three.
+:mod:`.cubes_load`, ``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`; importing this module
+registers all four.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from openeo_upscale.backend.engine import cubes_load as cubes_load
-from openeo_upscale.backend.engine.cubes_spatial import (
-    Grid,
-    VectorCube,
-    regrid,
-    with_meta,
-)
-from openeo_upscale.backend.engine.evaluator import ARRAY_DIM
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
-
-if TYPE_CHECKING:
-    from openeo_upscale.backend.engine.evaluator import EvalContext
+from openeo_upscale.backend.engine import cubes_merge as cubes_merge
+from openeo_upscale.backend.engine._common import broadcast_result, require_cube
+from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.cubes_spatial import Grid, VectorCube, with_meta
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 __all__ = ["COMMON_NAMES", "PERIODS", "VectorCube", "period_starts"]
 
@@ -66,14 +61,6 @@ COMMON_NAMES = {
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _cube(value: Any, name: str = "data") -> xr.DataArray:
-    if not isinstance(value, xr.DataArray):
-        raise ProcessArgumentError(
-            f"argument '{name}' must be a raster data cube, not {type(value).__name__}", parameter=name
-        )
-    return value
 
 
 def _dim(cube: xr.DataArray, name: Any, parameter: str = "dimension") -> str:
@@ -114,29 +101,13 @@ def _datetime64(value: Any) -> np.datetime64:
     return np.datetime64(stamp.to_datetime64(), "ns")
 
 
-def _broadcast(value: Any, like: xr.DataArray) -> xr.DataArray:
-    """A callback result as a DataArray broadcast against `like` (a scalar fills it)."""
-    if not isinstance(value, xr.DataArray):
-        if value is None:
-            value = np.nan
-        try:
-            return xr.full_like(like, value, dtype=np.result_type(value))
-        except TypeError as exc:
-            raise ProcessArgumentError(f"the callback returned {type(value).__name__}, not a number") from exc
-    value = value.drop_vars([ARRAY_DIM], errors="ignore")
-    missing = [d for d in like.dims if d not in value.dims]
-    if missing:
-        value = value.broadcast_like(like)
-    return value
-
-
 def _reduced(value: Any, like: xr.DataArray, what: str) -> xr.DataArray:
     """A reducer's result: no ARRAY_DIM, broadcast to `like` (the cube without the dimension)."""
     if isinstance(value, xr.DataArray) and ARRAY_DIM in value.dims:
         raise ProcessArgumentError(
             f"the {what} must reduce the dimension to one value, but it returned an array"
         )
-    out = _broadcast(value, like)
+    out = broadcast_result(value, like)
     return out.transpose(*like.dims)
 
 
@@ -168,7 +139,7 @@ def _band_name(cube: xr.DataArray, name: str) -> str:
 @PROCESSES.register("filter_bands")
 def filter_bands(args: Args, ctx: EvalContext) -> xr.DataArray:
     """The given bands (names or common names), in the order given."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, "bands")
     bands = args.get("bands") or []
     if args.get("wavelengths"):
@@ -192,7 +163,7 @@ def _in_interval(times: np.ndarray, extent: Any) -> np.ndarray:
 @PROCESSES.register("filter_temporal")
 def filter_temporal(args: Args, ctx: EvalContext) -> xr.DataArray:
     """The labels in ``[start, end)`` of the temporal dimension; a null end is open."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _temporal_dim(cube, args.get("dimension"))
     return cube.isel({dim: np.nonzero(_in_interval(cube[dim].values, args["extent"]))[0]})
 
@@ -203,15 +174,15 @@ def filter_temporal(args: Args, ctx: EvalContext) -> xr.DataArray:
 @PROCESSES.register("apply")
 def apply(args: Args, ctx: EvalContext) -> xr.DataArray:
     """``process(x=cube, context)``, once, over the whole cube."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     result = args["process"](x=cube, context=args.get("context"))
-    return with_meta(_broadcast(result, cube).transpose(*cube.dims), cube)
+    return with_meta(broadcast_result(result, cube).transpose(*cube.dims), cube)
 
 
 @PROCESSES.register("reduce_dimension")
 def reduce_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
     """``reducer(data=cube with dimension as ARRAY_DIM, context)``; the dimension is gone."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, args["dimension"])
     result = args["reducer"](data=cube.rename({dim: ARRAY_DIM}), context=args.get("context"))
     return with_meta(_reduced(result, _strip(cube, dim), "reducer"), cube)
@@ -220,7 +191,7 @@ def reduce_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
 def _applied(result: Any, cube: xr.DataArray, dim: str) -> xr.DataArray:
     """A callback's result along ARRAY_DIM as the cube's dimension `dim` again."""
     if not isinstance(result, xr.DataArray) or ARRAY_DIM not in result.dims:
-        return _broadcast(result, cube).transpose(*cube.dims)
+        return broadcast_result(result, cube).transpose(*cube.dims)
     result = result.rename({ARRAY_DIM: dim})
     n = result.sizes[dim]
     labels = cube[dim].values if n == cube.sizes[dim] else np.arange(n)
@@ -240,7 +211,7 @@ def apply_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
     0, 1, ...; with ``target_dimension`` the values go to that dimension (replacing the source
     dimension, or filling an existing single-label target dimension).
     """
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, args["dimension"])
     target = args.get("target_dimension")
     result = args["process"](data=cube.rename({dim: ARRAY_DIM}), context=args.get("context"))
@@ -317,7 +288,7 @@ def aggregate_temporal_period(args: Args, ctx: EvalContext) -> xr.DataArray:
     The reducer is called once per period that has data (``data`` along ARRAY_DIM holds that
     period's labels); periods without data are left out, as Copernicus Data Space does.
     """
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _temporal_dim(cube, args.get("dimension"))
     period = args["period"]
     reducer = args["reducer"]
@@ -388,7 +359,7 @@ def apply_neighborhood(args: Args, ctx: EvalContext) -> xr.DataArray:
       each chunk as a cube (dimensions unchanged) and must return it with the same shape; the
       overlap is cut off again. A chunk covering the whole cube means a single call.
     """
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     process = args["process"]
     context = args.get("context")
     size = _size_entries(args["size"], "size")
@@ -458,7 +429,7 @@ def _spatial_chunks(
 
 
 def _applied_same(result: Any, chunk: xr.DataArray) -> xr.DataArray:
-    result = _broadcast(result, chunk)
+    result = broadcast_result(result, chunk)
     if dict(result.sizes) != dict(chunk.sizes):
         raise ProcessArgumentError(
             f"the process of apply_neighborhood must keep the neighbourhood's shape {dict(chunk.sizes)}, "
@@ -467,147 +438,13 @@ def _applied_same(result: Any, chunk: xr.DataArray) -> xr.DataArray:
     return result.transpose(*chunk.dims)
 
 
-# -- merge_cubes --------------------------------------------------------------------------------
-
-
-def _fill_for(cube: xr.DataArray) -> Any:
-    return False if cube.dtype == bool else np.nan
-
-
-def _align_spatial(c1: xr.DataArray, c2: xr.DataArray, fill: Any = None) -> xr.DataArray:
-    """`c2` on the grid of `c1` (exact coordinates when the grids agree, else resampled); where
-    `c2` does not cover `c1`, `fill` (by default nodata: NaN, or False for booleans)."""
-    if not all(d in c1.dims and d in c2.dims for d in ("x", "y")):
-        return c2
-    g1, g2 = Grid.of(c1), Grid.of(c2)
-    if g1.same_as(g2):
-        return c2.assign_coords(x=c1["x"].values, y=c1["y"].values)
-    return regrid(c2, g1, "near", _fill_for(c2) if fill is None else fill)
-
-
-@PROCESSES.register("merge_cubes")
-def merge_cubes(args: Args, ctx: EvalContext) -> xr.DataArray:
-    """Union of two cubes' labels; ``overlap_resolver(x, y, context)`` where both have a value.
-
-    A dimension only one cube has is broadcast over the other. Without overlap (for example
-    different band labels) the cubes are simply concatenated; overlap without a resolver is an
-    error. ``cube2`` is put on ``cube1``'s spatial grid first (nearest neighbour).
-    """
-    c1, c2 = _cube(args["cube1"], "cube1"), _cube(args["cube2"], "cube2")
-    resolver = args.get("overlap_resolver")
-    c2 = _align_spatial(c1, c2)
-    for d in c1.dims:
-        if d not in c2.dims:
-            c2 = c2.expand_dims({d: c1[d].values})
-    for d in c2.dims:
-        if d not in c1.dims:
-            c1 = c1.expand_dims({d: c2[d].values})
-    c2 = c2.transpose(*c1.dims)
-    union: dict[Hashable, np.ndarray] = {}
-    in1: list[xr.DataArray] = []
-    in2: list[xr.DataArray] = []
-    for d in c1.dims:
-        l1, l2 = c1[d].values, c2[d].values
-        if len(l1) == len(l2) and np.array_equal(l1, l2):
-            continue
-        extra = l2[~np.isin(l2, l1)]
-        labels = np.concatenate([l1, extra])
-        if d in ("t", "x"):
-            labels = np.sort(labels)
-        elif d == "y":
-            labels = np.sort(labels)[::-1]
-        union[d] = labels
-        in1.append(xr.DataArray(np.isin(labels, l1), dims=(d,), coords={d: labels}))
-        in2.append(xr.DataArray(np.isin(labels, l2), dims=(d,), coords={d: labels}))
-    a1 = c1.reindex(union, fill_value=_fill_for(c1)) if union else c1
-    a2 = c2.reindex(union, fill_value=_fill_for(c2)) if union else c2
-    has1, has2 = _product(in1), _product(in2)
-    overlap = None if has1 is None or has2 is None else has1 & has2
-    if overlap is None or bool(overlap.any()):
-        if resolver is None:
-            raise ProcessArgumentError(
-                "the cubes overlap: give an overlap_resolver", parameter="overlap_resolver", required=True
-            )
-        resolved = _broadcast(resolver(x=a1, y=a2, context=args.get("context")), a1)
-        out = resolved if overlap is None else xr.where(overlap, resolved, a1.where(has1, a2))
-    else:
-        out = xr.where(has1, a1, a2)
-    return with_meta(out.transpose(*a1.dims), args["cube1"])
-
-
-def _has(cube: xr.DataArray, name: Hashable) -> bool:
-    return name in cube.attrs.get("dimension_aliases", {})
-
-
-def _product(flags: list[xr.DataArray]) -> xr.DataArray | None:
-    if not flags:
-        return None
-    out = flags[0]
-    for f in flags[1:]:
-        out = out & f
-    return out
-
-
-# -- mask ---------------------------------------------------------------------------------------------
-
-
-def _mask_like(mask: xr.DataArray, data: xr.DataArray) -> xr.DataArray:
-    """`mask` aligned to `data`: its grid, its t labels and its bands, as booleans (True = masked)."""
-    # Where the mask does not reach (a 20 m mask one pixel short of 10 m data at a tile edge),
-    # it masks: no mask value is nodata, and nodata in a mask masks.
-    mask = _align_spatial(data, mask, True if mask.dtype == bool else np.nan)
-    if "t" in mask.dims and "t" in data.dims and not np.array_equal(mask["t"].values, data["t"].values):
-        mask = mask.reindex(t=data["t"].values, fill_value=_fill_for(mask))
-    mask_bands = "bands" if "bands" in mask.dims else None
-    if mask_bands is not None:
-        labels = [str(b) for b in mask[mask_bands].values]
-        data_labels = [str(b) for b in data["bands"].values] if "bands" in data.dims else []
-        if data_labels and set(labels) == set(data_labels) and len(labels) == len(data_labels):
-            mask = mask.sel({mask_bands: data_labels}).rename({mask_bands: "bands"})
-            mask = mask.assign_coords(bands=data["bands"].values)
-        elif data_labels and len(labels) == len(data_labels):
-            mask = mask.rename({mask_bands: "bands"}).assign_coords(bands=data["bands"].values)
-        else:
-            # One mask band for all data bands; with a different number of bands Copernicus Data
-            # Space also uses the first mask band for every data band.
-            mask = mask.isel({mask_bands: 0}, drop=True)
-    extra = [d for d in mask.dims if d not in data.dims]
-    if extra:
-        raise ProcessArgumentError(
-            f"the mask has dimension(s) {extra} the data does not have", parameter="mask"
-        )
-    values = mask.values
-    # Non-zero masks, and so does nodata in the mask, as on Copernicus Data Space.
-    flags = values if values.dtype == bool else values != 0
-    return xr.DataArray(flags, dims=mask.dims, coords=mask.coords).broadcast_like(data).transpose(*data.dims)
-
-
-@PROCESSES.register("mask")
-def mask(args: Args, ctx: EvalContext) -> xr.DataArray:
-    """Replace the values of ``data`` where ``mask`` is true or non-zero by ``replacement`` (null).
-
-    The mask is put on the data's grid (nearest neighbour), matched by t label, and broadcast
-    over dimensions it lacks; a mask with one band (or a different number of bands than the
-    data) masks every band by its first band, one with the data's bands masks band by band.
-    Nodata in the data stays nodata.
-    """
-    data = _cube(args["data"])
-    flags = _mask_like(_cube(args["mask"], "mask"), data)
-    replacement = args.get("replacement")
-    if replacement is None:
-        out = (data if data.dtype.kind == "f" else data.astype(np.float64)).where(~flags)
-    else:
-        out = data.where(~flags | data.isnull(), replacement)
-    return with_meta(out, data)
-
-
 # -- labels and dimensions -----------------------------------------------------------------------------
 
 
 @PROCESSES.register("rename_labels")
 def rename_labels(args: Args, ctx: EvalContext) -> xr.DataArray:
     """Relabel ``dimension``: ``source`` labels to ``target`` labels, or all labels in order."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, args["dimension"])
     target = list(args["target"])
     source = list(args.get("source") or [])
@@ -634,10 +471,14 @@ def rename_labels(args: Args, ctx: EvalContext) -> xr.DataArray:
     return cube.assign_coords({dim: np.asarray(new)})
 
 
+def _has(cube: xr.DataArray, name: Hashable) -> bool:
+    return name in cube.attrs.get("dimension_aliases", {})
+
+
 @PROCESSES.register("add_dimension")
 def add_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
     """A new dimension of one ``label``; ``type`` bands makes it the cube's bands dimension."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     name = str(args["name"])
     kind = args.get("type", "other")
     if name in cube.dims or _has(cube, name):
@@ -657,7 +498,7 @@ def add_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
 @PROCESSES.register("drop_dimension")
 def drop_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
     """Remove a dimension that has at most one label."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, args["name"], "name")
     if cube.sizes[dim] > 1:
         raise ProcessArgumentError(
@@ -669,7 +510,7 @@ def drop_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
 @PROCESSES.register("dimension_labels")
 def dimension_labels(args: Args, ctx: EvalContext) -> list[Any]:
     """The labels of a dimension; dates as ISO 8601 strings (``2023-05-01T00:00:00Z``)."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, args["dimension"])
     values = cube[dim].values
     if np.issubdtype(values.dtype, np.datetime64):
@@ -683,7 +524,7 @@ def dimension_labels(args: Args, ctx: EvalContext) -> list[Any]:
 @PROCESSES.register("ndvi")
 def ndvi(args: Args, ctx: EvalContext) -> xr.DataArray:
     """(nir - red) / (nir + red); bands by name or common name; ``target_band`` appends it."""
-    cube = _cube(args["data"])
+    cube = require_cube(args["data"])
     dim = _dim(cube, "bands")
     nir = _band_name(cube, args.get("nir") or "nir")
     red = _band_name(cube, args.get("red") or "red")

@@ -20,12 +20,13 @@ import importlib
 import math
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import shapely
 import xarray as xr
 
+from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
 from openeo_upscale.backend.engine.cubes_spatial import (
     VectorCube,
     as_vector_cube,
@@ -33,10 +34,7 @@ from openeo_upscale.backend.engine.cubes_spatial import (
     clip_to_geometries,
     crop_to_bounds,
 )
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
-
-if TYPE_CHECKING:
-    from openeo_upscale.backend.engine.evaluator import EvalContext
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 __all__ = ["DEFAULT_PROVIDERS", "utm_epsg"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import rasterio.features
@@ -36,11 +36,9 @@ from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
-from openeo_upscale.backend.engine.evaluator import ARRAY_DIM
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
-
-if TYPE_CHECKING:
-    from openeo_upscale.backend.engine.evaluator import EvalContext
+from openeo_upscale.backend.engine._common import require_cube
+from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 __all__ = [
     "FFT_KERNEL_SIZE",
@@ -84,16 +82,8 @@ def with_meta(result: Any, source: xr.DataArray, **overrides: Any) -> Any:
     return result.assign_attrs(attrs)
 
 
-def _require_cube(value: Any, name: str = "data") -> xr.DataArray:
-    if not isinstance(value, xr.DataArray):
-        raise ProcessArgumentError(
-            f"argument '{name}' must be a raster data cube, not {type(value).__name__}", parameter=name
-        )
-    return value
-
-
 def _require_spatial(cube: xr.DataArray, name: str = "data") -> xr.DataArray:
-    cube = _require_cube(cube, name)
+    cube = require_cube(cube, name)
     if "x" not in cube.dims or "y" not in cube.dims:
         raise ProcessArgumentError(
             f"the data cube '{name}' has no spatial dimensions x and y", parameter=name

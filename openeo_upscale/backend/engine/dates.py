@@ -17,8 +17,8 @@ import pandas as pd
 import xarray as xr
 
 from openeo_upscale.backend.engine._common import to_datetime64, to_py
-from openeo_upscale.backend.engine.evaluator import EvalContext
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
+from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 _COMPONENTS = ("year", "month", "day", "hour", "minute", "second")
 _DIFFERENCE_UNITS = {

@@ -19,13 +19,13 @@ vectorised: call the callback once with whole arrays, not once per pixel.
 - ``apply``: ``process(x=cube, context=context)``; elementwise processes broadcast.
 - ``reduce_dimension`` / ``aggregate_temporal_period`` (per group) / ``apply_dimension`` /
   ``apply_neighborhood`` along one dimension: rename the processed dimension to
-  :data:`ARRAY_DIM` (keeping its labels as the coordinate) and call
+  :data:`.context.ARRAY_DIM` (keeping its labels as the coordinate) and call
   ``reducer(data=cube.rename({dim: ARRAY_DIM}), context=context)``. Array processes
   (``array_element``, ``max``, ``first``, ``array_apply``...) work along ``ARRAY_DIM``: a
   reducer's result no longer has it; for ``apply_dimension`` it still has it (rename it back;
   when it lacks it, the process returned one value per pixel: broadcast it). ``array_apply``
   gives its own callback ``x`` (the whole array), ``index`` and ``label`` (1-D DataArrays
-  along ``ARRAY_DIM``). Use :func:`to_array_dim` / :func:`from_array_dim`.
+  along ``ARRAY_DIM``). Use :func:`.context.to_array_dim` / :func:`.context.from_array_dim`.
 - A callback may return a scalar (for example ``0``); broadcast it against the input.
 
 **Errors.** Every failure is a :class:`ProcessGraphError` naming the failing node and its
@@ -36,28 +36,14 @@ process, nested from the outermost node inward, for example ``node 'reduce1'
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import xarray as xr
-
-from openeo_upscale.backend.engine.registry import Args, ProcessArgumentError, ProcessRegistry
+from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError, Scope
+from openeo_upscale.backend.engine.registry import ProcessRegistry
 from openeo_upscale.backend.errors import ApiError
 
-__all__ = [
-    "ARRAY_DIM",
-    "Callback",
-    "EvalContext",
-    "Evaluator",
-    "ProcessGraphError",
-    "Scope",
-    "UdpLookup",
-    "from_array_dim",
-    "to_array_dim",
-]
-
-ARRAY_DIM = "__array__"
-"""The reserved dimension name array processes work along (see the module docstring)."""
+__all__ = ["Callback", "Evaluator", "ProcessGraphError", "UdpLookup"]
 
 MAX_UDP_DEPTH = 32
 """How deeply UDPs may call UDPs before the evaluator assumes a recursion and stops."""
@@ -113,34 +99,6 @@ class ProcessGraphError(ApiError):
         )
 
 
-class Scope:
-    """Parameter values of one graph evaluation, falling back to the enclosing scope."""
-
-    def __init__(self, values: Mapping[str, Any], parent: Scope | None = None) -> None:
-        self.values = dict(values)
-        self.parent = parent
-
-    def lookup(self, name: str) -> Any:
-        """The value of parameter `name`; raises KeyError when no scope defines it."""
-        scope: Scope | None = self
-        while scope is not None:
-            if name in scope.values:
-                return scope.values[name]
-            scope = scope.parent
-        if name == "context":
-            return None
-        raise KeyError(name)
-
-    def names(self) -> list[str]:
-        """All parameter names visible in this scope."""
-        names: set[str] = set()
-        scope: Scope | None = self
-        while scope is not None:
-            names.update(scope.values)
-            scope = scope.parent
-        return sorted(names)
-
-
 class Callback:
     """A child process graph bound to the scope it was written in; call it to evaluate it."""
 
@@ -155,34 +113,6 @@ class Callback:
 
     def __repr__(self) -> str:
         return f"Callback({sorted(self.process_graph)})"
-
-
-@dataclass(frozen=True)
-class EvalContext:
-    """What a process implementation knows about the node it evaluates."""
-
-    evaluator: Evaluator
-    node_id: str
-    process_id: str
-    namespace: str | None
-    graph: Mapping[str, Any] = field(repr=False)
-    """The graph the node belongs to (a UDP body or callback graph, not always the top)."""
-    scope: Scope = field(repr=False)
-    _values: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        """The job's services (data provider, output folder...), as given to the evaluator."""
-        return self.evaluator.services
-
-    def resolve(self, value: Any) -> Any:
-        """Resolve references in a raw argument value of any node of `graph`, in this scope.
-
-        Lets a process look at other nodes' arguments, e.g. ``load_collection`` finding the
-        geometry of a downstream ``filter_spatial``. ``from_node`` works only for nodes that
-        have been evaluated and are still held; others raise ProcessArgumentError.
-        """
-        return self.evaluator._resolve(value, self._values, self.scope, self.node_id)
 
 
 @dataclass
@@ -486,17 +416,3 @@ def _make_plan(graph: Any, kind: str) -> _Plan:
         raise invalid(stuck, graph[stuck]["process_id"], "the graph has a cycle through this node")
     consumers = {n: len(users[n]) for n in graph}
     return _Plan(order=order, result=results[0], deps=deps, consumers=consumers)
-
-
-def to_array_dim(cube: xr.DataArray, dimension: str) -> xr.DataArray:
-    """`cube` with `dimension` renamed to ARRAY_DIM, as array processes expect it."""
-    if dimension not in cube.dims:
-        raise ProcessArgumentError(f"the data cube has no dimension '{dimension}' (it has {list(cube.dims)})")
-    return cube.rename({dimension: ARRAY_DIM})
-
-
-def from_array_dim(result: Any, dimension: str) -> Any:
-    """A callback result with ARRAY_DIM renamed back to `dimension` (other values as they are)."""
-    if isinstance(result, xr.DataArray) and ARRAY_DIM in result.dims:
-        return result.rename({ARRAY_DIM: dimension})
-    return result

@@ -19,8 +19,8 @@ import numpy as np
 import xarray as xr
 
 from openeo_upscale.backend.engine._common import is_array, nan_mask, null_to_nan, to_py, truthy
-from openeo_upscale.backend.engine.evaluator import EvalContext
-from openeo_upscale.backend.engine.registry import PROCESSES, Args, ProcessArgumentError
+from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.registry import PROCESSES
 
 _NUMERIC = (bool, int, float, np.number, np.bool_, np.ndarray, xr.DataArray)
 

@@ -2,14 +2,15 @@
 
 A process implementation is a function ``impl(args, ctx) -> value``:
 
-- ``args`` is an :class:`Args` (a ``dict``) of the node's argument values, already evaluated:
-  ``from_node`` and ``from_parameter`` references are replaced by their values (also inside
-  lists and objects) and a callback argument (``{"process_graph": {...}}``) is replaced by a
+- ``args`` is an :class:`~openeo_upscale.backend.engine.context.Args` (a ``dict``) of the
+  node's argument values, already evaluated: ``from_node`` and ``from_parameter`` references
+  are replaced by their values (also inside lists and objects) and a callback argument
+  (``{"process_graph": {...}}``) is replaced by a
   :class:`~openeo_upscale.backend.engine.evaluator.Callback`. Arguments the node does not
   give are absent, so an implementation applies its own defaults with ``args.get(name,
   default)``; ``args[name]`` on a missing required argument raises
   :class:`ProcessArgumentError` naming it.
-- ``ctx`` is the :class:`~openeo_upscale.backend.engine.evaluator.EvalContext` of the node:
+- ``ctx`` is the :class:`~openeo_upscale.backend.engine.context.EvalContext` of the node:
   its id and process id, the job's ``services`` and the evaluator.
 
 An implementation reports bad input by raising :class:`ProcessArgumentError` with a message
@@ -20,46 +21,19 @@ module-level :data:`PROCESSES` registry at import time::
     def add(args: Args, ctx: EvalContext) -> Any:
         return args["x"] + args["y"]
 
-This module imports nothing of the engine, so process modules and the evaluator both import it.
+:class:`Args`, :class:`ProcessArgumentError` and the context live in :mod:`.context`. This
+module imports nothing of the engine but :mod:`.context`, so process modules and the evaluator
+both import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from openeo_upscale.backend.engine.evaluator import EvalContext
+from openeo_upscale.backend.engine.context import Args, EvalContext
 
-__all__ = [
-    "PROCESSES",
-    "Args",
-    "ProcessArgumentError",
-    "ProcessImpl",
-    "ProcessRegistry",
-]
-
-
-class ProcessArgumentError(Exception):
-    """Raised by a process implementation for a missing or invalid argument.
-
-    The evaluator turns it into a ``ProcessGraphError`` with the openEO code
-    ``ProcessParameterInvalid`` (or ``ProcessParameterRequired`` when ``required`` is set),
-    naming the node.
-    """
-
-    def __init__(self, message: str, *, parameter: str | None = None, required: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.parameter = parameter
-        self.required = required
-
-
-class Args(dict[str, Any]):
-    """The evaluated arguments of a node; a missing required argument raises a clear error."""
-
-    def __missing__(self, key: str) -> Any:
-        raise ProcessArgumentError(f"missing required argument '{key}'", parameter=key, required=True)
+__all__ = ["PROCESSES", "ProcessImpl", "ProcessRegistry"]
 
 
 class ProcessImpl(Protocol):

@@ -1,0 +1,149 @@
+"""Discovery routes: what the backend is and offers, none of them authenticated.
+
+`router` holds the well-known document, the capabilities (which list every endpoint of the app),
+conformance, file formats, UDF runtimes and service types; `catalog` the collections, the
+processes and the UDPs of the backend's folders (``/udp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import fastapi.routing
+from fastapi import APIRouter, FastAPI, Request
+
+import openeo_upscale
+from openeo_upscale.backend import errors as e
+from openeo_upscale.backend.collections import COLLECTIONS, collection_links
+from openeo_upscale.backend.limits import bad_name
+from openeo_upscale.backend.processes import process_specs
+from openeo_upscale.backend.routes._common import API_PREFIX, API_VERSION, BackendDep, base_url
+
+router = APIRouter()
+catalog = APIRouter()
+
+
+def _every_route(app: FastAPI) -> Iterable[Any]:
+    """The app's routes, the included routers' ones among them. FastAPI 0.137 and later keep an
+    included router as one node of `app.routes` (flattened by `iter_route_contexts` from 0.137.2);
+    earlier versions copy its routes into `app.routes`."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    return app.routes if flatten is None else flatten(app.routes)
+
+
+@router.get("/.well-known/openeo")
+def well_known(request: Request) -> dict[str, Any]:
+    return {"versions": [{"url": base_url(request) + "/", "api_version": API_VERSION, "production": False}]}
+
+
+@router.get(API_PREFIX + "/")
+def capabilities(request: Request, backend: BackendDep) -> dict[str, Any]:
+    base = base_url(request)
+    config = backend.config
+    endpoints = []
+    for route in _every_route(request.app):
+        path = getattr(route, "path", None) or ""
+        if path.startswith(API_PREFIX):
+            methods = sorted(m for m in getattr(route, "methods", set()) if m != "HEAD")
+            endpoints.append({"path": path[len(API_PREFIX) :] or "/", "methods": methods})
+    return {
+        "api_version": API_VERSION,
+        "backend_version": openeo_upscale.__version__,
+        "stac_version": "1.0.0",
+        "type": "Catalog",
+        "id": "openeo-upscale-local",
+        "title": config.title,
+        "production": False,
+        "description": (
+            f"Local openEO backend of openeo-upscale, {config.mode.value} mode. "
+            "Jobs, logs and results survive a restart."
+        ),
+        "endpoints": endpoints,
+        "billing": {
+            "currency": "credits",
+            "default_plan": "free",
+            "plans": [{"name": "free", "description": "Local, no real cost.", "paid": False}],
+        },
+        "links": [
+            {"rel": "self", "href": f"{base}/", "type": "application/json"},
+            {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
+            {
+                "rel": "version-history",
+                "href": str(request.base_url) + ".well-known/openeo",
+                "type": "application/json",
+            },
+            {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
+        ],
+    }
+
+
+@router.get(API_PREFIX + "/conformance")
+def conformance() -> dict[str, Any]:
+    return {
+        "conformsTo": [
+            "https://api.openeo.org/1.2.0",
+            "https://api.openeo.org/extensions/commercial-data/0.1.0",
+            "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+        ]
+    }
+
+
+@router.get(API_PREFIX + "/file_formats")
+def file_formats() -> dict[str, Any]:
+    def fmt(title: str) -> dict[str, Any]:
+        return {"title": title, "gis_data_types": ["raster"], "parameters": {}}
+
+    return {"input": {}, "output": {"GTiff": fmt("GeoTIFF"), "netCDF": fmt("netCDF")}}
+
+
+@router.get(API_PREFIX + "/udf_runtimes")
+def udf_runtimes() -> dict[str, Any]:
+    return {}
+
+
+@router.get(API_PREFIX + "/service_types")
+def service_types() -> dict[str, Any]:
+    return {}
+
+
+@catalog.get(API_PREFIX + "/collections")
+def collections(request: Request) -> dict[str, Any]:
+    base = base_url(request)
+    return {
+        "collections": [collection_links(c, base) for c in COLLECTIONS.values()],
+        "links": [{"rel": "self", "href": f"{base}/collections"}],
+    }
+
+
+@catalog.get(API_PREFIX + "/collections/{collection_id}")
+def collection(request: Request, collection_id: str) -> dict[str, Any]:
+    if collection_id not in COLLECTIONS:
+        raise e.CollectionNotFound(f"Collection '{collection_id}' does not exist.")
+    return collection_links(COLLECTIONS[collection_id], base_url(request))
+
+
+@catalog.get(API_PREFIX + "/processes")
+def processes(backend: BackendDep) -> dict[str, Any]:
+    specs = process_specs()
+    if backend.available is not None:
+        specs = [spec for spec in specs if spec["id"] in backend.available]
+    return {"processes": specs, "links": []}
+
+
+@catalog.get(API_PREFIX + "/udp/{name}.json")
+def udp_document(name: str, backend: BackendDep) -> dict[str, Any]:
+    doc = None if bad_name(name) else backend.resolver.by_name(name)
+    if doc is None:
+        raise e.ProcessGraphNotFound(f"User-defined process '{name}' does not exist.")
+    return doc
+
+
+@catalog.get(API_PREFIX + "/udp")
+def udp_listing(request: Request, backend: BackendDep) -> dict[str, Any]:
+    base = base_url(request)
+    return {
+        "processes": [{"id": n, "href": f"{base}/udp/{n}.json"} for n in backend.resolver.local_names()],
+        "links": [],
+    }
