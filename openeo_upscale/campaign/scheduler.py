@@ -5,7 +5,8 @@ A tick
 1. reads the active tasks (creating, queued, running) from the store: its cost grows with the
    active jobs, not with the size of the campaign;
 2. per backend with active tasks, walks ``GET /jobs`` once (stopping at the first page that
-   resolves everything it looks for) and moves each task along with its job's status;
+   resolves everything it looks for) and moves each task along with its job's status
+   (`reconcile`);
 3. launches pending tasks into the free slots: the task row records the client token
    (campaign, task, attempt) *before* ``POST /jobs``, and the token goes into the job's title, so a
    job whose creation answer was lost, or that was created just before a crash, is found in the
@@ -31,29 +32,47 @@ backend is usable, the tick says so (`TickResult.no_backend`) and the run ends.
 Several runners may share a campaign (see `leases`): a scheduler lists and launches only on the
 backends whose lease its runner holds, the slots and the budget are counted in the store in the
 transaction that claims them (`Store.claim_launches`), and any runner claims downloads.
+
+The parts: `slots` (what is known of each backend), `bookkeeping` (transitions, retry timers,
+progress readings), `reconcile` (a listing and what it means for each active task); this module
+plans the tick and launches.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from openeo_upscale.campaign.client import REQUEST_TIMEOUT, BackendClient
+from openeo_upscale.campaign.bookkeeping import TaskBook
+from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.health import Health, HealthKeeper
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
-from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, RetryPolicy, merged_job_options
+from openeo_upscale.campaign.reconcile import CREATE_GRACE, Reconciler, client_token, token_of
+from openeo_upscale.campaign.settings import Leasing, Limits, RetryPolicy, merged_job_options
+from openeo_upscale.campaign.slots import BackendSlot, advertised_capacity
 from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
 from openeo_upscale.campaign.store import Launch, Store, utc_now
 from openeo_upscale.errors import AuthError, BackendError, CapacityError, PermanentError, TransientError
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CLAIM_ROUNDS",
+    "CREATE_GRACE",
+    "BackendSlot",
+    "Downloads",
+    "JobSpec",
+    "Scheduler",
+    "TickResult",
+    "advertised_capacity",
+    "client_token",
+    "token_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,37 +80,8 @@ S = TaskState
 ACTIVE_STATES = tuple(sorted(TASK_HOLDING))
 """Task states that hold a backend slot."""
 
-CREATE_GRACE = timedelta(seconds=2 * sum(REQUEST_TIMEOUT) + 10)
-"""How long after another runner recorded a token its ``POST /jobs`` may still be in flight: until
-then, and unless that runner has stopped, a job missing from the listing is not created again."""
-
-TOKEN_PATTERN = re.compile(r"\[(ou-[0-9a-f]{6,32}-\d+-\d+)\]")
-"""How a client token appears in a job's title or description."""
-
-TOKEN_LISTING_MARGIN = timedelta(minutes=15)
-"""Clock skew allowed when a newest-first listing is cut off before a token's creation time."""
-
 CLAIM_ROUNDS = 3
 """Launch claims per backend and tick when other runners keep taking the chosen tasks first."""
-
-LATE_COSTS_WINDOW = timedelta(hours=1)
-"""How long after a failed or canceled job ended its costs are still looked for in the listings."""
-
-
-def client_token(campaign_uid: str, task_id: int, attempt: int) -> str:
-    """The idempotency marker of one attempt of one task."""
-    return f"ou-{campaign_uid}-{task_id}-{attempt}"
-
-
-def token_of(job: Mapping[str, Any]) -> str | None:
-    """The client token in a listed job's title or description, if any."""
-    for key in ("title", "description"):
-        text = job.get(key)
-        if isinstance(text, str):
-            match = TOKEN_PATTERN.search(text)
-            if match:
-                return match.group(1)
-    return None
 
 
 class JobSpec(Protocol):
@@ -112,40 +102,6 @@ class Downloads(Protocol):
     def in_flight(self) -> int: ...
 
     def shutdown(self, wait: bool = True, *, abort: bool = False) -> None: ...
-
-
-@dataclass
-class BackendSlot:
-    """One backend's client, settings and what the scheduler has learnt about it."""
-
-    settings: BackendSettings
-    client: BackendClient
-    paused_until: float = 0.0
-    failures: int = 0
-    lowered_cap: int | None = None
-    lowered_until: float = 0.0
-    advertised_cap: int | None = None
-    me_read_at: float = -math.inf
-    next_poll: float = 0.0
-    """When (monotonic seconds) to list this backend's jobs next."""
-    health: Health = field(default_factory=Health)
-    connected: bool = False
-    """Logged in at least once in this run (a later failed login is transient)."""
-    checked: bool = False
-    """Ready to launch on: the UDP stored where needed, the process graph validated."""
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def capacity(self, now: float) -> int:
-        """Jobs this backend may hold now: `parallel_jobs`, lowered by /me and ConcurrentJobLimit."""
-        cap = self.settings.parallel_jobs
-        if self.advertised_cap is not None:
-            cap = min(cap, self.advertised_cap)
-        if self.lowered_cap is not None and now < self.lowered_until:
-            cap = min(cap, self.lowered_cap)
-        return max(cap, 0)
 
 
 @dataclass
@@ -175,12 +131,6 @@ class TickResult:
         """Nothing left to do: nothing active, nothing to download, nothing launchable."""
         waiting = self.pending == 0 or self.blocked is not None or self.no_backend is not None
         return self.active == 0 and self.downloads == 0 and waiting
-
-
-@dataclass
-class _Listing:
-    by_id: dict[str, dict[str, Any]]
-    by_token: dict[str, dict[str, Any]]
 
 
 class Scheduler:
@@ -229,11 +179,11 @@ class Scheduler:
             report=leases.report if leases is not None else None,
             give_up=leases.give_up if leases is not None else None)
         self.actor = leases.actor("scheduler") if leases is not None else "scheduler"
-        self._retry_at: dict[int, float] = {}
-        self._task_failures: dict[int, int] = {}
-        self._progress: dict[int, deque[tuple[float, float]]] = {}
-        self._touched: set[str] = set()
-        self._changed = 0
+        self._book = TaskBook(store, actor=self.actor, backoff=self._backoff, monotonic=monotonic)
+        self._reconciler = Reconciler(
+            store, campaign_id, self._book, self._health, create=self._create, start=self._start,
+            later=self._later, retry=self.retry, limits=self.limits, pacer=pacer, leases=leases,
+            monotonic=monotonic, wall=wall)
         self._active: list[Task] = []
 
     @property
@@ -254,12 +204,15 @@ class Scheduler:
         if self.leases is not None:
             self.leases.leave()
 
+    def health(self) -> dict[str, Health]:
+        """Each configured backend's health as this scheduler sees it."""
+        return self._health.view()
+
     # the tick -------------------------------------------------------------------------------------
 
     def tick(self) -> TickResult:
         """Poll the backends that are due, move tasks along, launch into free slots, claim downloads."""
-        self._changed = 0
-        self._touched = set()
+        self._book.new_tick()
         result = TickResult()
         if self.leases is not None:
             self.leases.check()
@@ -277,7 +230,7 @@ class Scheduler:
             self._read_limits(slot)
             now = self._now()
             if tasks and now >= slot.paused_until and (now >= slot.next_poll or self._needs_listing(tasks)):
-                self._poll(slot, tasks)
+                self._reconciler.poll(slot, tasks)
                 polled.add(name)
         # Launch first: a freed slot is what the makespan waits for. The downloads' claim follows
         # at once, and the downloads themselves run in their own threads.
@@ -286,7 +239,7 @@ class Scheduler:
         active = self.store.tasks_in(self.campaign_id, ACTIVE_STATES, backends=held) if held else []
         self._active = active
         result.active = self.store.count_in(self.campaign_id, ACTIVE_STATES, backends=self._followed())
-        self._plan(active, polled | self._touched)
+        self._plan(active, polled | self._book.touched)
         result.next_tick = self._next_tick(active)
         usable = [name for name, slot in self.backends.items() if slot.health.usable]
         if not usable:
@@ -308,7 +261,7 @@ class Scheduler:
         if result.next_tick is None and not held and (result.active or result.downloads):
             # Other runners hold the backends: look again for downloads to share and for the end.
             result.next_tick = self._leasing.heartbeat_seconds
-        result.changed = self._changed
+        result.changed = self._book.changed
         return result
 
     @property
@@ -336,7 +289,7 @@ class Scheduler:
 
     def _needs_listing(self, tasks: list[Task]) -> bool:
         """A task in `creating` whose retry is due needs a listing first (adopt before creating again)."""
-        return any(task.state is S.CREATING and self._due(task) for task in tasks)
+        return any(task.state is S.CREATING and self._book.due(task) for task in tasks)
 
     def _plan(self, active: list[Task], backends: set[str]) -> None:
         """Set when each backend that was listed or given a job is listed next."""
@@ -348,12 +301,12 @@ class Scheduler:
                 ActiveJob(
                     name,
                     (wall - t.started).total_seconds() if t.state is S.RUNNING and t.started else None,
-                    tuple((now - at, pct) for at, pct in self._progress.get(t.id, ())),
+                    tuple((now - at, pct) for at, pct in self._book.progress.get(t.id, ())),
                 )
                 for t in active
                 if t.backend == name
             ]
-            interval = self.pacer.next_interval(name, changed=name in self._touched, jobs=jobs)
+            interval = self.pacer.next_interval(name, changed=name in self._book.touched, jobs=jobs)
             self.backends[name].next_poll = now + interval
 
     def _next_tick(self, active: list[Task]) -> float | None:
@@ -361,7 +314,8 @@ class Scheduler:
         now = self._now()
         holding = {t.backend for t in active}
         moments = [slot.next_poll for name, slot in self.backends.items() if name in holding]
-        moments += [self._retry_at[t.id] for t in active if t.id in self._retry_at]
+        retry_at = self._book.retry_at
+        moments += [retry_at[t.id] for t in active if t.id in retry_at]
         moments += [slot.paused_until for slot in self.backends.values() if slot.paused_until > now]
         moments += [slot.lowered_until for slot in self.backends.values() if slot.lowered_until > now]
         return max(0.0, min(moments) - now) if moments else None
@@ -384,216 +338,6 @@ class Scheduler:
             for task in claimed:
                 self.downloads.submit(task)
         return self.store.count_in(self.campaign_id, (S.FINISHED, S.DOWNLOADING), backends=backends)
-
-    # polling ----------------------------------------------------------------------------------------
-
-    def _poll(self, slot: BackendSlot, tasks: list[Task]) -> None:
-        try:
-            listing = self._list(slot, tasks)
-        except (AuthError, TransientError) as exc:
-            self._health.failed(slot, exc)
-            return
-        except BackendError as exc:
-            log.error("backend %s: cannot list jobs: %s", slot.name, exc)
-            self._health.pause(slot, exc)
-            return
-        self._health.reached(slot)
-        for task in tasks:
-            try:
-                self._follow(slot, task, listing)
-            except AuthError as exc:
-                if not isinstance(exc, TransientError):
-                    self._health.failed(slot, exc)
-                    return
-                self._later(slot, task, exc)
-            except TransientError as exc:
-                self._later(slot, task, exc)
-                if exc.status == 429:
-                    return  # the backend is paused: its other tasks wait too
-            if not slot.health.polls:
-                return
-        self._late_costs(slot, listing)
-
-    def _late_costs(self, slot: BackendSlot, listing: _Listing) -> None:
-        """Costs a backend lists only after a job failed or was canceled go to its ledger row."""
-        missing = self.store.jobs_missing_costs(self.campaign_id, slot.name,
-                                                since=self._wall() - LATE_COSTS_WINDOW)
-        for job_id in missing & listing.by_id.keys():
-            job = listing.by_id[job_id]
-            costs = job.get("costs")
-            if isinstance(costs, int | float):
-                usage = job.get("usage")
-                self.store.record_late_costs(self.campaign_id, slot.name, job_id, float(costs),
-                                             usage if isinstance(usage, dict) else None)
-
-    def _list(self, slot: BackendSlot, tasks: list[Task]) -> _Listing:
-        """One walk of the backend's job listing, cut short once every wanted job and token is seen."""
-        wanted_ids = {t.job_id for t in tasks if t.job_id}
-        wanted_tokens = {t.client_token for t in tasks if not t.job_id and t.client_token}
-        token_since = min((t.updated for t in tasks if not t.job_id), default=None)
-        listing = _Listing({}, {})
-
-        def enough(page: list[dict[str, Any]]) -> bool:
-            if wanted_ids - listing.by_id.keys():
-                return False
-            if not wanted_tokens - listing.by_token.keys():
-                return True
-            # Newest first (as openEO backends list): past the oldest unresolved token's time,
-            # the missing tokens cannot appear further down.
-            parsed = [_parse_time(job.get("created")) for job in page]
-            created = [c for c in parsed if c is not None]
-            if token_since is None or len(created) != len(parsed) or created != sorted(created, reverse=True):
-                return False
-            return bool(created) and created[-1] < token_since - TOKEN_LISTING_MARGIN
-
-        for job in slot.client.list_jobs(enough):
-            listing.by_id[str(job["id"])] = job
-            token = token_of(job)
-            if token is not None and token in wanted_tokens:
-                listing.by_token[token] = job
-        return listing
-
-    def _follow(self, slot: BackendSlot, task: Task, listing: _Listing) -> None:
-        """Move one active task along with what the listing says about its job."""
-        if task.job_id is None:
-            job = listing.by_token.get(task.client_token or "")
-            if job is None:
-                if self._due(task) and self._may_create(task):
-                    self._create(slot, task)
-                return
-            status = _status(job)
-            self._transition(
-                task,
-                S.CREATING,
-                S.CREATING,
-                "adopted the job carrying the task's token",
-                job_id=str(job["id"]),
-                job_status=status,
-            )
-            task = self.store.task(task.id)
-        else:
-            job = listing.by_id.get(task.job_id)
-            if job is None:
-                self._progress.pop(task.id, None)
-                self._job_failed(slot, task, "the job is no longer listed by the backend", [])
-                return
-            status = _status(job)
-        if status is None:
-            return
-        progress = job.get("progress")
-        if isinstance(progress, int | float) and status is JobStatus.RUNNING:
-            readings = self._progress.setdefault(task.id, deque(maxlen=2))
-            if not readings or readings[-1][1] != progress:
-                # The first reading and the newest: the widest baseline gives the steadiest rate
-                # (two readings a tick apart would turn rounding into a large error).
-                if len(readings) == 2:
-                    readings.pop()
-                readings.append((self._now(), float(progress)))
-        else:
-            self._progress.pop(task.id, None)
-        if status is JobStatus.CREATED:
-            if task.state is S.CREATING and self._due(task):
-                self._start(slot, task)
-            return
-        if status is JobStatus.QUEUED:
-            if task.state is S.CREATING:
-                self._transition(task, S.CREATING, S.QUEUED, "job queued", job_status=status)
-            return
-        if status is JobStatus.RUNNING:
-            if task.state is S.CREATING:
-                task = self._moved(task, S.QUEUED, "job queued", job_status=JobStatus.QUEUED)
-            if task.state is S.QUEUED:
-                self._transition(
-                    task, S.QUEUED, S.RUNNING, "job running", job_status=status, started=self._wall()
-                )
-            elif task.state is S.RUNNING:
-                self._check_runtime(slot, task)
-            return
-        if status is JobStatus.FINISHED:
-            self._finished(slot, task, job)
-            return
-        if "costs" not in job and "usage" not in job:
-            job = slot.client.job(str(task.job_id), task_id=task.id)
-        if status is JobStatus.ERROR:
-            self._job_failed(
-                slot,
-                task,
-                "the job failed on the backend",
-                slot.client.error_logs(str(task.job_id), task_id=task.id),
-                job,
-            )
-            return
-        self._job_failed(slot, task, "the job was canceled on the backend", [], job)
-
-    def _may_create(self, task: Task) -> bool:
-        """Whether ``POST /jobs`` may be sent (again) for a task in `creating` whose token no job carries.
-
-        Not while another live runner recorded the token less than `CREATE_GRACE` ago: its request
-        may still be on its way, and a listing cannot show a job that does not exist yet.
-        """
-        owner = task.claimed_by
-        if owner is None or owner == self.runner_id or self.leases is None:
-            return True
-        if self.leases.is_stopped(owner) or self._wall() - task.updated > CREATE_GRACE:
-            return True
-        log.info("task %s (%s): runner %s recorded its token; waiting before creating its job here",
-                 task.id, task.tile_id, owner)
-        return False
-
-    def _finished(self, slot: BackendSlot, task: Task, job: Mapping[str, Any]) -> None:
-        if "costs" not in job and "usage" not in job:
-            job = slot.client.job(str(task.job_id), task_id=task.id)
-        if task.state is S.CREATING:
-            task = self._moved(task, S.QUEUED, "job queued", job_status=JobStatus.QUEUED)
-        now = self._wall()
-        costs = job.get("costs")
-        usage = job.get("usage")
-        if self._transition(
-            task,
-            task.state,
-            S.FINISHED,
-            "job finished",
-            job_status=JobStatus.FINISHED,
-            finished=now,
-            costs=float(costs) if isinstance(costs, int | float) else None,
-            usage=usage if isinstance(usage, dict) else None,
-        ):
-            log.info(
-                "task %s (%s): job %s finished on backend %s", task.id, task.tile_id, task.job_id, slot.name
-            )
-            if self.pacer is not None and task.started is not None:
-                self.pacer.record_duration(slot.name, (now - task.started).total_seconds())
-
-    def _job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str],
-                    job: Mapping[str, Any] | None = None) -> None:
-        """A job ended without results: retry the task (a new job) or fail it, keeping the logs and
-        what the failed job cost (``job``: its listing or metadata)."""
-        detail = reason + (": " + " | ".join(logs[-3:]) if logs else "")
-        used = task.attempts - task.attempt_floor
-        retry = used < self.retry.max_attempts
-        target, outcome = (S.PENDING, "will retry") if retry else (S.FAILED, "no attempts left")
-        why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
-        listed = _status(job) if job is not None else None
-        costs = job.get("costs") if job is not None else None
-        usage = job.get("usage") if job is not None else None
-        ended = listed if listed in (JobStatus.CANCELED, JobStatus.ERROR) else JobStatus.ERROR
-        if self._transition(task, task.state, target, why, job_status=ended, error=detail,
-                            costs=float(costs) if isinstance(costs, int | float) else None,
-                            usage=usage if isinstance(usage, dict) else None):
-            log.log(logging.WARNING if retry else logging.ERROR, "task %s (%s): job %s on backend %s: %s; %s",
-                    task.id, task.tile_id, task.job_id, slot.name, detail, outcome)
-
-    def _check_runtime(self, slot: BackendSlot, task: Task) -> None:
-        limit = self.limits.max_runtime
-        if limit is None or task.started is None:
-            return
-        elapsed = (self._wall() - task.started).total_seconds()
-        if elapsed <= limit:
-            return
-        slot.client.cancel_job(str(task.job_id), task_id=task.id)
-        self._job_failed(
-            slot, task, f"the job ran {elapsed:.0f} s, longer than max_runtime {limit:.0f} s; canceled", []
-        )
 
     # creating and starting --------------------------------------------------------------------------
 
@@ -674,10 +418,7 @@ class Scheduler:
         if claimed.held_back and not claimed.budget:
             log.debug("backend %s: %s", slot.name, claimed.held_back)
         for task_id in claimed.task_ids:
-            self._changed += 1
-            self._touched.add(slot.name)
-            self._cleared_id(task_id)
-            self._progress.pop(task_id, None)
+            self._book.launched(task_id, slot.name)
             self._create(slot, self.store.task(task_id))
         return len(claimed.task_ids), claimed.lost, claimed.held_back if claimed.budget else None
 
@@ -703,15 +444,15 @@ class Scheduler:
             self._unlaunched(slot, task)
             return
         except PermanentError as exc:
-            self._transition(
+            self._book.transition(
                 task, S.CREATING, S.FAILED, f"backend refused the job: {exc.reason}", error=exc.reason
             )
             log.error(
                 "task %s (%s): backend %s refused the job: %s", task.id, task.tile_id, slot.name, exc.reason
             )
             return
-        self._cleared(task)
-        if self._transition(
+        self._book.cleared(task.id)
+        if self._book.transition(
             task, S.CREATING, S.CREATING, "job created", job_id=job_id, job_status=JobStatus.CREATED
         ):
             self._start(slot, self.store.task(task.id))
@@ -721,7 +462,7 @@ class Scheduler:
         pending, for another backend or run: no job carries its token (a complete listing said so,
         or the ``POST /jobs`` was refused)."""
         if not slot.health.usable:
-            self._transition(task, S.CREATING, S.PENDING, f"backend {slot.name} {slot.health.reason}")
+            self._book.transition(task, S.CREATING, S.PENDING, f"backend {slot.name} {slot.health.reason}")
 
     def _start(self, slot: BackendSlot, task: Task) -> None:
         try:
@@ -733,10 +474,10 @@ class Scheduler:
             self._health.failed(slot, exc)
             return
         except PermanentError as exc:
-            self._job_failed(slot, task, f"the backend refused to start the job: {exc.reason}", [])
+            self._reconciler.job_failed(slot, task, f"the backend refused to start the job: {exc.reason}", [])
             return
-        self._cleared(task)
-        self._transition(task, S.CREATING, S.QUEUED, "job started", job_status=JobStatus.QUEUED)
+        self._book.cleared(task.id)
+        self._book.transition(task, S.CREATING, S.QUEUED, "job started", job_status=JobStatus.QUEUED)
 
     def _later(self, slot: BackendSlot, task: Task, exc: CapacityError | TransientError) -> None:
         """Try the task's request again after a backoff; a full backend lowers its capacity, a 429
@@ -745,7 +486,7 @@ class Scheduler:
             self._lower_capacity(slot, exc)
         elif exc.status == 429:
             self._health.pause(slot, exc)
-        self._defer(task, exc)
+        self._book.defer(task, exc)
 
     # capacity and limits --------------------------------------------------------------------------
 
@@ -781,91 +522,3 @@ class Scheduler:
         slot.advertised_cap = advertised_capacity(me)
         if slot.advertised_cap is not None:
             log.info("backend %s advertises room for %d jobs", slot.name, slot.advertised_cap)
-
-    # bookkeeping ------------------------------------------------------------------------------------
-
-    def _transition(
-        self, task: Task, from_state: TaskState, to_state: TaskState, reason: str, **fields: Any
-    ) -> bool:
-        moved = self.store.transition(
-            task.id, from_state, to_state, actor=self.actor, reason=reason, **fields
-        )
-        if moved:
-            self._changed += 1
-            if to_state is not from_state:
-                self._cleared(task)
-                if from_state is S.PENDING or to_state not in ACTIVE_STATES:
-                    # A slot was taken or freed: the backend's listing plan starts over.
-                    self._touched.add(str(fields.get("backend") or task.backend))
-                    self._progress.pop(task.id, None)
-        return moved
-
-    def _moved(self, task: Task, to_state: TaskState, reason: str, **fields: Any) -> Task:
-        self._transition(task, task.state, to_state, reason, **fields)
-        return self.store.task(task.id)
-
-    def _due(self, task: Task) -> bool:
-        return self._now() >= self._retry_at.get(task.id, 0.0)
-
-    def _defer(self, task: Task, exc: BackendError) -> None:
-        failures = self._task_failures.get(task.id, 0) + 1
-        self._task_failures[task.id] = failures
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        wait = self._backoff.delay(failures, retry_after)
-        self._retry_at[task.id] = self._now() + wait
-        log.info("task %s (%s): %s; retrying in %.1f s", task.id, task.tile_id, exc, wait)
-
-    def _cleared(self, task: Task) -> None:
-        self._cleared_id(task.id)
-
-    def _cleared_id(self, task_id: int) -> None:
-        self._retry_at.pop(task_id, None)
-        self._task_failures.pop(task_id, None)
-
-    def health(self) -> dict[str, Health]:
-        """Each configured backend's health as this scheduler sees it."""
-        return self._health.view()
-
-
-def advertised_capacity(me: Mapping[str, Any]) -> int | None:
-    """Jobs an account may hold at once, from a ``/me`` document, or None where it says nothing.
-
-    openEO 1.2 has no standard field for this; the local backend (and this reading) uses
-    ``limits.queued_jobs.max`` (started jobs at once) and, where the backend refuses rather than
-    queues jobs beyond its run slots (``concurrent_job_policy: reject``), ``limits.running_jobs.max``.
-    """
-    limits = me.get("limits")
-    if not isinstance(limits, Mapping):
-        return None
-    found: list[int] = []
-    queued = limits.get("queued_jobs")
-    if isinstance(queued, Mapping) and isinstance(queued.get("max"), int):
-        found.append(queued["max"])
-    running = limits.get("running_jobs")
-    if (
-        limits.get("concurrent_job_policy") == "reject"
-        and isinstance(running, Mapping)
-        and isinstance(running.get("max"), int)
-    ):
-        found.append(running["max"])
-    return min(found) if found else None
-
-
-def _status(job: Mapping[str, Any]) -> JobStatus | None:
-    try:
-        return JobStatus(str(job.get("status")))
-    except ValueError:
-        log.warning(
-            "job %s has an unknown status %r; ignoring it this tick", job.get("id"), job.get("status")
-        )
-        return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
