@@ -66,7 +66,9 @@ def test_imports_follow_the_flow_of_data() -> None:
 
 
 def test_the_store_and_models_never_import_the_engine() -> None:
-    engine = ("openeo_upscale.campaign.scheduler", "openeo_upscale.campaign.runner",
+    engine = ("openeo_upscale.campaign.scheduler", "openeo_upscale.campaign.reconcile",
+              "openeo_upscale.campaign.bookkeeping", "openeo_upscale.campaign.slots",
+              "openeo_upscale.campaign.runner",
               "openeo_upscale.campaign.campaign", "openeo_upscale.campaign.client",
               "openeo_upscale.campaign.download_pool", "openeo_upscale.monitor")
     paths = [*STORE.rglob("*.py"), PACKAGE / "campaign" / "models.py", PACKAGE / "campaign" / "states.py"]

@@ -118,7 +118,7 @@ def describe(entry: Mapping[str, Any]) -> str | None:
 
 
 class Slot(Protocol):
-    """What `HealthKeeper` reads and sets on a backend's slot (`scheduler.BackendSlot`)."""
+    """What `HealthKeeper` reads and sets on a backend's slot (`slots.BackendSlot`)."""
 
     client: BackendClient
     health: Health

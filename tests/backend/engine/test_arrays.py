@@ -12,24 +12,9 @@ import pytest
 import xarray as xr
 
 from openeo_upscale.backend.engine import ARRAY_DIM, Evaluator, ProcessGraphError, default_registry
+from tests.backend.engine.helpers import run
 
 RNG = np.random.default_rng(42)
-
-
-def run(process_id: str, **arguments: Any) -> Any:
-    """Evaluate one process with literal arguments (DataArrays passed as parameters)."""
-    params = {}
-    args = {}
-    for name, value in arguments.items():
-        if isinstance(value, np.ndarray | xr.DataArray) or (
-            isinstance(value, list) and any(isinstance(v, xr.DataArray) for v in value)
-        ):
-            params[name] = value
-            args[name] = {"from_parameter": name}
-        else:
-            args[name] = value
-    graph = {"n": {"process_id": process_id, "arguments": args, "result": True}}
-    return Evaluator(default_registry()).evaluate(graph, params)
 
 
 def cube_with_nans() -> xr.DataArray:

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from openeo_upscale.backend.engine import ARRAY_DIM, ProcessGraphError
-from tests.backend.engine.test_arrays import run
+from tests.backend.engine.helpers import run
 
 
 def test_dates_on_strings() -> None:

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from openeo_upscale.backend.engine import Evaluator, default_registry
-from tests.backend.engine.test_arrays import run
+from tests.backend.engine.helpers import run
 
 RNG = np.random.default_rng(7)
 
