@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -51,10 +53,24 @@ def create_app(config: BackendConfig, *, clock: Clock = time.time) -> BackendApp
     _add_error_handlers(app)
     for router in _ROUTERS:
         app.include_router(router)
+    app.state.endpoints = _endpoints(_ROUTERS)
     asgi: ASGIApp = BodyLimit(app, int(config.max_request_mb * 2**20))
     if config.faults.enabled:
         asgi = FaultMiddleware(asgi, FaultPlan(config.faults), API_PREFIX)
     return BackendApp(asgi, backend)
+
+
+def _endpoints(routers: Sequence[APIRouter]) -> list[dict[str, Any]]:
+    """The capabilities' endpoint list, from the routers' own routes: read once, as FastAPI (from
+    0.137) no longer copies an included router's routes into the app's."""
+    found = []
+    for router in routers:
+        for route in router.routes:
+            path = getattr(route, "path", "")
+            if path.startswith(API_PREFIX):
+                methods = sorted(m for m in getattr(route, "methods", set()) if m != "HEAD")
+                found.append({"path": path[len(API_PREFIX):] or "/", "methods": methods})
+    return found
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -44,7 +44,11 @@ Clock = Callable[[], float]
 
 
 class JobStatus(enum.StrEnum):
-    """openEO batch job statuses."""
+    """openEO batch job statuses.
+
+    The campaign code has its own copy (`openeo_upscale.campaign.states.JobStatus`) on purpose: the
+    local backend shares nothing with it but the openEO API, as any other backend would.
+    """
 
     CREATED = "created"
     QUEUED = "queued"

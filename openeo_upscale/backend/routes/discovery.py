@@ -7,11 +7,9 @@ processes and the UDPs of the backend's folders (``/udp``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-import fastapi.routing
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 
 import openeo_upscale
 from openeo_upscale.backend import errors as e
@@ -24,14 +22,6 @@ router = APIRouter()
 catalog = APIRouter()
 
 
-def _every_route(app: FastAPI) -> Iterable[Any]:
-    """The app's routes, the included routers' ones among them. FastAPI 0.137 and later keep an
-    included router as one node of `app.routes` (flattened by `iter_route_contexts` from 0.137.2);
-    earlier versions copy its routes into `app.routes`."""
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
-    return app.routes if flatten is None else flatten(app.routes)
-
-
 @router.get("/.well-known/openeo")
 def well_known(request: Request) -> dict[str, Any]:
     return {"versions": [{"url": base_url(request) + "/", "api_version": API_VERSION, "production": False}]}
@@ -41,12 +31,7 @@ def well_known(request: Request) -> dict[str, Any]:
 def capabilities(request: Request, backend: BackendDep) -> dict[str, Any]:
     base = base_url(request)
     config = backend.config
-    endpoints = []
-    for route in _every_route(request.app):
-        path = getattr(route, "path", None) or ""
-        if path.startswith(API_PREFIX):
-            methods = sorted(m for m in getattr(route, "methods", set()) if m != "HEAD")
-            endpoints.append({"path": path[len(API_PREFIX) :] or "/", "methods": methods})
+    endpoints = request.app.state.endpoints  # every route of the API, read once by `create_app`
     return {
         "api_version": API_VERSION,
         "backend_version": openeo_upscale.__version__,
