@@ -330,42 +330,42 @@ def _ending(campaign: Campaign) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     with _opened(args.store, args.name) as campaign:
-        summary = campaign.summary()
+        status = campaign.status()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(status.to_dict(), indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    console.print(f"campaign [bold]{summary['campaign']}[/bold]: {summary['tasks']:,} tasks, "
-                  f"{summary['jobs']:,} backend jobs ({summary['retried']:,} tasks retried), "
-                  f"{float(summary['credits']):,.2f} credits")
+    console.print(f"campaign [bold]{status.campaign}[/bold]: {status.tasks:,} tasks, "
+                  f"{status.jobs:,} backend jobs ({status.retried:,} tasks retried), "
+                  f"{status.credits:,.2f} credits")
     states = Table("state", "tasks", show_edge=False)
-    for state, n in summary["counts"].items():
+    for state, n in status.counts.items():
         if n:
             states.add_row(state, f"{n:,}")
     console.print(states)
-    if summary["backends"]:
+    if status.backends:
         from openeo_upscale.campaign.health import describe
 
         backends = Table("backend", "active", "jobs", "credits", "runner", "tasks by state", "health",
                          show_edge=False)
-        for name, entry in summary["backends"].items():
-            by_state = ", ".join(f"{state} {n:,}" for state, n in entry["counts"].items())
-            runner = "-" if entry["runner"] is None else str(entry["runner"])
-            backends.add_row(name, str(entry["active"]), f"{entry['jobs']:,}", f"{entry['credits']:,.2f}",
-                             runner, by_state, entry.get("state") or "-")
+        for name, entry in status.backends.items():
+            by_state = ", ".join(f"{state} {n:,}" for state, n in entry.counts.items())
+            runner = "-" if entry.runner is None else str(entry.runner)
+            backends.add_row(name, str(entry.active), f"{entry.jobs:,}", f"{entry.credits:,.2f}",
+                             runner, by_state, entry.health.get("state") or "-")
         console.print(backends)
-        for name, entry in summary["backends"].items():
-            health = describe(entry)
+        for name, entry in status.backends.items():
+            health = describe(entry.health)
             if health is not None:
                 console.print(f"backend {name} {health}", soft_wrap=True, markup=False, highlight=False)
-    if summary["runners"]:
+    if status.runners:
         runners = Table("runner", "host", "pid", "since", "heartbeat", show_edge=False)
-        for runner in summary["runners"]:
-            runners.add_row(str(runner["id"]), runner["host"], str(runner["pid"]), runner["since"],
-                            f"{runner['heartbeat_age_s']:.0f} s ago")
+        for live in status.runners:
+            runners.add_row(str(live.id), live.host, str(live.pid), live.since,
+                            f"{live.heartbeat_age_s:.0f} s ago")
         console.print(runners)
     else:
         console.print("no runner is running the campaign")

@@ -85,17 +85,17 @@ def run_demo(output: Path, *, udp_dir: Path | None = None, max_tiles: int | None
                 while not campaign.wait(timeout=1.0):
                     monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
                 monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
-            summary = campaign.summary()
-            done = summary["counts"][TaskState.DONE]
-            if done != summary["tasks"]:
+            status = campaign.status()
+            done = status.counts[TaskState.DONE]
+            if done != status.tasks:
                 for error in recent_errors(campaign.store, campaign.id):
                     print(f"error: {error}", file=sys.stderr)
-                print(f"only {done} of {summary['tasks']} tiles are done", file=sys.stderr)
+                print(f"only {done} of {status.tasks} tiles are done", file=sys.stderr)
                 return 1
             collection = campaign.collection()
             mosaic = build_mosaic(campaign.store, campaign.id, output / "mosaic")
             report = write_report(campaign.store, campaign.id, output / "report.html")
-    print(f"\nall {done} tiles done in {time.monotonic() - began:.0f} s, {summary['credits']:.2f} credits")
+    print(f"\nall {done} tiles done in {time.monotonic() - began:.0f} s, {status.credits:.2f} credits")
     print(f"results:    {collection}")
     for path in mosaic:
         print(f"mosaic:     {path}")

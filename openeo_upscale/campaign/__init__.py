@@ -9,7 +9,16 @@ from openeo_upscale.campaign.creator import Udp, parameters_for
 from openeo_upscale.campaign.download_pool import Downloader
 from openeo_upscale.campaign.health import BackendState
 from openeo_upscale.campaign.leases import Leases
-from openeo_upscale.campaign.models import Event, JobRecord, RunnerInfo, Task
+from openeo_upscale.campaign.models import (
+    BackendSummary,
+    CampaignSettings,
+    CampaignSummary,
+    Event,
+    JobRecord,
+    RunnerInfo,
+    RunnerSummary,
+    Task,
+)
 from openeo_upscale.campaign.pacing import Backoff, Pacer
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
@@ -56,11 +65,14 @@ __all__ = [
     "BackendSettings",
     "BackendSlot",
     "BackendState",
+    "BackendSummary",
     "Backoff",
     "Campaign",
     "CampaignBusyError",
     "CampaignError",
     "CampaignExistsError",
+    "CampaignSettings",
+    "CampaignSummary",
     "CapacityError",
     "DownloadError",
     "Downloader",
@@ -78,6 +90,7 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "RunnerInfo",
+    "RunnerSummary",
     "Scheduler",
     "Store",
     "StoreError",

@@ -28,7 +28,15 @@ from openeo_upscale.campaign.creator import Udp, task_rows, tile_records
 from openeo_upscale.campaign.download_pool import Downloader
 from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
-from openeo_upscale.campaign.models import BackendSlots, CampaignSettings, RunnerInfo, Task
+from openeo_upscale.campaign.models import (
+    BackendSlots,
+    BackendSummary,
+    CampaignSettings,
+    CampaignSummary,
+    RunnerInfo,
+    RunnerSummary,
+    Task,
+)
 from openeo_upscale.campaign.pacing import Pacer
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
@@ -403,6 +411,10 @@ class Campaign:
     # looking ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
+        """`status` as JSON-ready data (see `models.CampaignSummary`)."""
+        return self.status().to_dict()
+
+    def status(self) -> CampaignSummary:
         """Counts per state, per backend (slots, states, jobs in the ledger, HTTP requests of this
         process, health), credits spent over every job, the live ``runners``, tasks ``retried``,
         and ``blocked``: why pending tasks are not launched (the credit budget, say), or None.
@@ -418,37 +430,35 @@ class Campaign:
         ledger = self.store.ledger_summary(self.id)
         holders = self.store.lease_holders(self.id)
         health = self._health()
-        backends: dict[str, Any] = {}
+        backends: dict[str, BackendSummary] = {}
         for name in sorted(set(per_backend) | set(self._backends) | set(ledger) | set(health)):
             states = per_backend.get(name, {})
-            entry: dict[str, Any] = {
-                "counts": {str(s): n for s, n in states.items() if n},
-                "active": sum(n for s, n in states.items() if s in TASK_HOLDING),
-                "jobs": ledger.get(name, {}).get("jobs", 0),
-                "credits": round(ledger.get(name, {}).get("credits", 0.0), 6),
-                "runner": holders.get(name, (None, None))[0],
-            }
-            if name in self._backends:
-                settings, client = self._backends[name]
-                entry["parallel_jobs"] = settings.parallel_jobs
-                entry["requests"] = client.requests
-            entry.update(health.get(name) or Health().summary(self.store.now()))
-            backends[name] = entry
+            attached = self._backends.get(name)
+            backends[name] = BackendSummary(
+                counts={str(s): n for s, n in states.items() if n},
+                active=sum(n for s, n in states.items() if s in TASK_HOLDING),
+                jobs=ledger.get(name, {}).get("jobs", 0),
+                credits=round(ledger.get(name, {}).get("credits", 0.0), 6),
+                runner=holders.get(name, (None, None))[0],
+                health=health.get(name) or Health().summary(self.store.now()),
+                parallel_jobs=attached[0].parallel_jobs if attached else None,
+                requests=attached[1].requests if attached else None,
+            )
         now = self.store.now()
-        runners = [{"id": r.id, "host": r.host, "pid": r.pid, "since": r.started.isoformat(),
-                    "heartbeat_age_s": round((now - r.heartbeat).total_seconds(), 1)}
-                   for r in self.store.runners(self.id, live_within=self.leasing.lease_seconds)]
-        return {
-            "campaign": self.name,
-            "tasks": sum(counts.values()),
-            "counts": {str(state): n for state, n in counts.items()},
-            "backends": backends,
-            "credits": round(self.store.credits(self.id), 6),
-            "jobs": sum(entry["jobs"] for entry in ledger.values()),
-            "retried": self.store.retried_tasks(self.id),
-            "runners": runners,
-            "blocked": self._blocked(counts),
-        }
+        runners = tuple(RunnerSummary(r.id, r.host, r.pid, r.started.isoformat(),
+                                      round((now - r.heartbeat).total_seconds(), 1))
+                        for r in self.store.runners(self.id, live_within=self.leasing.lease_seconds))
+        return CampaignSummary(
+            campaign=self.name,
+            tasks=sum(counts.values()),
+            counts={str(state): n for state, n in counts.items()},
+            backends=backends,
+            credits=round(self.store.credits(self.id), 6),
+            jobs=sum(entry["jobs"] for entry in ledger.values()),
+            retried=self.store.retried_tasks(self.id),
+            runners=runners,
+            blocked=self._blocked(counts),
+        )
 
     def _blocked(self, counts: Mapping[TaskState, int]) -> str | None:
         """Why the run cannot move on by itself: downloads paused on the disk, launches held back."""

@@ -240,3 +240,88 @@ class CampaignSettings:
             backends=tuple(s for s in slots if s is not None),
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+@dataclass(frozen=True)
+class BackendSummary:
+    """One backend in a campaign's summary: its tasks per state, how many hold a slot, its jobs and
+    credits in the ledger, the runner holding its lease, and its health (`health.Health.summary`:
+    state, reason, since, next_try, validation). ``parallel_jobs`` and ``requests`` (this process's
+    HTTP requests to it) only while this process has the backend attached."""
+
+    counts: dict[str, int]
+    active: int
+    jobs: int
+    credits: float
+    runner: int | None
+    health: dict[str, Any]
+    parallel_jobs: int | None = None
+    requests: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"counts": dict(self.counts), "active": self.active, "jobs": self.jobs,
+                               "credits": self.credits, "runner": self.runner}
+        if self.parallel_jobs is not None:
+            doc["parallel_jobs"] = self.parallel_jobs
+        if self.requests is not None:
+            doc["requests"] = self.requests
+        return {**doc, **self.health}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackendSummary:
+        own = {"counts", "active", "jobs", "credits", "runner", "parallel_jobs", "requests"}
+        return cls(counts=dict(data.get("counts") or {}), active=int(data.get("active") or 0),
+                   jobs=int(data.get("jobs") or 0), credits=float(data.get("credits") or 0.0),
+                   runner=data.get("runner"), health={k: v for k, v in data.items() if k not in own},
+                   parallel_jobs=data.get("parallel_jobs"), requests=data.get("requests"))
+
+
+@dataclass(frozen=True)
+class RunnerSummary:
+    """A live runner in a campaign's summary."""
+
+    id: int
+    host: str
+    pid: int
+    since: str
+    """When it started (ISO 8601)."""
+    heartbeat_age_s: float
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """A campaign at one moment (`Campaign.status`); `to_dict` is `Campaign.summary`, the form
+    ``status --json`` prints and the monitors read."""
+
+    campaign: str
+    tasks: int
+    counts: dict[str, int]
+    backends: dict[str, BackendSummary]
+    credits: float
+    jobs: int
+    retried: int
+    runners: tuple[RunnerSummary, ...]
+    blocked: str | None
+    """Why the run cannot move on by itself (a full disk, the credit budget), or None."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "tasks": self.tasks,
+            "counts": dict(self.counts),
+            "backends": {name: entry.to_dict() for name, entry in self.backends.items()},
+            "credits": self.credits,
+            "jobs": self.jobs,
+            "retried": self.retried,
+            "runners": [dataclasses.asdict(runner) for runner in self.runners],
+            "blocked": self.blocked,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CampaignSummary:
+        return cls(
+            campaign=str(data["campaign"]), tasks=int(data["tasks"]), counts=dict(data["counts"]),
+            backends={name: BackendSummary.from_dict(entry) for name, entry in data["backends"].items()},
+            credits=float(data["credits"]), jobs=int(data["jobs"]), retried=int(data["retried"]),
+            runners=tuple(RunnerSummary(**runner) for runner in data["runners"]), blocked=data.get("blocked"),
+        )
