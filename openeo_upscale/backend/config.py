@@ -179,6 +179,15 @@ class Simulation:
     """Simulated time a job spends `queued` before it may run, when a slot is free."""
     assets: tuple[str, ...] = ("openEO.tif",)
     """The GeoTIFF assets each simulated job writes (the same raster under each name)."""
+    memory_default_mb: float | None = None
+    """Memory model: what a job gets when its ``job_options`` ask for none (``executor-memory``
+    plus ``executor-memoryOverhead``); None turns the model off (no job fails for memory)."""
+    memory_limit_mb: float | None = None
+    """Memory model: the most a job gets, whatever its ``job_options`` ask (None: what they ask)."""
+    memory_base_mb: float = 500.0
+    """Memory model: what every job needs, plus the next two per km² and per month it covers."""
+    memory_per_km2_mb: float = 40.0
+    memory_per_month_mb: float = 100.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "assets", tuple(self.assets))
@@ -191,6 +200,10 @@ class Simulation:
         jitter = self.jitter
         if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
             raise ValueError(f"{where}jitter must be a share ≥ 0 and < 1, not {self.jitter!r}")
+        for name in ("memory_default_mb", "memory_limit_mb"):
+            _positive(where, name, getattr(self, name), optional=True)
+        for name in ("memory_base_mb", "memory_per_km2_mb", "memory_per_month_mb"):
+            _at_least(where, name, getattr(self, name), 0)
 
 
 class ResultsLayout(enum.StrEnum):

@@ -644,4 +644,7 @@ class JobService:
                 return f"{rule.message} (attempt {attempt})."
         if simulate.decide(f"fail:{key}:{attempt}", faults.seed, faults.job_failure_rate):
             return f"Injected failure (attempt {attempt}): the simulated job ran out of executor memory."
+        if self._config.mode is Mode.SIMULATED:
+            return simulate.memory_failure(simulate.Extent(**job["extent"]), self._config.simulation,
+                                           job.get("job_options"))
         return None

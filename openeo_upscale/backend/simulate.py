@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -250,3 +251,46 @@ __all__ = [
     "usage",
     "write_geotiff",
 ]
+
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_MB_PER = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
+
+
+def memory_mb(value: Any) -> float | None:
+    """A Spark-style memory size in MB: ``"2g"``, ``"2048m"``, ``"512M"``, or a number of MB; None
+    for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value > 0 else None
+    match = _MEMORY.match(value) if isinstance(value, str) else None
+    return float(match[1]) * _MB_PER[match[2].lower()] if match else None
+
+
+def memory_needed_mb(extent: Extent, sim: Simulation) -> float:
+    """What a simulated job over `extent` needs: a base, plus so much per km² and per month."""
+    return (sim.memory_base_mb + sim.memory_per_km2_mb * extent.area_km2
+            + sim.memory_per_month_mb * extent.months)
+
+
+def memory_failure(extent: Extent, sim: Simulation, job_options: Mapping[str, Any] | None) -> str | None:
+    """The error a simulated job ends with when it needs more memory than it gets, or None.
+
+    It gets what its ``job_options`` ask (``executor-memory`` plus ``executor-memoryOverhead``,
+    as on the geopyspark backends), else `Simulation.memory_default_mb`, at most
+    `Simulation.memory_limit_mb`. The model is off while ``memory_default_mb`` is None."""
+    if sim.memory_default_mb is None:
+        return None
+    options = job_options or {}
+    asked = memory_mb(options.get("executor-memory"))
+    overhead = memory_mb(options.get("executor-memoryOverhead")) or 0.0
+    allowed = (asked + overhead) if asked is not None else sim.memory_default_mb
+    if sim.memory_limit_mb is not None:
+        allowed = min(allowed, sim.memory_limit_mb)
+    needed = memory_needed_mb(extent, sim)
+    if needed <= allowed:
+        return None
+    return (f"Job exceeded its memory limit: it needed about {needed:,.0f} MB and had {allowed:,.0f} MB "
+            "(container killed, exit code 137). Ask for more executor-memory in the job options, "
+            "or use smaller tiles.")
