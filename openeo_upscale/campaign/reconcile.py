@@ -27,11 +27,12 @@ from typing import Any
 
 from openeo_upscale.campaign.bookkeeping import TaskBook
 from openeo_upscale.campaign.client import REQUEST_TIMEOUT, BackendClient
+from openeo_upscale.campaign.failures import MEMORY_KEY, is_memory_error, more_memory
 from openeo_upscale.campaign.health import HealthKeeper
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import Pacer
-from openeo_upscale.campaign.settings import Limits, RetryPolicy
+from openeo_upscale.campaign.settings import Limits, RetryPolicy, merged_job_options
 from openeo_upscale.campaign.slots import BackendSlot
 from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.campaign.store import Store
@@ -151,8 +152,11 @@ class Reconciler:
         leases: Leases | None,
         monotonic: Callable[[], float],
         wall: Callable[[], datetime],
+        job_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``job_options``: the campaign's own (a backend's and a task's go on top of them)."""
         self.store = store
+        self.job_options = dict(job_options or {})
         self.campaign_id = campaign_id
         self._book = book
         self._health = health
@@ -322,13 +326,23 @@ class Reconciler:
         retry = used < self.retry.max_attempts
         target, outcome = (S.PENDING, "will retry") if retry else (S.FAILED, "no attempts left")
         why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
+        options: dict[str, Any] = {}
+        if retry and self.retry.on_memory_error == "more_memory" and is_memory_error(logs):
+            effective = merged_job_options(self.job_options, slot.settings.job_options, task.job_options)
+            memory = more_memory(effective, self.retry)
+            if memory is None:
+                target, outcome = S.FAILED, f"out of memory with {self.retry.memory_max}, the most it may ask"
+            else:
+                options["job_options"] = {**(task.job_options or {}), MEMORY_KEY: memory}
+                outcome = f"will retry with {MEMORY_KEY} {memory}"
+                why += f"; retrying with {MEMORY_KEY} {memory}"
         listed = job_status(job) if job is not None else None
         costs = job.get("costs") if job is not None else None
         usage = job.get("usage") if job is not None else None
         ended = listed if listed in (JobStatus.CANCELED, JobStatus.ERROR) else JobStatus.ERROR
         if self._book.transition(task, task.state, target, why, job_status=ended, error=detail,
                                  costs=float(costs) if isinstance(costs, int | float) else None,
-                                 usage=usage if isinstance(usage, dict) else None):
+                                 usage=usage if isinstance(usage, dict) else None, **options):
             log.log(logging.WARNING if retry else logging.ERROR, "task %s (%s): job %s on backend %s: %s; %s",
                     task.id, task.tile_id, task.job_id, slot.name, detail, outcome)
 

@@ -183,7 +183,7 @@ class Scheduler:
         self._reconciler = Reconciler(
             store, campaign_id, self._book, self._health, create=self._create, start=self._start,
             later=self._later, retry=self.retry, limits=self.limits, pacer=pacer, leases=leases,
-            monotonic=monotonic, wall=wall)
+            monotonic=monotonic, wall=wall, job_options=self.job_options)
         self._active: list[Task] = []
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,11 @@ class BackendSettings:
             raise ConfigError(f"backend {self.name}: weight must be a positive number, not {self.weight}")
 
 
+MEMORY_STRATEGIES = ("fail", "more_memory")
+"""What `RetryPolicy.on_memory_error` may say."""
+_MEMORY_SIZE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """What happens after a failure."""
@@ -86,10 +92,28 @@ class RetryPolicy:
     """Longest wait between retries of a transient error (a longer Retry-After still wins)."""
     download_attempts: int = 5
     """Failed downloads (bad size or checksum) before the task fails; a 5xx, 429 or no answer counts 1/10."""
+    on_memory_error: str = "fail"
+    """A job that ran out of memory: ``"fail"`` retries it as any failed job; ``"more_memory"``
+    retries it with `memory_factor` times the executor memory, up to `memory_max` (then fails)."""
+    memory_factor: float = 1.5
+    memory_start: str = "2g"
+    """The executor memory a job is taken to have had when its job options said nothing."""
+    memory_max: str = "16g"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.on_memory_error not in MEMORY_STRATEGIES:
+            raise ConfigError(f"on_memory_error must be one of {', '.join(MEMORY_STRATEGIES)}, "
+                              f"not {self.on_memory_error!r}")
+        if isinstance(self.memory_factor, bool) or not isinstance(self.memory_factor, int | float) \
+                or not 1 < self.memory_factor <= 16:
+            raise ConfigError(f"memory_factor must be a number above 1 (at most 16), "
+                              f"not {self.memory_factor!r}")
+        for name in ("memory_start", "memory_max"):
+            if not isinstance(getattr(self, name), str) or not _MEMORY_SIZE.match(getattr(self, name)):
+                raise ConfigError(f"{name} must be a memory size such as \"2g\" or \"3072m\", "
+                                  f"not {getattr(self, name)!r}")
         if not 0 < self.backoff_base <= self.backoff_max:
             raise ConfigError("backoff_base must be positive and at most backoff_max")
         if self.download_attempts < 1:

@@ -33,6 +33,7 @@ TILE_FIELDS = frozenset(
 TRANSITION_FIELDS = frozenset(
     {
         "job_status",
+        "job_options",
         "backend",
         "job_id",
         "client_token",
