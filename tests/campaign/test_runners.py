@@ -83,7 +83,10 @@ def test_three_runs_at_once_on_a_new_sqlite_store(
 def test_three_runs_at_once_on_a_new_postgresql_store(backends: Any, team_of: Any, postgres_url: str) -> None:
     """Three backends for three runners: the leases spread, so that each launches and polls one."""
     started = {name: backends(name, run_slots=8) for name in ("one", "two", "three")}
-    team = team_of(postgres_url, {name: (backend, 2) for name, backend in started.items()}, tasks=36)
+    # Nobody is killed here, so nothing needs a quick takeover: a lease of 10 s (heartbeats every 2 s)
+    # keeps a runner that a loaded machine holds up for a moment from losing the campaign to another.
+    team = team_of(postgres_url, {name: (backend, 2) for name, backend in started.items()}, tasks=36,
+                   lease_seconds=10.0)
     runs = team.start(3)
     codes = team.wait(runs, timeout=120)
     assert codes == [0, 0, 0], [team.tail(i) for i in range(3)]
