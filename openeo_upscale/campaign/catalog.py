@@ -30,6 +30,7 @@ import json
 import logging
 import mimetypes
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,14 +107,14 @@ def build_collection(store: Store, campaign_id: int, output_dir: str | os.PathLi
         item.set_root(collection)
         item.set_parent(collection)
         item.set_collection(collection)
-        item.save_object(include_self_link=False)
+        _save(item)
         collection.add_link(pystac.Link(pystac.RelType.ITEM, item.get_self_href() or "",
                                         media_type=pystac.MediaType.GEOJSON))
         extent.add(item)
         written += 1
     collection.extent = extent.extent()
     root.mkdir(parents=True, exist_ok=True)
-    collection.save_object(include_self_link=False)
+    _save(collection)
     log.info("campaign %s: wrote %s with %d items", campaign_id, collection_path, written)
     return collection_path
 
@@ -146,6 +147,21 @@ def load_collection(path: str | os.PathLike[str]) -> pystac.Collection:
 
 
 # -- items -------------------------------------------------------------------------------------------
+
+
+def _save(stac_object: pystac.STACObject) -> None:
+    """Write a STAC object to its self href, atomically: the runners of a campaign that end at the
+    same moment each write the collection, and a reader (or another writer) must never meet a file
+    that is half written. Each writer has its own temporary file; the last rename wins."""
+    path = Path(str(stac_object.get_self_href()))
+    doc = stac_object.to_dict(include_self_link=False, transform_hrefs=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        partial.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _item_for(task: Task, root: Path, config: Mapping[str, Any]) -> pystac.Item | None:

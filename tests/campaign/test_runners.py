@@ -89,6 +89,8 @@ def test_three_runs_at_once_on_a_new_postgresql_store(backends: Any, team_of: An
                    lease_seconds=10.0)
     runs = team.start(3)
     codes = team.wait(runs, timeout=120)
+    if codes != [0, 0, 0]:
+        print("\n\n".join(team.tail(i) for i in range(3)))  # in full with the failure (the message is cut)
     assert codes == [0, 0, 0], [team.tail(i) for i in range(3)]
     with Store.open(postgres_url) as store:
         campaign_id = _campaign_id(store, "team")
