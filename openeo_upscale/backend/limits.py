@@ -63,12 +63,10 @@ def parse_json(raw: bytes | str, what: str = "The request body") -> Any:
     return value
 
 
-def page_size(limit: int | None, default: int | None) -> int | None:
-    """A page size the backend serves: `default` when none is asked, at most `MAX_PAGE`
-    (the API lets a backend return fewer items than asked)."""
-    if limit is None:
-        return default
-    return min(limit, MAX_PAGE)
+def page_size(limit: int | None) -> int | None:
+    """The page size the backend serves for an asked ``limit``: at most `MAX_PAGE` (the API lets a
+    backend return fewer items than asked); None (no limit asked) stays None."""
+    return None if limit is None else min(limit, MAX_PAGE)
 
 
 def bad_name(name: str) -> bool:

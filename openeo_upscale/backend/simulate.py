@@ -259,7 +259,8 @@ _MB_PER = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
 
 def memory_mb(value: Any) -> float | None:
     """A Spark-style memory size in MB: ``"2g"``, ``"2048m"``, ``"512M"``, or a number of MB; None
-    for anything else."""
+    for anything else. (The campaign code has its own, `campaign.settings.memory_mb`: the backend
+    shares nothing with it.)"""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from openeo_upscale.campaign.settings import RetryPolicy
+from openeo_upscale.campaign.settings import RetryPolicy, memory_mb
 
 MEMORY_KEY = "executor-memory"
 """The job option the geopyspark backends read the executor memory from (``"2g"``, ``"3072m"``)."""
@@ -23,23 +23,10 @@ _MEMORY_ERROR = re.compile(
     r"|exceeded (?:its|the) memory limit|memory limit exceeded|exceeding memory limits",
     re.IGNORECASE,
 )
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_MB_PER = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
-
 
 def is_memory_error(lines: Iterable[str]) -> bool:
     """True when a job's error lines say it ran out of memory (or was killed for it)."""
     return any(_MEMORY_ERROR.search(line) for line in lines)
-
-
-def memory_mb(value: Any) -> float | None:
-    """A Spark-style memory size (``"2g"``, ``"2048m"``, or a number of MB) in MB; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value > 0 else None
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    return float(match[1]) * _MB_PER[match[2].lower()] if match else None
 
 
 def more_memory(effective: Mapping[str, Any] | None, policy: RetryPolicy) -> str | None:

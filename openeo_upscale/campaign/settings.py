@@ -75,7 +75,21 @@ class BackendSettings:
 
 MEMORY_STRATEGIES = ("fail", "more_memory")
 """What `RetryPolicy.on_memory_error` may say."""
-_MEMORY_SIZE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_MB_PER = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
+
+
+def memory_mb(value: Any) -> float | None:
+    """A Spark-style memory size (``"2g"``, ``"2048m"``, or a number of MB) in MB; None otherwise.
+
+    The local backend reads job options with its own copy (`backend.simulate.memory_mb`): it shares
+    nothing with the campaign code but the openEO API."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value > 0 else None
+    match = _MEMORY_SIZE.match(value) if isinstance(value, str) else None
+    return float(match[1]) * _MB_PER[match[2].lower()] if match else None
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,7 @@ class RetryPolicy:
             raise ConfigError(f"memory_factor must be a number above 1 (at most 16), "
                               f"not {self.memory_factor!r}")
         for name in ("memory_start", "memory_max"):
-            if not isinstance(getattr(self, name), str) or not _MEMORY_SIZE.match(getattr(self, name)):
+            if not isinstance(getattr(self, name), str) or memory_mb(getattr(self, name)) is None:
                 raise ConfigError(f"{name} must be a memory size such as \"2g\" or \"3072m\", "
                                   f"not {getattr(self, name)!r}")
         if not 0 < self.backoff_base <= self.backoff_max:

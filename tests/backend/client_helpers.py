@@ -38,3 +38,13 @@ def max_ndvi_cube(connection: openeo.Connection, **arguments: Any) -> Any:
 def max_ndvi_job(connection: openeo.Connection, title: str, **arguments: Any) -> BatchJob:
     """A created (not started) batch job of the `max_ndvi` UDP."""
     return max_ndvi_cube(connection, **arguments).create_job(title=title)
+
+
+SMALL_BBOX = {"west": 5.0, "south": 51.2, "east": 5.01, "north": 51.21}
+"""A lon/lat box of about one km² in Belgium: jobs over it are quick."""
+LOAD_SMALL = {
+    "process_id": "load_collection",
+    "arguments": {"id": "SENTINEL2_L2A", "spatial_extent": SMALL_BBOX,
+                  "temporal_extent": ["2023-06-01", "2023-07-01"], "bands": ["B04", "B08"]},
+}
+"""A `load_collection` node over `SMALL_BBOX`, June 2023, red and near infrared."""

@@ -15,24 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openeo_upscale.backend import BackendConfig, LocalBackend
+from tests.backend.client_helpers import LOAD_SMALL, SMALL_BBOX
 from tests.conftest import FAST, MAX_NDVI_URL, require_shared
 
 EXAMPLES = 100
 """Examples per test (three tests)."""
 ENDPOINTS = ("/validation", "/jobs", "/result")
-BBOX = {"west": 5.0, "south": 51.2, "east": 5.01, "north": 51.21}
+BBOX = SMALL_BBOX
 
 REDUCE_GRAPH = {
     "process_graph": {
-        "load": {
-            "process_id": "load_collection",
-            "arguments": {
-                "id": "SENTINEL2_L2A",
-                "spatial_extent": BBOX,
-                "temporal_extent": ["2023-06-01", "2023-07-01"],
-                "bands": ["B04", "B08"],
-            },
-        },
+        "load": LOAD_SMALL,
         "red": {
             "process_id": "reduce_dimension",
             "arguments": {

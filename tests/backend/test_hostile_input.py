@@ -13,18 +13,10 @@ import requests
 
 from openeo_upscale.backend import BackendConfig, LocalBackend
 from openeo_upscale.backend.limits import MAX_JSON_DEPTH, MAX_PAGE
+from tests.backend.client_helpers import LOAD_SMALL, SMALL_BBOX
 from tests.conftest import FAST
 
-BBOX = {"west": 5.0, "south": 51.2, "east": 5.01, "north": 51.21}
-LOAD = {
-    "process_id": "load_collection",
-    "arguments": {
-        "id": "SENTINEL2_L2A",
-        "spatial_extent": BBOX,
-        "temporal_extent": ["2023-06-01", "2023-07-01"],
-        "bands": ["B04", "B08"],
-    },
-}
+BBOX, LOAD = SMALL_BBOX, LOAD_SMALL
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from openeo_upscale.backend import errors as e
 from openeo_upscale.backend import simulate
 from openeo_upscale.backend.config import ResultsLayout
 from openeo_upscale.backend.jobs import LOG_LEVELS, JobStatus, isoformat
-from openeo_upscale.backend.limits import bad_name, page_size
+from openeo_upscale.backend.limits import MAX_PAGE, bad_name, page_size
 from openeo_upscale.backend.routes._common import (
     API_PREFIX,
     BackendDep,
@@ -98,7 +98,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1)] = 100,
     page: Annotated[int | None, Query(ge=0, le=2**53)] = None,
 ) -> dict[str, Any]:
-    limit = page_size(limit, 100) or 100
+    limit = min(limit, MAX_PAGE)
     rows, next_seq = backend.jobs.list_page(user, limit, page)
     links = []
     if next_seq is not None:
@@ -183,7 +183,7 @@ def job_logs(
     level: str | None = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
-    limit = page_size(limit, None)
+    limit = page_size(limit)
     if offset and not (offset.isascii() and offset.isdigit() and len(offset) <= 18):
         raise e.BadRequest(f"Invalid offset '{offset[:40]}': use the offset of a link the logs gave.")
     entries, next_offset = backend.jobs.logs(user, job_id, offset, level, limit)
