@@ -121,9 +121,12 @@ class Team:
         *,
         tasks: int,
         name: str = "team",
-        lease_seconds: float = 2.0,
+        lease_seconds: float = 10.0,
         toml_extra: str = "",
     ) -> None:
+        """``lease_seconds``: 10 s unless a test measures a takeover. Races with nobody killed need no
+        quick takeover, and a short lease lets a loaded machine (two test workers) hold a runner up
+        past it, so that it loses the campaign to another and stops."""
         self.tmp_path = tmp_path
         self.store_target = store
         self.name = name
