@@ -16,7 +16,9 @@ How the work is divided among runners:
 
 A heartbeat thread renews the runner's leases every `Leasing.heartbeat_seconds`, takes over
 runners that stopped heart-beating for `Leasing.lease_seconds` (or whose process is gone from this
-host), and takes the leases they held. On SQLite a campaign has one runner at a time: a second one
+host), and takes the leases they held. A runner that could not heart-beat for a while itself (a
+store that stalled, a machine that paused every process) judges nobody on its first heartbeat
+after it: the others were most likely stalled with it, and their heartbeats are on their way. On SQLite a campaign has one runner at a time: a second one
 is refused with the holder named, or waits for it.
 
 The runner's scheduler `report`s its view of the backends' health (unreachable since when, next
@@ -85,6 +87,7 @@ class Leases:
         on_change: Wake | None = None,
         beating: bool = True,
         name: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.campaign_id = campaign_id
@@ -98,6 +101,8 @@ class Leases:
         """Called (from the heartbeat thread) when this runner gained a lease or others were reaped."""
         self.beating = beating
         """Whether `join` starts the heartbeat thread (without it, call `beat` yourself)."""
+        self.monotonic = monotonic
+        """Measures this runner's own gaps between heartbeats (tests pass a clock they move)."""
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.runner: RunnerInfo | None = None
@@ -105,6 +110,8 @@ class Leases:
         """Why this runner lost its membership (reaped by another one), or None."""
         self._held: frozenset[str] = frozenset()
         self._balanced_at = -math.inf
+        self._beaten_at: float | None = None
+        """When this runner's last heartbeat was recorded (`monotonic`), None before the first."""
         self._stopped_runners: set[int] = set()
         self._lock = threading.Lock()
         """Guards `_held`."""
@@ -168,6 +175,7 @@ class Leases:
             told.add(holder.id)
             (give_up or self._quit).wait(self.leasing.heartbeat_seconds)
         self.runner = registration.runner
+        self._beaten_at = self.monotonic()
         log.info("%s: registered as %s", self.name, self.runner.describe())
         self._refresh()
         if not self.beating:
@@ -220,7 +228,7 @@ class Leases:
 
         Called by the scheduler between two ticks, never while one of its requests is in flight.
         """
-        now = time.monotonic()
+        now = self.monotonic()
         if self.runner is None or now - self._balanced_at < self.leasing.heartbeat_seconds:
             return
         self._balanced_at = now
@@ -328,6 +336,20 @@ class Leases:
             return
         with self._lock:
             before, self._held = self._held, beat.held
+        beaten_at, self._beaten_at = self._beaten_at, self.monotonic()
+        silent = None if beaten_at is None else self._beaten_at - beaten_at
+        if silent is not None and silent > self.blind_after:
+            # Whatever kept this heartbeat from the store for so long most likely kept the others'
+            # too: their silence is no evidence that they are dead. Judge them on the next beat.
+            log.warning(
+                "%s: could not heart-beat for %.0f s (the store or this machine stalled); taking "
+                "over nobody until the next heartbeat",
+                self.actor("runner"),
+                silent,
+            )
+            if self.held() - before and self.on_change is not None:
+                self.on_change()
+            return
         reaped = self.store.reap_runners(
             self.campaign_id,
             self.runner.id,
@@ -340,6 +362,12 @@ class Leases:
         self._refresh()
         if (self.held() - before or reaped) and self.on_change is not None:
             self.on_change()
+
+    @property
+    def blind_after(self) -> float:
+        """Seconds without a recorded heartbeat after which this runner does not trust its view of
+        the others: half the lease, and never less than two heartbeat intervals."""
+        return max(self.leasing.lease_seconds / 2.0, 2.0 * self.leasing.heartbeat_seconds)
 
     def _refresh(self) -> None:
         """Take the free leases this runner should hold (see the module docstring)."""

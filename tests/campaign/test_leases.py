@@ -185,6 +185,33 @@ def test_runners_share_the_backends_and_take_over_a_leaver(postgres_url: str, cl
         assert {holder for holder, _ in store.lease_holders(campaign).values()} == {None}
 
 
+def test_runners_that_stalled_together_do_not_take_each_other_over(postgres_url: str, clock: Clock) -> None:
+    """Every process paused at once (a stalled store, a machine that froze): on waking, each finds
+    the others silent for longer than the lease, but was silent as long itself, so judges nobody."""
+    with Store.open(postgres_url, clock=clock) as store:
+        campaign = _campaign(store)
+        both = [_leases(store, campaign, monotonic=lambda: clock.now.timestamp()) for _ in range(2)]
+        for runner in both:
+            runner.join()
+        clock.advance(LEASE.lease_seconds + 10)
+        for runner in both:
+            runner.beat()
+        clock.advance(1)
+        for runner in both:
+            runner.beat()
+        assert [r.lost for r in both] == [None, None]
+        assert all(r.stopped is None for r in store.runners(campaign))
+        assert both[0].held() | both[1].held() == {"a", "b"}
+        # One that really went silent is still taken over by one that kept beating.
+        first, second = both
+        for _ in range(4):
+            clock.advance(LEASE.lease_seconds / 3)
+            first.beat()
+        assert first.held() == {"a", "b"}
+        second.beat()
+        assert second.lost is not None and "no heartbeat for 40 s" in second.lost
+
+
 def test_a_reaped_runners_downloads_go_back_to_finished(postgres_url: str, clock: Clock) -> None:
     with Store.open(postgres_url, clock=clock) as store:
         campaign = _campaign(store, tasks=2)

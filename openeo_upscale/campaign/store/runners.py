@@ -159,6 +159,10 @@ class RunnerQueries(TaskQueries):
         """Record that the runner is alive and extend every lease it holds, in one transaction."""
         r, leases, t = runners_table, backend_leases_table, tasks_table
         with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                # Wait for the runner's row before reading the clock: a heartbeat that queued
+                # behind another transaction must not record the time it started waiting.
+                conn.execute(sa.select(r.c.id).where(r.c.id == runner_id).with_for_update())
             now = self._clock()
             until = now + timedelta(seconds=lease_seconds)
             alive = (
