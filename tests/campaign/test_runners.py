@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from openeo_upscale.backend import LocalBackend
+from openeo_upscale.backend import LocalBackend, Simulation
 from openeo_upscale.campaign import Leasing, Store, TaskState
 from tests.campaign.team import Team, audit
 from tests.helpers import wait_until
@@ -83,8 +83,13 @@ def test_three_runs_at_once_on_a_new_sqlite_store(
 
 
 def test_three_runs_at_once_on_a_new_postgresql_store(backends: Any, team_of: Any, postgres_url: str) -> None:
-    """Three backends for three runners: the leases spread, so that each launches and polls one."""
-    started = {name: backends(name, run_slots=8) for name in ("one", "two", "three")}
+    """Three backends for three runners: the leases spread, so that each launches and polls one.
+
+    The first runner to register takes every lease and hands one over per heartbeat (2 s) to a
+    runner holding two fewer, so each job runs for about 2.5 s: the campaign lasts long enough
+    (about 15 s) for all three to hold one, on a quick machine too."""
+    slow = Simulation(time_scale=0.015, queue_seconds=1.0)
+    started = {name: backends(name, run_slots=8, simulation=slow) for name in ("one", "two", "three")}
     team = team_of(postgres_url, {name: (backend, 2) for name, backend in started.items()}, tasks=36)
     runs = team.start(3)
     codes = team.wait(runs, timeout=120)
