@@ -144,10 +144,69 @@ def _run(args: argparse.Namespace) -> int:
         monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
         try:
             with _sigterm_as_interrupt():
-                _watch(campaign, monitor, wait=args.wait)
+                _watch(campaign, monitor, wait=args.wait, accept_forecast=args.accept_forecast)
         except KeyboardInterrupt:
             return _interrupted(campaign, args.config, cancel=args.cancel_on_exit)
         return _ending(campaign)
+
+
+def _pilot(args: argparse.Namespace) -> int:
+    """Run the pilot tiles as ordinary tasks of the campaign, then print what each cost and took,
+    and the forecast of the whole campaign (kept in the store for `status`, `run` and the monitors)."""
+    from openeo_upscale.campaign import TaskState
+    from openeo_upscale.campaign.config import load_campaign
+    from openeo_upscale.monitor import LogMonitor, Monitor, TerminalMonitor
+
+    config = load_campaign(args.config)
+    if args.tiles is not None and args.tiles < 1:
+        raise _config_error(f"--tiles must be at least 1, not {args.tiles}")
+    factories = config.connection_factories(os.environ)
+    with _campaign_for(config, factories) as campaign:
+        config.attach_backends(campaign, factories)
+        chosen = campaign.pilot_tasks(args.tiles)
+        left = [task.id for task in chosen if task.state is not TaskState.DONE]
+        print(f"pilot: {len(chosen)} tile(s), {len(left)} to run: "
+              + ", ".join(task.tile_id for task in chosen[:MAX_LISTED])
+              + (" ..." if len(chosen) > MAX_LISTED else ""), flush=True)
+        if left:
+            monitor: Monitor = LogMonitor() if args.quiet or not sys.stdout.isatty() else TerminalMonitor()
+            try:
+                with _sigterm_as_interrupt():
+                    _watch(campaign, monitor, wait=args.wait, only=left)
+            except KeyboardInterrupt:
+                return _interrupted(campaign, args.config, cancel=False)
+        forecast = campaign.make_forecast(basis="pilot")
+        _print_pilot(campaign, {task.id for task in chosen})
+        if forecast is None:
+            print("openeo-upscale: error: no pilot task got done, so there is nothing to forecast "
+                  "from; `status` shows why they failed", file=sys.stderr)
+            return EXIT_FAILED
+        _print_forecast(forecast.to_dict(), None, campaign.limits.max_credits)
+        return 0
+
+
+def _print_pilot(campaign: Campaign, chosen: set[int]) -> None:
+    """One row per pilot tile: what it loaded, what it cost and took, what it used and wrote."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from openeo_upscale.monitor.formatting import format_bytes, format_duration
+
+    table = Table("tile", "backend", "km²", "months", "credits", "queued", "ran", "cpu", "memory",
+                  "results", show_edge=False)
+    for m in campaign.measurements(chosen):
+        table.add_row(m.tile_id, m.backend or "-", f"{m.km2:,.1f}", f"{m.months:.1f}", f"{m.credits:,.3f}",
+                      format_duration(m.queue_seconds), format_duration(m.run_seconds), m.cpu or "-",
+                      m.memory or "-", format_bytes(m.output_bytes))
+    Console().print(table)
+
+
+def _print_forecast(forecast: dict[str, Any] | None, tracking: dict[str, Any] | None,
+                    budget: float | None) -> None:
+    from openeo_upscale.monitor.formatting import forecast_lines
+
+    for line in forecast_lines(forecast, tracking, budget=budget):
+        print(line)
 
 
 @contextmanager
@@ -191,6 +250,9 @@ def _dry_run(config: CampaignConfig) -> int:
                 counts = ", ".join(f"{state} {n:,}" for state, n in summary["counts"].items() if n)
                 print(f"campaign {config.name!r} exists in {shown_url(config.store)}: "
                       f"{summary['tasks']:,} tasks ({counts}); run resumes it")
+                _print_forecast(summary.get("forecast"), summary.get("tracking"), campaign.limits.max_credits)
+                if summary.get("forecast") is None:
+                    print("no forecast yet: `openeo-upscale pilot` runs a few tiles and makes one")
                 first = store.tasks_in(campaign.id, TaskState.PENDING, limit=1)
                 if campaign.udp is not None and first:
                     process = validation_process(campaign.udp, first[0].parameters)
@@ -230,15 +292,17 @@ def _ask_backends(config: CampaignConfig, process: dict[str, Any] | None, why_no
     return 0
 
 
-def _watch(campaign: Campaign, monitor: Any, *, wait: bool = False) -> None:
+def _watch(campaign: Campaign, monitor: Any, *, wait: bool = False, accept_forecast: bool = False,
+           only: list[int] | None = None) -> None:
     """Join the campaign (waiting for the runner that holds a SQLite store, with ``wait``) and refresh
-    the monitor about once a second until the run ends."""
+    the monitor about once a second until the run ends (``accept_forecast``, ``only``: see
+    `Campaign.start`)."""
     from openeo_upscale.monitor import recent_errors
 
     def waiting(holder: RunnerInfo) -> None:
         print(f"waiting for {holder.describe()} to finish; Ctrl-C gives up", file=sys.stderr, flush=True)
 
-    campaign.start(wait=wait, on_wait=waiting)
+    campaign.start(wait=wait, on_wait=waiting, accept_forecast=accept_forecast, only=only)
     with monitor:
         while not campaign.wait(timeout=1.0):
             monitor.update(campaign.summary(), recent_errors(campaign.store, campaign.id))
@@ -337,6 +401,8 @@ def _status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from openeo_upscale.monitor.formatting import forecast_lines
+
     console = Console()
     console.print(f"campaign [bold]{status.campaign}[/bold]: {status.tasks:,} tasks, "
                   f"{status.jobs:,} backend jobs ({status.retried:,} tasks retried), "
@@ -346,6 +412,8 @@ def _status(args: argparse.Namespace) -> int:
         if n:
             states.add_row(state, f"{n:,}")
     console.print(states)
+    for line in forecast_lines(status.forecast, status.tracking, budget=campaign.limits.max_credits):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     if status.backends:
         from openeo_upscale.campaign.health import describe
 
@@ -601,7 +669,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="show the tasks and their area; write nothing, start no job")
     run.add_argument("--wait", action="store_true",
                      help="on a SQLite store held by another runner, wait for it instead of refusing")
+    run.add_argument("--accept-forecast", action="store_true",
+                     help="run although the forecast exceeds max_credits (the run still stops when "
+                          "the budget is spent)")
     run.set_defaults(func=_run)
+
+    pilot = sub.add_parser("pilot", help="run a few tiles spread over the campaign and forecast its "
+                                         "credits, time and volume")
+    pilot.add_argument("config", help="campaign TOML file (see openeo_upscale/campaign/config.py)")
+    pilot.add_argument("--tiles", type=int, default=None,
+                       help="how many tiles (default: about the square root of the tasks, 4 to 16)")
+    pilot.add_argument("--quiet", action="store_true", help="plain log lines instead of the live panel")
+    pilot.add_argument("--wait", action="store_true",
+                       help="on a SQLite store held by another runner, wait for it instead of refusing")
+    pilot.set_defaults(func=_pilot)
 
     status = sub.add_parser("status", help="counts per state, per backend and credits of a campaign")
     status.add_argument("store", help="SQLite file or postgresql:// URL")

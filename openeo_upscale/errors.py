@@ -138,3 +138,13 @@ class NoUsableBackendError(CampaignError):
     def __init__(self, message: str, *, reasons: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.reasons = dict(reasons or {})
+
+
+class ForecastOverBudgetError(CampaignError):
+    """The campaign's forecast exceeds its ``max_credits``: nothing beyond the pilot is launched
+    until the budget is raised or the forecast accepted. `forecast` and `budget` are the figures."""
+
+    def __init__(self, message: str, *, forecast: float, budget: float) -> None:
+        super().__init__(message)
+        self.forecast = forecast
+        self.budget = budget

@@ -7,6 +7,7 @@ from openeo_upscale.campaign.campaign import Campaign
 from openeo_upscale.campaign.client import BackendClient
 from openeo_upscale.campaign.creator import Udp, parameters_for
 from openeo_upscale.campaign.download_pool import Downloader
+from openeo_upscale.campaign.forecast import Forecast, Interval, Measurement, Tracking
 from openeo_upscale.campaign.health import BackendState
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import (
@@ -44,6 +45,7 @@ from openeo_upscale.errors import (
     CampaignExistsError,
     CapacityError,
     DownloadError,
+    ForecastOverBudgetError,
     NoUsableBackendError,
     ParameterError,
     PermanentError,
@@ -77,11 +79,15 @@ __all__ = [
     "DownloadError",
     "Downloader",
     "Event",
+    "Forecast",
+    "ForecastOverBudgetError",
+    "Interval",
     "JobRecord",
     "JobStatus",
     "Leases",
     "Leasing",
     "Limits",
+    "Measurement",
     "NoUsableBackendError",
     "Pacer",
     "ParameterError",
@@ -97,6 +103,7 @@ __all__ = [
     "Task",
     "TaskState",
     "TickResult",
+    "Tracking",
     "TransientError",
     "Udp",
     "check_tile_ids",

@@ -2,6 +2,7 @@
 
 campaign = Campaign.create("antwerp.sqlite", tiles, udp, defaults={"temporal_extent": [...]})
 campaign.add_backend("cdse", connection, parallel_jobs=2)
+campaign.pilot(8)         # optional: run 8 spread tiles, forecast the whole campaign
 campaign.start()          # or run() to block until every task has ended
 campaign.summary()
 """
@@ -12,6 +13,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,6 +28,7 @@ from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, task_rows, tile_records
 from openeo_upscale.campaign.download_pool import Downloader
+from openeo_upscale.campaign.forecast import Forecast, Measurement, measurements, of_campaign, tracking
 from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import (
@@ -38,6 +41,7 @@ from openeo_upscale.campaign.models import (
     Task,
 )
 from openeo_upscale.campaign.pacing import Pacer
+from openeo_upscale.campaign.pilot import choose, default_size
 from openeo_upscale.campaign.runner import Runner
 from openeo_upscale.campaign.scheduler import BackendSlot, Scheduler, TickResult
 from openeo_upscale.campaign.settings import BackendSettings, Leasing, Limits, Polling, RetryPolicy
@@ -55,6 +59,7 @@ from openeo_upscale.errors import (
     BackendError,
     CampaignError,
     CampaignExistsError,
+    ForecastOverBudgetError,
     NoUsableBackendError,
     StoreError,
 )
@@ -62,6 +67,10 @@ from openeo_upscale.errors import (
 log = logging.getLogger(__name__)
 
 S = TaskState
+
+FORECAST_EVERY_S = 60.0
+"""A running campaign's forecast is made again at most this often (when tasks got done since)."""
+
 
 class TaskCallback(Protocol):
     """Called with a task that reached `done` or `failed` (from the runner's thread)."""
@@ -98,6 +107,8 @@ class Campaign:
         self._last: TickResult | None = None
         self.on_task_done: TaskCallback | None = None
         self.on_task_failed: TaskCallback | None = None
+        self._forecast_at = (0.0, -1)
+        """When this process last made a running forecast (monotonic seconds) and how many were done."""
 
     # building ---------------------------------------------------------------------------------
 
@@ -215,6 +226,17 @@ class Campaign:
         self._backends[name] = (settings, BackendClient(name, connection))
         return self
 
+    def set_limits(self, limits: Limits) -> None:
+        """Change the campaign's limits (the credit budget, say) for this run and the next ones."""
+        if limits == self.limits:
+            return
+        if self.running:
+            raise CampaignError("change the limits before start(), or after stop()")
+        log.warning("campaign %r: limits changed from %s to %s", self.name, self.limits, limits)
+        self.settings = dataclasses.replace(self.settings, limits=limits)
+        self.limits = limits
+        self.store.set_campaign_config(self.id, self.settings.to_dict())
+
     @property
     def backends(self) -> dict[str, BackendClient]:
         """The configured backends' clients by name (each counts its HTTP requests)."""
@@ -223,20 +245,16 @@ class Campaign:
     # running ----------------------------------------------------------------------------------
 
     def run(self, *, max_ticks: int | None = None, wait: bool = False,
-            on_wait: Callable[[RunnerInfo], None] | None = None) -> dict[str, Any]:
+            on_wait: Callable[[RunnerInfo], None] | None = None,
+            accept_forecast: bool = False) -> dict[str, Any]:
         """Run until every task has ended (or ``max_ticks``); returns the `summary`, with the path
         of the results' STAC collection under ``"collection"`` when any task is done.
 
-        ``wait`` and ``on_wait`` as for `start`. Raises `NoUsableBackendError` when no backend can
-        be used (see `wait`).
+        ``wait``, ``on_wait`` and ``accept_forecast`` as for `start`. Raises `NoUsableBackendError`
+        when no backend can be used (see `wait`).
         """
-        self.start(max_ticks=max_ticks, wait=wait, on_wait=on_wait)
-        try:
-            self.wait()
-        except KeyboardInterrupt:
-            log.warning("interrupted: stopping; running jobs stay on their backends, run again to resume")
-            self.stop()
-            raise
+        self.start(max_ticks=max_ticks, wait=wait, on_wait=on_wait, accept_forecast=accept_forecast)
+        self._wait_interruptibly()
         summary = self.summary()
         if summary["counts"][S.DONE.value]:
             try:
@@ -245,6 +263,14 @@ class Campaign:
                 log.error("%s", exc)
                 summary["collection_error"] = str(exc)
         return summary
+
+    def _wait_interruptibly(self) -> None:
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping; running jobs stay on their backends, run again to resume")
+            self.stop()
+            raise
 
     def collection(self) -> Path:
         """Write the STAC collection of every done task's results (``<output_dir>/collection.json``).
@@ -260,9 +286,15 @@ class Campaign:
                                 "written (nothing is lost: the results are on disk)") from exc
 
     def start(self, *, max_ticks: int | None = None, wait: bool = False,
-              on_wait: Callable[[RunnerInfo], None] | None = None) -> None:
+              on_wait: Callable[[RunnerInfo], None] | None = None,
+              accept_forecast: bool = False, only: Iterable[int] | None = None) -> None:
         """Join the campaign as one of its runners and run in a background thread; `stop` ends it,
         `wait` waits for it.
+
+        When the newest forecast (`pilot`) exceeds ``max_credits``, nothing is launched:
+        `ForecastOverBudgetError` gives both figures, unless ``accept_forecast`` (then the run goes
+        on until the budget itself is spent, as always). ``only`` launches those tasks alone (the
+        pilot's) and ends when none of them is pending.
 
         On PostgreSQL any number of processes may run a campaign at once and share its work. On
         SQLite one may: while another live runner holds the campaign, this raises
@@ -273,6 +305,8 @@ class Campaign:
             raise CampaignError(f"campaign {self.name!r} is already running")
         if not self._backends:
             raise CampaignError("add at least one backend first (add_backend)")
+        if only is None and not accept_forecast:
+            self._check_forecast()
         if self._thread is not None:
             # The previous run's downloads end and its runner leaves first: a new pool must not
             # resume a file that an old worker is still writing.
@@ -285,6 +319,7 @@ class Campaign:
         runner_ref: list[Runner] = []
         scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None,
                                    wait=wait, on_wait=on_wait)
+        scheduler.launch_only = None if only is None else frozenset(only)
         downloader = scheduler.downloads
         leases = scheduler.leases
         assert isinstance(downloader, Downloader) and leases is not None
@@ -343,6 +378,7 @@ class Campaign:
             self._error = exc
         finally:
             downloader.shutdown(wait=True, abort=runner.stopping)
+            self._refresh_forecast(force=True)  # the run's last word on how it tracks
             leases.leave("stopped by the user" if runner.stopping else "run ended")
 
     @property
@@ -408,6 +444,104 @@ class Campaign:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # knowing the cost -------------------------------------------------------------------------
+
+    def pilot_tasks(self, tiles: int | None = None) -> list[Task]:
+        """The pilot's tasks: chosen once (`pilot.choose`, spread over the zones, whole and partial
+        tiles and the area) and kept in the store; asking for more tiles later adds to them."""
+        kept = list(self.settings.pilot)
+        wanted = default_size(self.store.count_in(self.id, list(S))) if tiles is None else tiles
+        if wanted < 1:
+            raise CampaignError(f"a pilot needs at least one tile, not {wanted}")
+        if len(kept) < wanted:
+            candidates = [t for t in self.store.all_tasks(self.id, states=(S.PENDING,)) if t.id not in kept]
+            kept += [task.id for task in choose(candidates, wanted - len(kept))]
+            self.settings = dataclasses.replace(self.settings, pilot=tuple(sorted(kept)))
+            self.store.set_campaign_config(self.id, self.settings.to_dict())
+        chosen = set(kept[:wanted] if tiles is not None else kept)
+        return [task for task in self.store.all_tasks(self.id) if task.id in chosen]
+
+    def pilot(self, tiles: int | None = None, *, wait: bool = False,
+              on_wait: Callable[[RunnerInfo], None] | None = None) -> Forecast:
+        """Run ``tiles`` pilot tasks (`pilot_tasks`; about the square root of the tasks when None)
+        as ordinary tasks of the campaign, then forecast the whole campaign from what every done task
+        cost and took (`forecast.of_campaign`), keep the forecast in the store and return it.
+
+        `CampaignError` when no pilot task got done (their failures are in ``status``).
+        """
+        chosen = self.pilot_tasks(tiles)
+        left = [task.id for task in chosen if task.state is not S.DONE]
+        if left:
+            log.info("campaign %r: running %d pilot task(s)", self.name, len(left))
+            self.start(wait=wait, on_wait=on_wait, only=left)
+            self._wait_interruptibly()
+        found = self.make_forecast(basis="pilot")
+        if found is None:
+            raise CampaignError(f"campaign {self.name!r}: no pilot task got done, so there is nothing to "
+                                "forecast from; see `status` for why they failed")
+        return found
+
+    def make_forecast(self, *, basis: str = "running", record: bool = True) -> Forecast | None:
+        """The forecast from every task done so far (None before any), kept in the store with
+        ``record``; a running one carries how the done tasks track the pilot's forecast."""
+        found, measured = of_campaign(self.store, self.id, slots=self._slots(), basis=basis)
+        if found is None or not record:
+            return found
+        doc = found.to_dict()
+        baseline = self.store.forecast(self.id, basis="pilot", first=True)
+        if baseline is not None:
+            doc["tracking"] = tracking(Forecast.from_dict(baseline.forecast), measured).to_dict()
+        self.store.record_forecast(self.id, basis, doc)
+        return found
+
+    def measurements(self, task_ids: Iterable[int] | None = None) -> list[Measurement]:
+        """What each done task (of ``task_ids``, or all) cost, took, used and wrote."""
+        wanted = None if task_ids is None else set(task_ids)
+        done = [task for task in self.store.all_tasks(self.id, states=(S.DONE,))
+                if wanted is None or task.id in wanted]
+        ids = {task.id for task in done}
+        return measurements(done, [row for row in self.store.ledger(self.id) if row.task_id in ids])
+
+    def forecast(self) -> Forecast | None:
+        """The newest forecast kept in the store (`pilot`, or one made while the campaign ran)."""
+        stored = self.store.forecast(self.id)
+        return None if stored is None else Forecast.from_dict(stored.forecast)
+
+    def _slots(self) -> list[int]:
+        if self._backends:
+            return [settings.parallel_jobs for settings, _ in self._backends.values()]
+        return [slots.parallel_jobs for slots in self.settings.backends] or [1]
+
+    def _check_forecast(self) -> None:
+        budget = self.limits.max_credits
+        found = self.forecast()
+        if found is None or budget is None or not found.over(budget):
+            return
+        c = found.credits
+        raise ForecastOverBudgetError(
+            f"campaign {self.name!r}: the forecast is {c.median:,.2f} credits (90 %: {c.low:,.2f} to "
+            f"{c.high:,.2f}, from {found.measured} task(s) done), over max_credits {budget:,.2f}; "
+            "nothing beyond the pilot is launched. Raise max_credits, or accept the forecast "
+            "(--accept-forecast, accept_forecast=True): the run then stops when the budget is spent",
+            forecast=c.median, budget=budget)
+
+    def _refresh_forecast(self, *, force: bool = False) -> None:
+        """Make a running forecast now and then (see `FORECAST_EVERY_S`; with ``force`` now), from
+        the runner's thread, when tasks got done since the last one. A failure is logged: the run
+        goes on without it."""
+        at, done = self._forecast_at
+        now = time.monotonic()
+        if now - at < FORECAST_EVERY_S and not force:
+            return
+        try:
+            count = self.store.count_in(self.id, (S.DONE,))
+            if count == done or count == 0:
+                return
+            self._forecast_at = (now, count)
+            self.make_forecast(basis="running")
+        except (StoreError, ValueError, ArithmeticError) as exc:
+            log.error("campaign %r: cannot update the forecast: %s", self.name, exc)
+
     # looking ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -445,6 +579,7 @@ class Campaign:
                 requests=attached[1].requests if attached else None,
             )
         now = self.store.now()
+        stored = self.store.forecast(self.id)
         runners = tuple(RunnerSummary(r.id, r.host, r.pid, r.started.isoformat(),
                                       round((now - r.heartbeat).total_seconds(), 1))
                         for r in self.store.runners(self.id, live_within=self.leasing.lease_seconds))
@@ -458,6 +593,8 @@ class Campaign:
             retried=self.store.retried_tasks(self.id),
             runners=runners,
             blocked=self._blocked(counts),
+            forecast=None if stored is None else {**stored.forecast, "max_credits": self.limits.max_credits},
+            tracking=None if stored is None else stored.forecast.get("tracking"),
         )
 
     def _blocked(self, counts: Mapping[TaskState, int]) -> str | None:
@@ -582,6 +719,7 @@ class Campaign:
 
     def _ticked(self, result: TickResult) -> None:
         self._last = result
+        self._refresh_forecast()
         if self.on_task_done is None and self.on_task_failed is None:
             return
         for event_id, task_id, to_state in self.store.arrivals(self.id, self._last_event, (S.DONE, S.FAILED)):

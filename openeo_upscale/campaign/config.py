@@ -281,9 +281,14 @@ class CampaignConfig:
     def open_campaign(self, store: Store, factories: Mapping[str, ConnectionFactory]) -> Campaign:
         """The configured campaign in ``store``: resumed when the store has it, created from the
         tiles and the UDP otherwise (the UDP loaded through the first backend when it names one
-        there). Several runs may start at once on a new store: one creates it, the others resume it."""
+        there). Several runs may start at once on a new store: one creates it, the others resume it.
+
+        A resumed campaign takes the file's ``[limits]``: raising ``max_credits`` there is how a
+        user lets a campaign go on."""
         if any(c["name"] == self.name for c in store.campaigns()):
-            return Campaign.open(store, self.name)
+            campaign = Campaign.open(store, self.name)
+            campaign.set_limits(self.limits)
+            return campaign
         if self.udp is None:
             raise ConfigError("no [udp] table: say which process to run (file, namespace or process_id)")
         udp = self.udp.load(factories[self.backends[0].name])

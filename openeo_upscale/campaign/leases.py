@@ -18,8 +18,9 @@ A heartbeat thread renews the runner's leases every `Leasing.heartbeat_seconds`,
 runners that stopped heart-beating for `Leasing.lease_seconds` (or whose process is gone from this
 host), and takes the leases they held. A runner that could not heart-beat for a while itself (a
 store that stalled, a machine that paused every process) judges nobody on its first heartbeat
-after it: the others were most likely stalled with it, and their heartbeats are on their way. On SQLite a campaign has one runner at a time: a second one
-is refused with the holder named, or waits for it.
+after it: the others were most likely stalled with it, and their heartbeats are on their way.
+On SQLite a campaign has one runner at a time: a second one is refused with the holder named, or
+waits for it.
 
 The runner's scheduler `report`s its view of the backends' health (unreachable since when, next
 try, unusable and why), which goes to the runner's row for ``status`` to read; a backend it cannot

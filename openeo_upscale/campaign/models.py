@@ -194,6 +194,8 @@ class CampaignSettings:
     job_options: dict[str, Any] | None = None
     backends: tuple[BackendSlots, ...] = ()
     """The backends of the latest run, for the dashboard's slot display."""
+    pilot: tuple[int, ...] = ()
+    """The ids of the pilot's tasks (`Campaign.pilot`), once chosen."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Stored keys this release does not know, written back unchanged."""
 
@@ -218,6 +220,8 @@ class CampaignSettings:
         }
         if self.backends:
             doc["backends"] = [dataclasses.asdict(b) for b in self.backends]
+        if self.pilot:
+            doc["pilot"] = list(self.pilot)
         return doc
 
     @classmethod
@@ -238,6 +242,7 @@ class CampaignSettings:
             leasing=Leasing(**data.get("leasing", {})),
             job_options=data.get("job_options"),
             backends=tuple(s for s in slots if s is not None),
+            pilot=tuple(int(i) for i in data.get("pilot") or ()),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -303,6 +308,11 @@ class CampaignSummary:
     runners: tuple[RunnerSummary, ...]
     blocked: str | None
     """Why the run cannot move on by itself (a full disk, the credit budget), or None."""
+    forecast: dict[str, Any] | None = None
+    """The newest forecast (`campaign.forecast.Forecast.to_dict`, with the campaign's
+    ``max_credits``), or None before a pilot."""
+    tracking: dict[str, Any] | None = None
+    """The done tasks against the pilot's forecast (`campaign.forecast.Tracking.to_dict`), or None."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -315,6 +325,8 @@ class CampaignSummary:
             "retried": self.retried,
             "runners": [dataclasses.asdict(runner) for runner in self.runners],
             "blocked": self.blocked,
+            "forecast": self.forecast,
+            "tracking": self.tracking,
         }
 
     @classmethod
@@ -324,4 +336,5 @@ class CampaignSummary:
             backends={name: BackendSummary.from_dict(entry) for name, entry in data["backends"].items()},
             credits=float(data["credits"]), jobs=int(data["jobs"]), retried=int(data["retried"]),
             runners=tuple(RunnerSummary(**runner) for runner in data["runners"]), blocked=data.get("blocked"),
+            forecast=data.get("forecast"), tracking=data.get("tracking"),
         )

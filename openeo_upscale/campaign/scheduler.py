@@ -167,6 +167,9 @@ class Scheduler:
         self.downloads = downloads
         self.pacer = pacer
         self.job_options = dict(job_options or {})
+        self.launch_only: frozenset[int] | None = None
+        """Launch only these tasks (a pilot's), or any pending one (None); the run ends when none of
+        them is left pending."""
         """The campaign's job options; a backend's and then a tile's override them."""
         self.leases = leases
         """This runner's membership of the campaign; None: the only runner, holding every backend."""
@@ -246,7 +249,8 @@ class Scheduler:
             result.no_backend = "; ".join(f"backend {name} {slot.health.reason}"
                                           for name, slot in self.backends.items())
         result.pending = self.store.count_in(
-            self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends), at_most=1
+            self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends), at_most=1,
+            ids=self.launch_only,
         )
         if result.pending and result.blocked is None and not held and self.limits.max_credits is not None:
             # A runner without backends launches nothing, but must see the budget end the run too.
@@ -256,7 +260,8 @@ class Scheduler:
         if result.blocked is not None or result.no_backend is not None:
             # The run may end here: say how many wait (once, not on every tick of a running campaign).
             result.pending = self.store.count_in(
-                self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends)
+                self.campaign_id, (S.PENDING,), runnable_on=usable or list(self.backends),
+                ids=self.launch_only,
             )
         if result.next_tick is None and not held and (result.active or result.downloads):
             # Other runners hold the backends: look again for downloads to share and for the end.
@@ -368,13 +373,15 @@ class Scheduler:
             if spending.room(budget) <= 0:
                 return 0, spending.describe(budget)
         for name in [name for name in free if not self.backends[name].checked]:
-            first = self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=[name])
+            first = self.store.tasks_in(self.campaign_id, S.PENDING, limit=1, runnable_on=[name],
+                                        ids=self.launch_only)
             if not first or not self._check(self.backends[name], first[0]):
                 del free[name]
         if not free:
             return 0, None
         pending = self.store.tasks_in(
-            self.campaign_id, S.PENDING, limit=sum(free.values()), runnable_on=list(free)
+            self.campaign_id, S.PENDING, limit=sum(free.values()), runnable_on=list(free),
+            ids=self.launch_only,
         )
         plan: dict[str, list[Task]] = {}
         for task in pending:
@@ -391,7 +398,8 @@ class Scheduler:
                 if not lost:
                     break
                 # Another runner took some of these tasks for its backend: take the next ones.
-                tasks = self.store.tasks_in(self.campaign_id, S.PENDING, limit=lost, runnable_on=[name])
+                tasks = self.store.tasks_in(self.campaign_id, S.PENDING, limit=lost, runnable_on=[name],
+                                             ids=self.launch_only)
                 if not tasks:
                     break
         return launched, blocked

@@ -17,7 +17,7 @@ Every query is a named query of `Store`; this module only shapes their answers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -160,15 +160,16 @@ def overview(store: Store, campaign_id: int, *, now: datetime | None = None,
     """Counts, per-backend slot use and jobs, credits, throughput, ETA, states over time and failures.
 
     ``{"campaign", "now", "tasks", "counts", "colors", "backends", "credits", "throughput",
-    "eta", "timeline", "failures"}``; see the module and the keys' builders for the details.
+    "eta", "timeline", "failures", "forecast"}``; see the module and the keys' builders for the details.
     A ``backends`` entry counts the tasks whose current job is there (``active``, ``done``,
     ``failed``, ``counts`` per state) and, from the ledger, every job ever recorded there
     (``jobs``) and their ``credits``; a backend only earlier attempts ran on is listed too.
     ``credits.spent`` is the ledger's sum over every job, retries included; ``credits.projected``
     is spent / done * tasks (None before the first done task); throughput counts tasks that
     reached ``done`` over the last ``window_s`` (or since the first event when the campaign is
-    younger); ``eta.seconds`` is the tasks not yet terminal over that rate. Raises `StoreError`
-    for an unknown campaign.
+    younger); ``eta.seconds`` is the tasks not yet terminal over that rate; ``forecast`` is the
+    newest forecast (`campaign.forecast.Forecast.to_dict`, its ``tracking`` and ``max_credits``), or
+    None before a pilot. Raises `StoreError` for an unknown campaign.
     """
     moment = _now(now)
     campaign = store.campaign(campaign_id)
@@ -214,7 +215,18 @@ def overview(store: Store, campaign_id: int, *, now: datetime | None = None,
                 "at": None if eta_s is None else (moment + timedelta(seconds=eta_s)).timestamp()},
         "timeline": {key: value for key, value in timeline.items() if not key.startswith("_")},
         "failures": failures,
+        "forecast": _forecast(store, campaign_id, campaign),
     }
+
+
+def _forecast(store: Store, campaign_id: int, campaign: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The newest forecast with how the done tasks track the pilot's and the budget, or None."""
+    stored = store.forecast(campaign_id)
+    if stored is None:
+        return None
+    found = dict(stored.forecast)
+    found["max_credits"] = CampaignSettings.from_dict(campaign["config"]).limits.max_credits
+    return found
 
 
 def _timeline(store: Store, campaign_id: int, total: int, moment: datetime, bins: int) -> dict[str, Any]:

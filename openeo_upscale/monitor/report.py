@@ -1,6 +1,7 @@
 """A campaign report: one self-contained HTML file that can be mailed to a colleague.
 
-The file holds the summary (tasks per state, credits, time span), the map of tiles, a timeline of
+The file holds the summary (tasks per state, credits, time span), the forecast of the campaign's
+credits, time and volume (the newest one in the store, against the budget), the map of tiles, a timeline of
 jobs per backend, histograms of job durations and credits, the failed tasks with their errors and
 the retried tasks with each of their attempts. The timeline, the histograms and the credits come
 from the job ledger: every backend job, retries included, each coloured by how it ended (the
@@ -8,7 +9,7 @@ task's state for its current job; ``failed`` or ``canceled`` for an attempt that
 followed). plotly.js is inlined once in the head; nothing is loaded from anywhere else (no CDN, no
 web fonts, no map tiles), so the report opens offline. Every value from the store is HTML-escaped.
 
-Element ids, for tools that check the report renders: ``summary``, ``failures``, ``retries``
+Element ids, for tools that check the report renders: ``summary``, ``forecast``, ``failures``, ``retries``
 (sections) and the plotly graph divs ``map``, ``timeline``, ``durations``, ``credits`` (each also
 has the ``plotly-graph-div`` class); the ``<body>`` gets ``data-tasks`` (the number of tasks).
 """
@@ -26,10 +27,10 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from openeo_upscale.campaign.models import JobRecord, Task
+from openeo_upscale.campaign.models import CampaignSettings, JobRecord, Task
 from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.monitor.colors import STATE_COLORS
-from openeo_upscale.monitor.formatting import NONE, format_duration
+from openeo_upscale.monitor.formatting import NONE, forecast_lines, format_duration
 from openeo_upscale.monitor.maps import map_figure
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def write_report(store: Store, campaign_id: int, path: str | os.PathLike[str], *
         graphs=graphs,
         failures=_failures(tasks),
         retries=_retries(jobs),
+        forecast=_forecast(store, campaign_id, row),
     )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +172,18 @@ def _summary(row: dict[str, object], tasks: Sequence[Task], jobs: Sequence[_Job]
     return (f'<table class="facts">{fact_rows}</table>'
             f'<table class="states"><thead><tr><th>state</th><th>tasks</th></tr></thead>'
             f"<tbody>{state_rows}</tbody></table>")
+
+
+def _forecast(store: Store, campaign_id: int, row: dict[str, object]) -> str:
+    """The newest forecast, against the budget, and how the done tasks track the pilot's."""
+    stored = store.forecast(campaign_id)
+    if stored is None:
+        return '<p class="muted">none: no pilot was run (openeo-upscale pilot) and no task is done</p>'
+    found = stored.forecast
+    config = row["config"]
+    budget = CampaignSettings.from_dict(config if isinstance(config, dict) else {}).limits.max_credits
+    lines = forecast_lines(found, found.get("tracking"), budget=budget)
+    return "".join(f"<p>{html.escape(line.strip())}</p>" for line in lines)
 
 
 def _when(value: object) -> str:
@@ -376,6 +390,7 @@ _PAGE = """<!DOCTYPE html>
 <body data-tasks="{tasks}">
 <h1>{title}</h1>
 <section id="summary"><h2>Summary</h2>{summary}</section>
+<section id="forecast"><h2>Forecast</h2>{forecast}</section>
 <h2>Map, timeline and histograms</h2>
 {graphs}
 <section id="failures"><h2>Failures</h2>{failures}</section>

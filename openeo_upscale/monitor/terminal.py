@@ -26,7 +26,7 @@ from rich.text import Text
 from openeo_upscale.campaign.health import BackendState, describe
 from openeo_upscale.campaign.states import TASK_TERMINAL, TaskState
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.monitor.formatting import format_duration
+from openeo_upscale.monitor.formatting import forecast_lines, format_duration
 
 __all__ = ["LogMonitor", "Monitor", "Progress", "TerminalMonitor", "format_duration", "recent_errors"]
 
@@ -112,6 +112,12 @@ def remaining(summary: Mapping[str, Any]) -> int:
     return int(summary["tasks"]) - ended
 
 
+def forecast_budget(summary: Mapping[str, Any]) -> float | None:
+    """The budget a summary's forecast is held against (``max_credits``, when the summary has it)."""
+    value = (summary.get("forecast") or {}).get("max_credits")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def recent_errors(store: Store, campaign_id: int, limit: int = 5) -> list[str]:
     """The last errors recorded on the campaign's tasks, newest first, one line each."""
     lines = []
@@ -161,6 +167,10 @@ def render(summary: Mapping[str, Any], progress: Progress, errors: Sequence[str]
         ("   credits ", "dim"), f"{float(summary.get('credits') or 0):,.2f}",
     )
     parts: list[RenderableType] = [states, Text(""), backends, Text(""), pace]
+    forecast = summary.get("forecast")
+    if forecast:
+        lines = forecast_lines(forecast, summary.get("tracking"), budget=forecast_budget(summary))
+        parts.extend(Text(line, style="cyan", overflow="ellipsis", no_wrap=True) for line in lines)
     if summary.get("blocked"):
         parts.append(Text(f"waiting: {summary['blocked']}", style="bold yellow"))
     if errors:

@@ -1,5 +1,5 @@
 """The crash-proof store: campaigns, one task row per tile, every transition as an event, a ledger of
-every backend job, and the runners that share a campaign with their leases.
+every backend job, the runners that share a campaign with their leases, and its forecasts.
 
 A SQLite file by default (WAL, foreign keys, busy timeout), or PostgreSQL by URL so that several
 runners can share a campaign. Only this package touches the tables; everything else calls the
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from openeo_upscale.campaign.store.base import Clock, utc_now
 from openeo_upscale.campaign.store.connect import engine_for, shown_url
+from openeo_upscale.campaign.store.forecasts import ForecastQueries, StoredForecast
 from openeo_upscale.campaign.store.ledger import Claimed, Launch, LedgerQueries, Spending
 from openeo_upscale.campaign.store.migrate import Prepared, prepare
 from openeo_upscale.campaign.store.runners import Beat, LeaseView, Registration, RunnerQueries
@@ -40,6 +41,7 @@ __all__ = [
     "Registration",
     "Spending",
     "Store",
+    "StoredForecast",
     "shown_url",
     "utc_now",
 ]
@@ -47,7 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Store(LedgerQueries, RunnerQueries, ViewQueries):
+class Store(LedgerQueries, RunnerQueries, ViewQueries, ForecastQueries):
     """Campaigns, tasks, events, the job ledger and the runners, in SQLite or PostgreSQL.
 
     Build one with `Store.open`; close it with `close` or use it as a context manager.

@@ -25,12 +25,12 @@ from openeo_upscale.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 """Alembic revisions of `migrations/versions`, oldest first; the last is the head."""
 HEAD = REVISIONS[-1]
 BASELINE = REVISIONS[0]
 """The revision of a version-1 store (the tables as the first release created them)."""
-VERSION_OF = {"0001": 1, "0002": 2, "0003": 3}
+VERSION_OF = {"0001": 1, "0002": 2, "0003": 3, "0004": 4}
 """``schema_info`` version of each revision."""
 SCRIPT_LOCATION = "openeo_upscale.campaign.store:migrations"
 

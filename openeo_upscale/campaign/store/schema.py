@@ -10,6 +10,8 @@
 - ``runners``: every process that runs the campaign, the backends it may use, its heartbeat;
 - ``backend_leases``: which runner launches on and polls each backend of a campaign, until when
   (a free lease: no runner, and since when it is free);
+- ``forecasts``: every forecast of a campaign's credits, time and volume (`campaign.forecast`):
+  the pilot's, then the ones made as the campaign runs;
 - ``schema_info``: the schema version, which older releases read to refuse a newer store.
 
 Only the store's modules import this one.
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Dialect
 
 from openeo_upscale.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the tables this code writes (``schema_info``); a store recorded with a newer one is refused."""
 
 
@@ -170,6 +172,17 @@ backend_leases_table = sa.Table(
     sa.Column("backend", BACKEND, primary_key=True),
     sa.Column("runner_id", ID),
     sa.Column("expires", UTCDateTime),
+)
+
+forecasts_table = sa.Table(
+    "forecasts",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("campaign_id", ID, sa.ForeignKey("campaign.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("made", UTCDateTime, nullable=False),
+    sa.Column("basis", sa.String(16), nullable=False),
+    sa.Column("forecast", JSON, nullable=False),
+    sa.Index("ix_forecasts_campaign", "campaign_id", "id"),
 )
 
 schema_info_table = sa.Table(

@@ -481,14 +481,16 @@ class TaskQueries(StoreBase):
         *,
         runnable_on: Iterable[str] | None = None,
         backends: Iterable[str] | None = None,
+        ids: Iterable[int] | None = None,
     ) -> list[Task]:
         """The campaign's tasks in any of ``states``, oldest id first, at most ``limit``.
 
         ``runnable_on`` keeps only tasks that are not pinned, or pinned to one of those backends;
-        ``backends`` only tasks whose current job is on one of those backends.
+        ``backends`` only tasks whose current job is on one of those backends; ``ids`` only those
+        tasks (a pilot's, say).
         """
         chosen = [states] if isinstance(states, str) else list(states)
-        query = _selected(sa.select(tasks_table), campaign_id, chosen, runnable_on, backends)
+        query = _selected(sa.select(tasks_table), campaign_id, chosen, runnable_on, backends, ids)
         query = query.order_by(tasks_table.c.id).limit(limit)
         with self._read() as conn:
             return [Task.from_row(dict(row._mapping)) for row in conn.execute(query)]
@@ -501,11 +503,12 @@ class TaskQueries(StoreBase):
         runnable_on: Iterable[str] | None = None,
         backends: Iterable[str] | None = None,
         at_most: int | None = None,
+        ids: Iterable[int] | None = None,
     ) -> int:
         """How many of the campaign's tasks are in any of ``states`` (``runnable_on`` and ``backends``
-        as in `tasks_in`); counting stops at ``at_most``, so that "are there any" stays cheap on a
+        and ``ids`` as in `tasks_in`); counting stops at ``at_most``, so that "are there any" stays cheap on a
         campaign of 100,000 pending tasks."""
-        rows = _selected(sa.select(tasks_table.c.id), campaign_id, states, runnable_on, backends)
+        rows = _selected(sa.select(tasks_table.c.id), campaign_id, states, runnable_on, backends, ids)
         if at_most is not None:
             rows = rows.limit(at_most)
         with self._read() as conn:
@@ -558,13 +561,16 @@ def _selected(
     states: Iterable[TaskState],
     runnable_on: Iterable[str] | None,
     backends: Iterable[str] | None,
+    ids: Iterable[int] | None = None,
 ) -> sa.Select[Any]:
-    """``query`` kept to the campaign's tasks in ``states`` (``runnable_on``, ``backends``: see
-    `TaskQueries.tasks_in`)."""
+    """``query`` kept to the campaign's tasks in ``states`` (``runnable_on``, ``backends``,
+    ``ids``: see `TaskQueries.tasks_in`)."""
     t = tasks_table
     query = query.where(t.c.campaign_id == campaign_id, t.c.state.in_([TaskState(s).value for s in states]))
     if runnable_on is not None:
         query = query.where(sa.or_(t.c.pinned_backend.is_(None), t.c.pinned_backend.in_(list(runnable_on))))
     if backends is not None:
         query = query.where(t.c.backend.in_(list(backends)))
+    if ids is not None:
+        query = query.where(t.c.id.in_(list(ids)))
     return query

@@ -196,6 +196,52 @@ function drawEta(ov) {
   el.append(main, rate);
 }
 
+function fmtBytes(n) {
+  if (n === null || n === undefined || !isFinite(n)) return "-";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
+}
+
+function fmtCredits(x) {
+  return Number(x).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+function drawForecast(ov) {
+  const el = document.getElementById("forecast");
+  el.replaceChildren();
+  const f = ov.forecast;
+  el.dataset.median = f ? String(f.credits.median) : "";
+  if (!f) {
+    el.textContent = "none yet: openeo-upscale pilot runs a few tiles and makes one";
+    return;
+  }
+  const credits = document.createElement("div");
+  credits.className = "big";
+  credits.textContent = fmtCredits(f.credits.median) + " credits";
+  const range = document.createElement("div");
+  range.textContent = `90 %: ${fmtCredits(f.credits.low)} to ${fmtCredits(f.credits.high)}` +
+    (f.max_credits === null ? "" : (f.credits.median > f.max_credits ? ", OVER" : ", within") +
+      ` max_credits ${fmtCredits(f.max_credits)}`);
+  const time = document.createElement("div");
+  time.textContent = `${fmtDuration(f.makespan_s.median)} left for ${f.remaining} task(s) on ${f.slots} ` +
+    `slot(s); ${fmtBytes(f.volume_bytes.median)} of results`;
+  const basis = document.createElement("div");
+  basis.className = "muted";
+  basis.textContent = `from ${f.basis === "pilot" ? "the pilot" : "the tasks done so far"} ` +
+    `(${f.measured} measured), ${new Date(f.made).toLocaleString()}`;
+  el.append(credits, range, time, basis);
+  if (f.tracking && f.tracking.ratio !== null) {
+    const tracking = document.createElement("div");
+    tracking.id = "tracking";
+    const pct = (f.tracking.ratio - 1) * 100;
+    tracking.textContent = `tracking: ${f.tracking.done} done for ${fmtCredits(f.tracking.spent)} credits, ` +
+      `${pct >= 0 ? "+" : ""}${pct.toFixed(0)} % against the pilot's forecast`;
+    el.append(tracking);
+  }
+}
+
 function drawBackends(ov) {
   const el = document.getElementById("backends");
   el.replaceChildren();
@@ -353,7 +399,7 @@ function render(states, ov) {
   view.overview = ov;
   applyStates(states);
   drawMap();
-  drawCounts(ov); drawCredits(ov); drawEta(ov); drawBackends(ov); drawTimeline(ov); drawFailures(ov);
+  drawCounts(ov); drawCredits(ov); drawEta(ov); drawForecast(ov); drawBackends(ov); drawTimeline(ov); drawFailures(ov);
   publish(ov);
   const status = document.getElementById("status");
   status.className = "muted";
