@@ -28,7 +28,7 @@ from openeo_upscale.campaign.catalog import build_collection
 from openeo_upscale.campaign.client import BackendClient, ConnectionFactory
 from openeo_upscale.campaign.creator import Udp, task_rows, tile_records
 from openeo_upscale.campaign.download_pool import Downloader
-from openeo_upscale.campaign.forecast import Forecast, Measurement, measurements, of_campaign, tracking
+from openeo_upscale.campaign.forecast import Forecast, Gauge, Measurement, measurements, tracking
 from openeo_upscale.campaign.health import BackendState, Health
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import (
@@ -107,6 +107,11 @@ class Campaign:
         self._last: TickResult | None = None
         self.on_task_done: TaskCallback | None = None
         self.on_task_failed: TaskCallback | None = None
+        self._gauge = Gauge(store, campaign_id)
+        """Each task's size and each done task's measurement, kept between forecasts."""
+        self._gauge_lock = threading.Lock()
+        """One forecast at a time (the gauge is not thread-safe)."""
+        self._forecasting: threading.Thread | None = None
         self._forecast_at = (0.0, -1)
         """When this process last made a running forecast (monotonic seconds) and how many were done."""
 
@@ -484,7 +489,8 @@ class Campaign:
     def make_forecast(self, *, basis: str = "running", record: bool = True) -> Forecast | None:
         """The forecast from every task done so far (None before any), kept in the store with
         ``record``; a running one carries how the done tasks track the pilot's forecast."""
-        found, measured = of_campaign(self.store, self.id, slots=self._slots(), basis=basis)
+        with self._gauge_lock:
+            found, measured = self._gauge.forecast(slots=self._slots(), basis=basis)
         if found is None or not record:
             return found
         doc = found.to_dict()
@@ -526,18 +532,31 @@ class Campaign:
             forecast=c.median, budget=budget)
 
     def _refresh_forecast(self, *, force: bool = False) -> None:
-        """Make a running forecast now and then (see `FORECAST_EVERY_S`; with ``force`` now), from
-        the runner's thread, when tasks got done since the last one. A failure is logged: the run
-        goes on without it."""
-        at, done = self._forecast_at
-        now = time.monotonic()
-        if now - at < FORECAST_EVERY_S and not force:
+        """Make a running forecast now and then (see `FORECAST_EVERY_S`), when tasks got done since
+        the last one: in a thread of its own, so that the scheduler ticks on meanwhile (a first
+        forecast of 100,000 tasks takes seconds); with ``force`` now, in this thread."""
+        running = self._forecasting is not None and self._forecasting.is_alive()
+        if force:
+            if running:
+                assert self._forecasting is not None
+                self._forecasting.join()
+            self._forecast_now()
             return
+        if running or time.monotonic() - self._forecast_at[0] < FORECAST_EVERY_S:
+            return
+        self._forecast_at = (time.monotonic(), self._forecast_at[1])
+        self._forecasting = threading.Thread(target=self._forecast_now, name=f"upscale-forecast-{self.name}",
+                                             daemon=True)
+        self._forecasting.start()
+
+    def _forecast_now(self) -> None:
+        """A running forecast, when tasks got done since the last one; a failure is logged: the run
+        goes on without it."""
         try:
             count = self.store.count_in(self.id, (S.DONE,))
-            if count == done or count == 0:
+            if count == self._forecast_at[1] or count == 0:
                 return
-            self._forecast_at = (now, count)
+            self._forecast_at = (time.monotonic(), count)
             self.make_forecast(basis="running")
         except (StoreError, ValueError, ArithmeticError) as exc:
             log.error("campaign %r: cannot update the forecast: %s", self.name, exc)

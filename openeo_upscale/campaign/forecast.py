@@ -73,32 +73,41 @@ def _box_km2(bounds: tuple[float, float, float, float], crs: int | None, epsg: i
 
 def extent_km2(task: Task) -> float:
     """The area of the extent the task's job loads (see the module docstring), in km²."""
-    for value in task.parameters.values():
+    bounds = (task.west, task.south, task.east, task.north)
+    return extent_of(task.parameters, task.geometry, task.epsg, bounds)
+
+
+def extent_of(parameters: Mapping[str, Any], geometry: str | None, epsg: int | None,
+              bounds: tuple[float | None, ...]) -> float:
+    """`extent_km2` from a task's columns: its parameters, lon/lat geometry, zone and native box."""
+    for value in parameters.values():
         if isinstance(value, Mapping) and all(k in value for k in ("west", "south", "east", "north")):
             crs = value.get("crs")
             try:
-                bounds = tuple(float(value[k]) for k in ("west", "south", "east", "north"))
-                return _box_km2(bounds, None if crs is None else int(crs), task.epsg)  # type: ignore[arg-type]
+                box = (float(value["west"]), float(value["south"]),
+                       float(value["east"]), float(value["north"]))
+                return _box_km2(box, None if crs is None else int(crs), epsg)
             except (TypeError, ValueError):
                 continue
         if isinstance(value, Mapping) and "type" in value and ("coordinates" in value or "features" in value):
             try:
                 shapes = [shapely.geometry.shape(f["geometry"]) for f in value["features"]] \
                     if value["type"] == "FeatureCollection" else [shapely.geometry.shape(value)]
-                bounds = shapely.unary_union(shapes).bounds
+                found = shapely.unary_union(shapes).bounds
             except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError):
                 continue
-            return _box_km2(bounds, None, task.epsg)
-    if task.geometry:
-        return _box_km2(shapely.from_wkt(task.geometry).bounds, None, task.epsg)
-    if None not in (task.west, task.south, task.east, task.north):
-        return _box_km2((task.west, task.south, task.east, task.north), task.epsg, task.epsg)  # type: ignore[arg-type]
+            return _box_km2(found, None, epsg)
+    if geometry:
+        return _box_km2(shapely.from_wkt(geometry).bounds, None, epsg)
+    west, south, east, north = bounds
+    if west is not None and south is not None and east is not None and north is not None:
+        return _box_km2((west, south, east, north), epsg, epsg)
     return 0.0
 
 
-def months(task: Task) -> float:
-    """The months of the task's temporal extent (a parameter holding two ISO dates), at least one."""
-    for value in task.parameters.values():
+def months_of(parameters: Mapping[str, Any]) -> float:
+    """The months of a temporal extent among ``parameters`` (a value of two ISO dates), at least one."""
+    for value in parameters.values():
         if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
             try:
                 start, end = (date.fromisoformat(v[:10]) for v in value)
@@ -106,6 +115,11 @@ def months(task: Task) -> float:
                 continue
             return max(1.0, (end - start).days / MONTH_DAYS)
     return 1.0
+
+
+def months(task: Task) -> float:
+    """The months of the task's temporal extent, at least one."""
+    return months_of(task.parameters)
 
 
 def size(task: Task) -> float:
@@ -203,18 +217,30 @@ Values = Sequence[float] | np.ndarray[Any, Any]
 def fit(sizes: Values, values: Values) -> tuple[float, float]:
     """``(a, b)`` of ``value ≈ a + b * size``, neither below zero; all sizes alike: ``b`` alone."""
     x = np.asarray(sizes, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if len(x) == 0:
+    return _weighted_fit(x, np.asarray(values, dtype=float), np.ones_like(x))
+
+
+def _weighted_fit(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], w: np.ndarray[Any, Any],
+                  xx: np.ndarray[Any, Any] | None = None, xy: np.ndarray[Any, Any] | None = None
+                  ) -> tuple[float, float]:
+    """`fit` with each point counted ``w`` times (a bootstrap resample), from the weighted sums
+    (``xx`` and ``xy``: ``x * x`` and ``x * y``, when the caller has them already)."""
+    sw = float(w.sum())
+    if sw <= 0:
         return 0.0, 0.0
-    if np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())):
-        mean_x = float(x.mean())
-        return (0.0, float(y.mean()) / mean_x) if mean_x > 0 else (float(y.mean()), 0.0)
-    b, a = np.polyfit(x, y, 1)
+    sx, sy = float(np.dot(w, x)), float(np.dot(w, y))
+    sxx = float(np.dot(w, x * x if xx is None else xx))
+    sxy = float(np.dot(w, x * y if xy is None else xy))
+    spread = sxx - sx * sx / sw
+    if spread <= 1e-9 * max(1.0, sxx):
+        return (0.0, sy / sx) if sx > 0 else (sy / sw, 0.0)
+    b = (sxy - sx * sy / sw) / spread
+    a = (sy - b * sx) / sw
     if b < 0:
-        return float(max(0.0, y.mean())), 0.0
+        return max(0.0, sy / sw), 0.0
     if a < 0:
-        return 0.0, float((x * y).sum() / (x * x).sum())
-    return float(a), float(b)
+        return 0.0, sxy / sxx
+    return a, b
 
 
 @dataclass(frozen=True)
@@ -245,23 +271,30 @@ class Interval:
 def _bootstrap(
     sizes: np.ndarray[Any, Any], values: np.ndarray[Any, Any], count: int
 ) -> list[tuple[float, float]]:
+    """The fits on ``count`` resamples with replacement, as weights (each point's count), so that
+    one resample of 100,000 measurements costs a few dot products."""
     rng = np.random.default_rng(SEED)
     n = len(sizes)
-    return [fit(sizes[idx], values[idx]) for idx in (rng.integers(0, n, n) for _ in range(count))]
+    xx, xy = sizes * sizes, sizes * values
+    def weights() -> np.ndarray[Any, Any]:
+        return np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+
+    return [_weighted_fit(sizes, values, weights(), xx, xy) for _ in range(count)]
 
 
-def schedule(durations: Sequence[float], slots: Sequence[int]) -> float:
+def schedule(durations: Values, slots: Sequence[int]) -> float:
     """Seconds until the last of ``durations`` ends, launched in order, each into the slot
     (of the backends' ``slots``) that frees first."""
     total = sum(max(0, s) for s in slots)
-    if not durations or total <= 0:
+    times = np.asarray(durations, dtype=float)
+    if not len(times) or total <= 0:
         return 0.0
-    if len(durations) > EXACT_SCHEDULE_MAX:
-        return float(sum(durations)) / total + float(max(durations))
-    free = [0.0] * min(total, len(durations))
+    if len(times) > EXACT_SCHEDULE_MAX:
+        return float(times.sum()) / total + float(times.max())
+    free = [0.0] * min(total, len(times))
     heapq.heapify(free)
     end = 0.0
-    for duration in durations:
+    for duration in times.tolist():
         start = heapq.heappop(free)
         finish = start + duration
         end = max(end, finish)
@@ -348,18 +381,18 @@ class Forecast:
 
 def forecast(
     measured: Sequence[Measurement],
-    remaining: Sequence[Task],
+    remaining: Sequence[float],
     *,
     slots: Sequence[int],
     basis: str,
     made: datetime,
 ) -> Forecast | None:
-    """The forecast from the ``measured`` tasks for the ``remaining`` ones (not done, still to
-    run), with the backends' ``slots``; None with nothing measured."""
+    """The forecast from the ``measured`` tasks for the tasks still to run, given by their sizes
+    (``remaining``, in launch order), with the backends' ``slots``; None with nothing measured."""
     if not measured:
         return None
     x = np.array([m.size for m in measured])
-    left = np.array([size(task) for task in remaining], dtype=float)
+    left = np.asarray(remaining, dtype=float)
     spent = float(sum(m.credits for m in measured))
     volume_done = float(sum(m.output_bytes for m in measured))
     models: dict[str, tuple[float, float]] = {}
@@ -379,7 +412,7 @@ def forecast(
         ty = np.array([float(m.slot_seconds or 0.0) for m in timed])
         models["slot_seconds"] = fit(tx, ty)
         spans = [
-            schedule(list(a + b * left), slots) + tail if len(left) else 0.0
+            schedule(a + b * left, slots) + tail if len(left) else 0.0
             for a, b in _bootstrap(tx, ty, SCHEDULE_RESAMPLES)
         ]
         makespan = Interval.of(spans)
@@ -443,18 +476,45 @@ WILL_RUN: frozenset[TaskState] = frozenset(
 run unless retried)."""
 
 
+class Gauge:
+    """What a campaign's forecasts are made from, kept between them (one per process and campaign):
+    each task's size and each done task's measurement. A task that is done stays done, and a
+    task's extent never changes, so a forecast reads every task's state (two plain columns) and
+    only the tasks new to it, or done since the last one."""
+
+    def __init__(self, store: Store, campaign_id: int) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self._sizes: dict[int, float] = {}
+        self._measured: dict[int, Measurement] = {}
+
+    def forecast(self, *, slots: Sequence[int], basis: str) -> tuple[Forecast | None, list[Measurement]]:
+        """The forecast from every task done so far, and the measurements it was made from."""
+        states = self.store.task_states(self.campaign_id)
+        unsized = [task_id for task_id, _ in states if task_id not in self._sizes]
+        for chunk in _chunks(unsized):
+            self._sizes.update(self.store.task_sizes(self.campaign_id, chunk, size_of=_size_of))
+        done = [task_id for task_id, state in states if state is S.DONE]
+        for chunk in _chunks([task_id for task_id in done if task_id not in self._measured]):
+            tasks = self.store.tasks_in(self.campaign_id, (S.DONE,), ids=chunk)
+            ledger = self.store.ledger_of(self.campaign_id, chunk)
+            self._measured.update((m.task_id, m) for m in measurements(tasks, ledger))
+        measured = [self._measured[task_id] for task_id in done if task_id in self._measured]
+        left = [self._sizes.get(task_id, 0.0) for task_id, state in states if state in WILL_RUN]
+        return forecast(measured, left, slots=slots, basis=basis, made=self.store.now()), measured
+
+
 def of_campaign(
     store: Store, campaign_id: int, *, slots: Sequence[int], basis: str
 ) -> tuple[Forecast | None, list[Measurement]]:
     """The forecast of a campaign from every task done in ``store`` so far, and its measurements."""
-    done: list[Task] = []
-    left: list[Task] = []
-    for task in store.all_tasks(campaign_id):
-        if task.state is S.DONE:
-            done.append(task)
-        elif task.state in WILL_RUN:
-            left.append(task)
-    wanted = {task.id for task in done}
-    ledger = [row for row in store.ledger(campaign_id) if row.task_id in wanted]
-    measured = measurements(done, ledger)
-    return forecast(measured, left, slots=slots, basis=basis, made=store.now()), measured
+    return Gauge(store, campaign_id).forecast(slots=slots, basis=basis)
+
+
+def _size_of(parameters: Mapping[str, Any], geometry: str | None, epsg: int | None,
+             bounds: tuple[float | None, ...]) -> float:
+    return extent_of(parameters, geometry, epsg, bounds) * months_of(parameters)
+
+
+def _chunks(ids: Sequence[int], size: int = 5_000) -> list[list[int]]:
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]

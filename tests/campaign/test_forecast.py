@@ -15,7 +15,7 @@ import shapely.affinity
 
 from openeo_upscale.backend import Simulation
 from openeo_upscale.campaign import Campaign, Polling, Store, TaskState, Udp
-from openeo_upscale.campaign.forecast import extent_km2, fit, schedule
+from openeo_upscale.campaign.forecast import extent_km2, fit, of_campaign, schedule
 from openeo_upscale.campaign.pilot import choose
 from openeo_upscale.grid import tiles
 from tests.campaign.team import backend_jobs, connect
@@ -117,6 +117,12 @@ def test_a_pilot_of_8_forecasts_a_200_tile_campaign(tmp_path: Path, udp_dir: Pat
         # As it ran, the forecast was made again from every done task, tracking the pilot's.
         assert summary.forecast is not None and summary.tracking is not None
         assert summary.tracking["done"] > 8 and abs(summary.tracking["ratio"] - 1) <= 0.15
+        # The campaign's gauge kept sizes and measurements between those forecasts: it comes to
+        # what one made from scratch does.
+        kept = campaign.make_forecast(record=False)
+        fresh, measured = of_campaign(campaign.store, campaign.id, slots=[6, 6], basis="running")
+        assert kept is not None and fresh is not None and len(measured) == 200
+        assert kept.to_dict() | {"made": ""} == fresh.to_dict() | {"made": ""}
 
 
 def test_the_forecast_is_kept_in_the_store(tmp_path: Path, udp_dir: Path, backends: Any) -> None:
