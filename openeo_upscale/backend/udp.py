@@ -144,7 +144,7 @@ class UdpResolver:
             return None
         for d in self._dirs:
             p = d / name
-            if p.is_file():
+            if _is_file(p):
                 return p
         return None
 
@@ -162,7 +162,7 @@ class UdpResolver:
                 candidate = (folder / path).resolve()  # an absolute `path` replaces `folder`
             except (OSError, RuntimeError):
                 continue
-            if candidate.is_relative_to(folder) and candidate.is_file():
+            if candidate.is_relative_to(folder) and _is_file(candidate):
                 return candidate
         return None
 
@@ -185,6 +185,15 @@ class UdpResolver:
         if not isinstance(doc, dict) or "process_graph" not in doc:
             raise ProcessUnsupported(f"UDP file '{path.name}' does not hold a process definition.")
         return doc
+
+
+def _is_file(path: Path) -> bool:
+    """`Path.is_file`, False for a name the system refuses too (longer than it allows, say), which
+    `is_file` raises for: a user's namespace must never make the backend answer 500."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _same_server(url: str, other: str) -> bool:

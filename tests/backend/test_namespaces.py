@@ -123,7 +123,9 @@ def test_a_slow_namespace_does_not_delay_another_users_requests(
     tmp_path: Path, udp_dir: Path, namespace_server: NamespaceServer
 ) -> None:
     """While alice's validation waits on a namespace server that takes 8 s, bob's `GET /jobs`
-    answers as usual (p95 over 20 requests under 0.2 s); then alice's validation succeeds."""
+    answers as usual: p95 over 20 requests under 0.2 s, or under three times what it was before
+    alice asked when the machine is that loaded (other tests beside this one), and none near the
+    8 s it took when namespaces blocked the server; then alice's validation succeeds."""
     config = BackendConfig(
         state_dir=tmp_path / "state",
         udp_dirs=(udp_dir,),
@@ -134,6 +136,11 @@ def test_a_slow_namespace_does_not_delay_another_users_requests(
     with LocalBackend(config) as backend:
         alice, bob = _session(backend, "alice", "alice-pw"), _session(backend, "bob", "bob-pw")
         answer: dict[str, Any] = {}
+        before = []
+        for _ in range(20):
+            start = time.perf_counter()
+            assert bob.get(backend.api_url + "/jobs").status_code == 200
+            before.append(time.perf_counter() - start)
 
         def validate() -> None:
             answer["errors"] = _errors(alice, backend, _call("elsewhere_ndvi", namespace_server.url))
@@ -149,9 +156,10 @@ def test_a_slow_namespace_does_not_delay_another_users_requests(
         still_waiting = worker.is_alive()
         namespace_server.release()
         worker.join(30)
-    p95 = statistics.quantiles(seconds, n=20)[-1]
+    p95, usual = statistics.quantiles(seconds, n=20)[-1], statistics.quantiles(before, n=20)[-1]
     assert still_waiting, "alice's validation did not wait on the namespace server"
-    assert p95 < 0.2, f"bob's GET /jobs p95 {p95:.3f} s while alice's validation waited"
+    assert p95 < max(0.2, 3 * usual), f"bob's GET /jobs p95 {p95:.3f} s (before: {usual:.3f} s)"
+    assert max(seconds) < 2.0, f"bob's slowest GET /jobs took {max(seconds):.1f} s"
     assert answer["errors"] == [] and namespace_server.hits == 1
 
 
@@ -220,6 +228,8 @@ def test_file_namespaces_outside_the_udp_folders_tell_nothing(
         "/etc/passwd",
         "/etc/no/such.json",
         f"{udp_dir}/../{tmp_path.name}/outside_ndvi.json",
+        "n" * 5000,  # longer than a file name may be: the system refuses to look
+        f"/{'d' * 300}/outside_ndvi.json",
     ):
         errors = _errors(session, backend, _call("outside_ndvi", namespace))
         assert len(errors) == 1, errors
