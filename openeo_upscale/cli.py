@@ -350,9 +350,11 @@ def _interrupted(campaign: Campaign, config: str, *, cancel: bool) -> int:
 
 
 def _ending(campaign: Campaign) -> int:
-    """The final report of a run and its exit code: 0 when every task is done or skipped."""
+    """The final report of a run and its exit code: 0 when every task is settled (done, skipped, or
+    split into quadrants that are)."""
     from openeo_upscale.campaign import TaskState
     from openeo_upscale.campaign.health import BackendState, describe
+    from openeo_upscale.campaign.states import TASK_SETTLED
     from openeo_upscale.monitor.terminal import line_of
 
     summary = campaign.summary()
@@ -375,8 +377,7 @@ def _ending(campaign: Campaign) -> int:
         print(f"failed: {task.tile_id} ({where or 'no job'}): {task.error or 'no reason recorded'}")
     if len(failed) > MAX_LISTED:
         print(f"... and {len(failed) - MAX_LISTED:,} more (openeo-upscale export lists them all)")
-    left = {state: n for state, n in counts.items()
-            if n and state not in (TaskState.DONE.value, TaskState.SKIPPED.value)}
+    left = {state: n for state, n in counts.items() if n and TaskState(state) not in TASK_SETTLED}
     if not left:
         return EXIT_FAILED if unfinished else 0
     print("not done: " + ", ".join(f"{state} {n:,}" for state, n in left.items()), file=sys.stderr)

@@ -185,9 +185,11 @@ class Simulation:
     memory_limit_mb: float | None = None
     """Memory model: the most a job gets, whatever its ``job_options`` ask (None: what they ask)."""
     memory_base_mb: float = 500.0
-    """Memory model: what every job needs, plus the next two per km² and per month it covers."""
+    """Memory model: what every job needs, plus the next three per km² and per month it covers and
+    per band it loads. The model also applies to real-mode jobs, checked before they compute."""
     memory_per_km2_mb: float = 40.0
     memory_per_month_mb: float = 100.0
+    memory_per_band_mb: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "assets", tuple(self.assets))
@@ -202,7 +204,7 @@ class Simulation:
             raise ValueError(f"{where}jitter must be a share ≥ 0 and < 1, not {self.jitter!r}")
         for name in ("memory_default_mb", "memory_limit_mb"):
             _positive(where, name, getattr(self, name), optional=True)
-        for name in ("memory_base_mb", "memory_per_km2_mb", "memory_per_month_mb"):
+        for name in ("memory_base_mb", "memory_per_km2_mb", "memory_per_month_mb", "memory_per_band_mb"):
             _at_least(where, name, getattr(self, name), 0)
 
 

@@ -516,11 +516,17 @@ class JobService:
     # ----- real mode: a worker process per job ------------------------------------------------
 
     def _run_real(self, job_id: str, now: float) -> bool:
+        """Start a queued real job's worker; True when it now holds a run slot (False: it was not
+        queued any more, or the memory model refused it)."""
         with self._transaction() as conn:
             job = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if job is None or job["status"] != JobStatus.QUEUED.value:
                 return False
             extent = simulate.Extent(**job["extent"])
+            refused = simulate.memory_failure(extent, self._config.simulation, job["job_options"])
+            if refused is not None:
+                self._refuse_real(conn, job_id, now, refused)
+                return False
             spec = JobSpec(
                 job_id=job_id,
                 process=job["process"],
@@ -540,6 +546,19 @@ class JobService:
             self._append_log(conn, job_id, "info", "Job running: evaluating the process graph.")
         self._workers[job_id] = JobWorker(spec).start()
         return True
+
+    def _refuse_real(self, conn: sa.Connection, job_id: str, now: float, message: str) -> None:
+        """End a real job in error before it computes: the memory model says it would not fit in what
+        it gets (the same line as a simulated job's). Billed the start fee, as a job that ran."""
+        used = {"duration": {"value": 0.0, "unit": "seconds"}}
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(status=JobStatus.ERROR.value, started_at=now, finished_at=now, updated=now, usage=used,
+                    costs=self._config.credits(0.0))
+        )
+        self._append_log(conn, job_id, "error", message)
+        _log.info("real job %s refused: %s", job_id, message)
 
     def _follow_worker(self, job: dict[str, Any], now: float) -> bool:
         """Check a real job's process; True while it still runs (holds a slot)."""

@@ -2,6 +2,9 @@
 
 The duration grows with the tile's area and the number of months asked for, with a seeded
 jitter, and is scaled by `Simulation.time_scale` so a ten-minute job can take a second in tests.
+The memory a job needs (`memory_needed_mb`) grows with its area, months and bands; the job service
+fails a job that needs more than it gets (`memory_failure`), in simulated mode and, as an admission
+check before it computes, in real mode.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ _GEOJSON_TYPES = {
 CPUS = 2.0
 """CPUs a simulated job keeps busy while it runs."""
 
+DEFAULT_BANDS = 3
+"""Bands a job is taken to load when its process graph does not name them (a UDP that picks its
+bands inside its own graph)."""
+
 
 @cache
 def _lonlat_to(epsg: int) -> Transformer:
@@ -57,6 +64,9 @@ class Extent:
     north: float = 51.20
     start: str = "2023-05-01"
     end: str = "2023-07-01"
+    bands: int | None = None
+    """The bands its ``load_collection`` asks for (or the ``bands`` argument of the UDP it calls);
+    None when the graph does not say."""
 
     @property
     def utm_epsg(self) -> int:
@@ -82,8 +92,17 @@ class Extent:
             return 1.0
         return max(1.0, (d1 - d0).days / 30.44)
 
+    @property
+    def band_count(self) -> int:
+        """`bands`, or `DEFAULT_BANDS` when the graph does not say."""
+        return self.bands if self.bands is not None else DEFAULT_BANDS
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def place_and_time(self) -> dict[str, Any]:
+        """The extent without its bands: what seeds a job's duration jitter (as it always has)."""
+        return {key: value for key, value in self.__dict__.items() if key != "bands"}
 
 
 def _bbox_of(value: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
@@ -150,7 +169,23 @@ def extent_of(process: Mapping[str, Any]) -> Extent:
     default = Extent()
     w, s, e, n = bbox or (default.west, default.south, default.east, default.north)
     start, end = period or (default.start, default.end)
-    return Extent(w, s, e, n, start, end)
+    return Extent(w, s, e, n, start, end, bands_of(process))
+
+
+def bands_of(process: Mapping[str, Any]) -> int | None:
+    """How many bands a process graph loads: the ``bands`` of its ``load_collection``, else the
+    ``bands`` argument of a process it calls (a UDP that takes them); None when neither says."""
+    found: int | None = None
+    for node in process.get("process_graph", {}).values():
+        if not isinstance(node, Mapping):
+            continue
+        bands = (node.get("arguments") or {}).get("bands")
+        if not (isinstance(bands, list) and bands and all(isinstance(b, str) for b in bands)):
+            continue
+        if node.get("process_id") == "load_collection":
+            return len(bands)
+        found = len(bands) if found is None else found
+    return found
 
 
 def seeded_unit(key: str, seed: int) -> float:
@@ -171,7 +206,7 @@ def simulated_seconds(extent: Extent, sim: Simulation, attempt: int, seed: int) 
     same time whichever client submits it, so two job managers can be compared on one workload.
     """
     base = sim.base_seconds + sim.seconds_per_km2 * extent.area_km2 + sim.seconds_per_month * extent.months
-    key = json.dumps(extent.to_dict(), sort_keys=True)
+    key = json.dumps(extent.place_and_time(), sort_keys=True)
     jitter = 1.0 + sim.jitter * (2 * seeded_unit(f"duration:{key}:{attempt}", seed) - 1)
     return base * jitter
 
@@ -242,10 +277,15 @@ def write_geotiff(path: Path, extent: Extent, size: int = 64) -> dict[str, Any]:
 
 __all__ = [
     "CPUS",
+    "DEFAULT_BANDS",
     "Extent",
+    "bands_of",
     "cpu_seconds",
     "decide",
     "extent_of",
+    "memory_failure",
+    "memory_mb",
+    "memory_needed_mb",
     "process_key",
     "simulated_seconds",
     "usage",
@@ -270,13 +310,13 @@ def memory_mb(value: Any) -> float | None:
 
 
 def memory_needed_mb(extent: Extent, sim: Simulation) -> float:
-    """What a simulated job over `extent` needs: a base, plus so much per km² and per month."""
+    """What a job over `extent` needs: a base, plus so much per km², per month and per band."""
     return (sim.memory_base_mb + sim.memory_per_km2_mb * extent.area_km2
-            + sim.memory_per_month_mb * extent.months)
+            + sim.memory_per_month_mb * extent.months + sim.memory_per_band_mb * extent.band_count)
 
 
 def memory_failure(extent: Extent, sim: Simulation, job_options: Mapping[str, Any] | None) -> str | None:
-    """The error a simulated job ends with when it needs more memory than it gets, or None.
+    """The error a job ends with when the memory model says it needs more memory than it gets, or None.
 
     It gets what its ``job_options`` ask (``executor-memory`` plus ``executor-memoryOverhead``,
     as on the geopyspark backends), else `Simulation.memory_default_mb`, at most

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openeo_upscale.campaign.models import Task
@@ -41,6 +41,8 @@ class TaskBook:
         """Transitions made in this tick."""
         self.touched: set[str] = set()
         """Backends whose slots were taken or freed in this tick: their listing plans start over."""
+        self.splits: list[tuple[int, list[int]]] = []
+        """The tasks split in this tick, each with its children's ids."""
         self.retry_at: dict[int, float] = {}
         """When (monotonic seconds) a task's deferred request is due again."""
         self._failures: dict[int, int] = {}
@@ -51,6 +53,7 @@ class TaskBook:
         """Start counting the transitions of a new tick."""
         self.changed = 0
         self.touched = set()
+        self.splits = []
 
     def transition(
         self, task: Task, from_state: TaskState, to_state: TaskState, reason: str, **fields: Any
@@ -68,6 +71,21 @@ class TaskBook:
                     self.touched.add(str(fields.get("backend") or task.backend))
                     self.progress.pop(task.id, None)
         return moved
+
+    def split(self, task: Task, children: Sequence[Mapping[str, Any]], reason: str, origin: str,
+              **fields: Any) -> list[int] | None:
+        """`Store.split_task` from the task's state under the scheduler's name: the children's ids,
+        or None when someone else moved the task first (nothing added). Counted like a transition
+        that frees the task's slot."""
+        ids = self.store.split_task(task.id, task.state, children, actor=self.actor, reason=reason,
+                                    origin=origin, **fields)
+        if ids is not None:
+            self.changed += 1
+            self.splits.append((task.id, list(ids)))
+            self.cleared(task.id)
+            self.touched.add(str(task.backend))
+            self.progress.pop(task.id, None)
+        return ids
 
     def moved(self, task: Task, to_state: TaskState, reason: str, **fields: Any) -> Task:
         """`transition` from the task's state; returns the task as stored now."""

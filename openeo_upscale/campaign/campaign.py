@@ -368,6 +368,9 @@ class Campaign:
                 prepare=self._prepare_backend,
                 leases=leases,
                 job_options=self.settings.job_options,
+                udp=self.udp,
+                defaults=self.settings.defaults,
+                column_map=self.settings.column_map,
             )
         except BaseException:
             leases.leave("could not start")

@@ -8,7 +8,9 @@ signatures). Items are written one at a time, so memory does not grow with the c
 
 An item takes from the task: its id (the tile id), geometry and bbox (the task's lon/lat WKT), the
 projection (``proj:code`` and ``proj:bbox`` from the tile's EPSG code and UTM extent) and the
-``upscale:`` bookkeeping (state, backend, job id, attempts, costs). It takes from the backend's
+``upscale:`` bookkeeping (state, backend, job id, attempts, costs; ``upscale:split_from``, the tile
+id it replaces, on each quadrant of a tile that ran out of memory and was split: the split tile
+itself has no results and no item, its quadrants cover it). It takes from the backend's
 ``item.json`` in the task folder, when it is readable: the datetimes, the asset metadata (``type``,
 ``roles``, ``title``, ``file:checksum``, ``eo:bands``, ``raster:bands``, ``proj:*``; ``proj:epsg``
 becomes ``proj:code``), and the geometry when the task has none. A missing or corrupt ``item.json``
@@ -45,6 +47,7 @@ from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
 
 from openeo_upscale.campaign.models import Task
+from openeo_upscale.campaign.split import parent_of
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
@@ -100,10 +103,15 @@ def build_collection(store: Store, campaign_id: int, output_dir: str | os.PathLi
     collection.set_self_href(str(collection_path))
     extent = _ExtentAccumulator()
     written = 0
+    split = {task.tile_id
+             for task in store.all_tasks(campaign_id, chunk=READ_CHUNK, states=[TaskState.SPLIT])}
     for task in store.all_tasks(campaign_id, chunk=READ_CHUNK, states=[TaskState.DONE]):
         item = _item_for(task, root, config)
         if item is None:
             continue
+        parent = parent_of(task.tile_id)
+        if parent is not None and parent in split:
+            item.properties[f"{UPSCALE_PREFIX}split_from"] = parent
         item.set_root(collection)
         item.set_parent(collection)
         item.set_collection(collection)

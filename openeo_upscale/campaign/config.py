@@ -30,8 +30,9 @@ only the CLI reads the environment (it passes it to `connection_factory`). Examp
     temporal_extent = ["2023-05-01", "2023-07-01"]
 
     [retry]                         # RetryPolicy: max_attempts, other_backend, backoff_base,
-    max_attempts = 3                # backoff_max, download_attempts, on_memory_error ("fail" or
-    on_memory_error = "more_memory" # "more_memory"), memory_factor, memory_start, memory_max
+    max_attempts = 3                # backoff_max, download_attempts, on_memory_error ("fail",
+    on_memory_error = "more_memory" # "more_memory" or "split"), memory_factor, memory_start,
+                                    # memory_max, split_min_size_m
 
     [limits]                        # Limits: max_credits, max_runtime (s), capacity_cooldown,
     max_credits = 100               # me_refresh

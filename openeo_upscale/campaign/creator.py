@@ -49,7 +49,7 @@ from openeo_upscale.campaign.settings import job_options
 from openeo_upscale.errors import CampaignError, ParameterError
 from openeo_upscale.grid.aoi import transform
 
-__all__ = ["Udp", "parameters_for", "plain", "row_cell"]
+__all__ = ["Udp", "parameters_for", "plain", "row_cell", "spatial_parameters"]
 
 _MISSING = object()
 
@@ -150,6 +150,12 @@ def parameters_for(udp: Udp, task_row: Mapping[str, Any], *, defaults: Mapping[s
         if value is not _MISSING:
             values[name] = plain(value)
     return values
+
+
+def spatial_parameters(udp: Udp) -> list[str]:
+    """The UDP's parameters whose value `parameters_for` derives from the tile (its geometry or
+    extent), in order: what changes when a tile is replaced by smaller ones."""
+    return [spec["name"] for spec in udp.parameters if _spatial_kind(spec.get("schema")) is not None]
 
 
 def _cell(row: Mapping[str, Any], column: str) -> Any:

@@ -80,6 +80,8 @@ CLIENT_STATUS: Mapping[TaskState, ClientStatus] = MappingProxyType({
     TaskState.FAILED: ClientStatus.ERROR,
     TaskState.CANCELED: ClientStatus.CANCELED,
     TaskState.SKIPPED: ClientStatus.SKIPPED,
+    # Replaced by its quadrants, rows of their own: the client must not run the tile again.
+    TaskState.SPLIT: ClientStatus.SKIPPED,
 })
 """The client's status of a task in each of our states (the backend's job status is in our state)."""
 

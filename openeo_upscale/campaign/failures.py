@@ -1,5 +1,6 @@
 """What a failed job's error says, and what to try next: a job that ran out of memory is retried
-with more executor memory when the campaign's `RetryPolicy.on_memory_error` says so.
+with more executor memory, or its tile split in four (`split`), when the campaign's
+`RetryPolicy.on_memory_error` says so.
 
 Backends word it differently; these are the lines seen on the geopyspark backends (CDSE, VITO),
 on Kubernetes and YARN, and from the local backend. Hand-written: no library knows them.

@@ -10,6 +10,9 @@ Tiles of a grid abut without sharing pixels, so a plain merge (first valid pixel
 seamless. When a group's tiles lie in several CRSs (a grid across UTM zones), the mosaic is in
 the CRS with the most tiles; the other tiles are warped onto that CRS's pixel grid with
 nearest-neighbour resampling, so the native tiles keep their exact values.
+
+A tile that was split after running out of memory is not done: its quadrants are, and they hold
+exactly its pixels (cut on its pixel grid, see `split`), so the mosaic has no hole there.
 """
 
 from __future__ import annotations

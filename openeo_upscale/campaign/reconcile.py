@@ -10,7 +10,8 @@ its job's status:
   `CREATE_GRACE` ago;
 - a created job is started, a queued or running one followed (progress readings, `max_runtime`);
 - a job's end is decided here: finished (costs and usage recorded), or failed, canceled, gone from
-  the listing or over its runtime, after which the task is retried (a new job) or fails.
+  the listing or over its runtime, after which the task is retried (a new job) or fails; one that
+  ran out of memory may be retried with more memory, or replaced by its quadrants (`split`).
 
 The client token (``ou-<campaign uid>-<task id>-<attempt>``) goes into the job's title and
 description in brackets (`client_token`, `token_of`).
@@ -34,9 +35,18 @@ from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.pacing import Pacer
 from openeo_upscale.campaign.settings import Limits, RetryPolicy, merged_job_options
 from openeo_upscale.campaign.slots import BackendSlot
+from openeo_upscale.campaign.split import Splitter
 from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.errors import AuthError, BackendError, CapacityError, TransientError
+from openeo_upscale.errors import (
+    AuthError,
+    BackendError,
+    CampaignError,
+    CapacityError,
+    ParameterError,
+    StoreError,
+    TransientError,
+)
 
 __all__ = [
     "CREATE_GRACE",
@@ -153,9 +163,13 @@ class Reconciler:
         monotonic: Callable[[], float],
         wall: Callable[[], datetime],
         job_options: Mapping[str, Any] | None = None,
+        splitter: Splitter | None = None,
     ) -> None:
-        """``job_options``: the campaign's own (a backend's and a task's go on top of them)."""
+        """``job_options``: the campaign's own (a backend's and a task's go on top of them);
+        ``splitter``: how a task that ran out of memory becomes its quadrants (``on_memory_error =
+        "split"``; without one such a task fails as with ``"fail"``)."""
         self.store = store
+        self.splitter = splitter
         self.job_options = dict(job_options or {})
         self.campaign_id = campaign_id
         self._book = book
@@ -319,32 +333,59 @@ class Reconciler:
 
     def job_failed(self, slot: BackendSlot, task: Task, reason: str, logs: list[str],
                    job: Mapping[str, Any] | None = None) -> None:
-        """A job ended without results: retry the task (a new job) or fail it, keeping the logs and
-        what the failed job cost (``job``: its listing or metadata)."""
+        """A job ended without results: retry the task (a new job), split it (out of memory, with
+        ``on_memory_error = "split"``) or fail it, keeping the logs and what the failed job cost
+        (``job``: its listing or metadata)."""
         detail = reason + (": " + " | ".join(logs[-3:]) if logs else "")
         used = task.attempts - task.attempt_floor
+        why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
+        ended = _ended(job)
+        memory = is_memory_error(logs)
+        if memory and self.retry.on_memory_error == "split":
+            refused = self._split(slot, task, why, detail, ended)
+            if refused is None:
+                return
+            why += f"; not split: {refused}"
         retry = used < self.retry.max_attempts
         target, outcome = (S.PENDING, "will retry") if retry else (S.FAILED, "no attempts left")
-        why = f"attempt {used} of {self.retry.max_attempts}: {detail}"
         options: dict[str, Any] = {}
-        if retry and self.retry.on_memory_error == "more_memory" and is_memory_error(logs):
+        if retry and memory and self.retry.on_memory_error == "more_memory":
             effective = merged_job_options(self.job_options, slot.settings.job_options, task.job_options)
-            memory = more_memory(effective, self.retry)
-            if memory is None:
+            raised = more_memory(effective, self.retry)
+            if raised is None:
                 target, outcome = S.FAILED, f"out of memory with {self.retry.memory_max}, the most it may ask"
             else:
-                options["job_options"] = {**(task.job_options or {}), MEMORY_KEY: memory}
-                outcome = f"will retry with {MEMORY_KEY} {memory}"
-                why += f"; retrying with {MEMORY_KEY} {memory}"
-        listed = job_status(job) if job is not None else None
-        costs = job.get("costs") if job is not None else None
-        usage = job.get("usage") if job is not None else None
-        ended = listed if listed in (JobStatus.CANCELED, JobStatus.ERROR) else JobStatus.ERROR
-        if self._book.transition(task, task.state, target, why, job_status=ended, error=detail,
-                                 costs=float(costs) if isinstance(costs, int | float) else None,
-                                 usage=usage if isinstance(usage, dict) else None, **options):
+                options["job_options"] = {**(task.job_options or {}), MEMORY_KEY: raised}
+                outcome = f"will retry with {MEMORY_KEY} {raised}"
+                why += f"; retrying with {MEMORY_KEY} {raised}"
+        if self._book.transition(task, task.state, target, why, error=detail, **ended, **options):
             log.log(logging.WARNING if retry else logging.ERROR, "task %s (%s): job %s on backend %s: %s; %s",
                     task.id, task.tile_id, task.job_id, slot.name, detail, outcome)
+
+    def _split(self, slot: BackendSlot, task: Task, why: str, detail: str, ended: Mapping[str, Any]
+               ) -> str | None:
+        """Replace a task whose job ran out of memory by its quadrants, in one transaction: None
+        when that is done (or another runner handled the job first), else why it cannot be split."""
+        if self.splitter is None:
+            return "the scheduler was given no UDP to rebuild the quadrants' parameters with"
+        try:
+            children = self.splitter.children(task)
+        except (CampaignError, ParameterError) as exc:
+            return str(exc)
+        if not children:
+            return "none of its quadrants meets the tile's geometry"
+        names = ", ".join(str(child["tile_id"]) for child in children)
+        origin = (f"split from tile {task.tile_id} (task {task.id}): its job {task.job_id} on backend "
+                  f"{slot.name} ran out of memory")
+        try:
+            ids = self._book.split(task, children, f"{why}; split into {names}", origin, error=detail,
+                                   **ended)
+        except StoreError as exc:
+            return str(exc)
+        if ids is not None:
+            log.warning("task %s (%s): job %s on backend %s ran out of memory; split into %s (tasks %s)",
+                        task.id, task.tile_id, task.job_id, slot.name, names, ", ".join(map(str, ids)))
+        return None
 
     def _check_runtime(self, slot: BackendSlot, task: Task) -> None:
         limit = self.limits.max_runtime
@@ -357,6 +398,17 @@ class Reconciler:
         self.job_failed(
             slot, task, f"the job ran {elapsed:.0f} s, longer than max_runtime {limit:.0f} s; canceled", []
         )
+
+
+def _ended(job: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How a failed or canceled job ended, for its task's transition: the status to record (error
+    unless the backend says canceled), and its costs and usage where the backend gave them."""
+    listed = job_status(job) if job is not None else None
+    costs = job.get("costs") if job is not None else None
+    usage = job.get("usage") if job is not None else None
+    return {"job_status": listed if listed in (JobStatus.CANCELED, JobStatus.ERROR) else JobStatus.ERROR,
+            "costs": float(costs) if isinstance(costs, int | float) else None,
+            "usage": usage if isinstance(usage, dict) else None}
 
 
 def job_status(job: Mapping[str, Any]) -> JobStatus | None:

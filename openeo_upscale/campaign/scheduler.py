@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from openeo_upscale.campaign.bookkeeping import TaskBook
 from openeo_upscale.campaign.client import BackendClient
+from openeo_upscale.campaign.creator import Udp
 from openeo_upscale.campaign.health import Health, HealthKeeper
 from openeo_upscale.campaign.leases import Leases
 from openeo_upscale.campaign.models import Task
@@ -56,6 +57,7 @@ from openeo_upscale.campaign.pacing import ActiveJob, Backoff, Pacer
 from openeo_upscale.campaign.reconcile import CREATE_GRACE, Reconciler, client_token, token_of
 from openeo_upscale.campaign.settings import Leasing, Limits, RetryPolicy, merged_job_options
 from openeo_upscale.campaign.slots import BackendSlot, advertised_capacity
+from openeo_upscale.campaign.split import Splitter
 from openeo_upscale.campaign.states import TASK_HOLDING, JobStatus, TaskState
 from openeo_upscale.campaign.store import Launch, Store, utc_now
 from openeo_upscale.errors import AuthError, BackendError, CapacityError, PermanentError, TransientError
@@ -154,7 +156,12 @@ class Scheduler:
         backoff: Backoff | None = None,
         leases: Leases | None = None,
         job_options: Mapping[str, Any] | None = None,
+        udp: Udp | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        column_map: Mapping[str, str] | None = None,
     ) -> None:
+        """``udp``, ``defaults`` and ``column_map`` are the campaign's: with them a task that ran out
+        of memory can be replaced by its quadrants (``on_memory_error = "split"``)."""
         if not backends:
             raise ValueError("a scheduler needs at least one backend")
         self.store = store
@@ -186,7 +193,9 @@ class Scheduler:
         self._reconciler = Reconciler(
             store, campaign_id, self._book, self._health, create=self._create, start=self._start,
             later=self._later, retry=self.retry, limits=self.limits, pacer=pacer, leases=leases,
-            monotonic=monotonic, wall=wall, job_options=self.job_options)
+            monotonic=monotonic, wall=wall, job_options=self.job_options,
+            splitter=None if udp is None else Splitter(udp, dict(defaults or {}), dict(column_map or {}),
+                                                       min_size_m=self.retry.split_min_size_m))
         self._active: list[Task] = []
 
     @property
@@ -235,6 +244,11 @@ class Scheduler:
             if tasks and now >= slot.paused_until and (now >= slot.next_poll or self._needs_listing(tasks)):
                 self._reconciler.poll(slot, tasks)
                 polled.add(name)
+        if self.launch_only is not None:
+            # A pilot task that ran out of memory and was split: its quadrants carry the tile now.
+            for parent, children in self._book.splits:
+                if parent in self.launch_only:
+                    self.launch_only = self.launch_only | set(children)
         # Launch first: a freed slot is what the makespan waits for. The downloads' claim follows
         # at once, and the downloads themselves run in their own threads.
         result.launched, result.blocked = self._launch(held)

@@ -73,7 +73,7 @@ class BackendSettings:
             raise ConfigError(f"backend {self.name}: weight must be a positive number, not {self.weight}")
 
 
-MEMORY_STRATEGIES = ("fail", "more_memory")
+MEMORY_STRATEGIES = ("fail", "more_memory", "split")
 """What `RetryPolicy.on_memory_error` may say."""
 _MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _MB_PER = {"k": 1 / 1024, "": 1.0, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
@@ -108,11 +108,16 @@ class RetryPolicy:
     """Failed downloads (bad size or checksum) before the task fails; a 5xx, 429 or no answer counts 1/10."""
     on_memory_error: str = "fail"
     """A job that ran out of memory: ``"fail"`` retries it as any failed job; ``"more_memory"``
-    retries it with `memory_factor` times the executor memory, up to `memory_max` (then fails)."""
+    retries it with `memory_factor` times the executor memory, up to `memory_max` (then fails);
+    ``"split"`` replaces the tile by its four quadrants, new tasks that may split again down to
+    `split_min_size_m` (below it, the tile is retried as with ``"fail"``)."""
     memory_factor: float = 1.5
     memory_start: str = "2g"
     """The executor memory a job is taken to have had when its job options said nothing."""
     memory_max: str = "16g"
+    split_min_size_m: float = 500.0
+    """Metres a quadrant must measure on each side for a tile to be split: smaller jobs mostly pay
+    the backend's start fee, and their results are mosaicked from ever more files."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -128,6 +133,10 @@ class RetryPolicy:
             if not isinstance(getattr(self, name), str) or memory_mb(getattr(self, name)) is None:
                 raise ConfigError(f"{name} must be a memory size such as \"2g\" or \"3072m\", "
                                   f"not {getattr(self, name)!r}")
+        if isinstance(self.split_min_size_m, bool) or not isinstance(self.split_min_size_m, int | float) \
+                or not 0 < self.split_min_size_m < math.inf:
+            raise ConfigError(f"split_min_size_m must be a positive number of metres, "
+                              f"not {self.split_min_size_m!r}")
         if not 0 < self.backoff_base <= self.backoff_max:
             raise ConfigError("backoff_base must be positive and at most backoff_max")
         if self.download_attempts < 1:

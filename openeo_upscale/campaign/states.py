@@ -18,6 +18,9 @@ class TaskState(enum.StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     SKIPPED = "skipped"
+    SPLIT = "split"
+    """Replaced by its four quadrants (tasks of their own) after its job ran out of memory: the
+    children carry the tile now, so a split task is finished work, neither a failure nor a hole."""
 
 
 TASK_ACTIVE: frozenset[TaskState] = frozenset(
@@ -29,9 +32,13 @@ TASK_HOLDING: frozenset[TaskState] = frozenset({TaskState.CREATING, TaskState.QU
 """States that hold a backend job, and so one of its backend's slots (`parallel_jobs`)."""
 
 TASK_TERMINAL: frozenset[TaskState] = frozenset(
-    {TaskState.DONE, TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED}
+    {TaskState.DONE, TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED, TaskState.SPLIT}
 )
 """States the scheduler never leaves on its own."""
+
+TASK_SETTLED: frozenset[TaskState] = frozenset({TaskState.DONE, TaskState.SKIPPED, TaskState.SPLIT})
+"""Terminal states that ask nothing more of the user: the tile's results are here, were not wanted,
+or are its children's (a split task). A campaign whose tasks are all settled has finished its work."""
 
 TASK_RETRYABLE: tuple[TaskState, ...] = (TaskState.FAILED, TaskState.CANCELED, TaskState.SKIPPED)
 """States that `Campaign.retry` puts back to pending (failed first: the default)."""
@@ -49,19 +56,23 @@ _S = TaskState
 # - downloading -> finished re-arms a download that broke off (the job's results are still there);
 # - failed/canceled/skipped -> pending are the explicit "retry"/"resume" operations;
 # - failed -> finished retries only the download of a job that finished (no new job);
-# - every state that is not terminal (pending, active ones, finished) may be canceled by the user.
-# Nothing ever leaves done: a finished tile is never run twice.
+# - every state that is not terminal (pending, active ones, finished) may be canceled by the user;
+# - a state holding a job may go to split when that job ran out of memory and the retry policy says
+#   "split": the task is replaced by its quadrants, added in the same transaction.
+# Nothing ever leaves done: a finished tile is never run twice. Nothing leaves split either: its
+# children run the tile now, and running it again would compute their area twice.
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     _S.PENDING: frozenset({_S.CREATING, _S.SKIPPED, _S.CANCELED}),
-    _S.CREATING: frozenset({_S.QUEUED, _S.PENDING, _S.FAILED, _S.CANCELED}),
-    _S.QUEUED: frozenset({_S.RUNNING, _S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED}),
-    _S.RUNNING: frozenset({_S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED}),
+    _S.CREATING: frozenset({_S.QUEUED, _S.PENDING, _S.FAILED, _S.CANCELED, _S.SPLIT}),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED, _S.SPLIT}),
+    _S.RUNNING: frozenset({_S.FINISHED, _S.PENDING, _S.FAILED, _S.CANCELED, _S.SPLIT}),
     _S.FINISHED: frozenset({_S.DOWNLOADING, _S.CANCELED}),
     _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED, _S.FINISHED, _S.CANCELED}),
     _S.DONE: frozenset(),
     _S.FAILED: frozenset({_S.PENDING, _S.FINISHED}),
     _S.CANCELED: frozenset({_S.PENDING}),
     _S.SKIPPED: frozenset({_S.PENDING}),
+    _S.SPLIT: frozenset(),
 }
 """Allowed task transitions: ``to in TASK_TRANSITIONS[from]``."""
 

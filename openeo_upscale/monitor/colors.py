@@ -24,5 +24,8 @@ STATE_COLORS = MappingProxyType({
     S.FAILED: "darkred",          # its error
     S.CANCELED: "dimgray",
     S.SKIPPED: "darkorange",
+    # Its quadrants are tasks of their own, drawn over it: a see-through tint, so that where a map
+    # draws the split tile last the children's colours still show through.
+    S.SPLIT: "rgba(147, 112, 219, 0.35)",  # mediumpurple
 })
-"""CSS colour names by task state, one for every state."""
+"""CSS colours by task state (names, and one see-through tint), one for every state."""

@@ -8,7 +8,8 @@ tasks. The payloads are plain JSON-ready dicts:
 - `states`: per task, in columns, what changes (state, backend, job, attempts, duration, credits),
   all of it or only the tasks updated since a cursor;
 - `overview`: counts, per-backend slot use and jobs, credits (from the ledger: every attempt),
-  throughput, ETA, states over time and the failed tasks;
+  throughput, ETA, states over time and the failed tasks (a split tile is not one: its quadrants
+  carry it, and it counts as ended work for the ETA);
 - `task_jobs`: one task's backend jobs from the ledger, every attempt.
 
 Every query is a named query of `Store`; this module only shapes their answers.
@@ -43,7 +44,12 @@ CURSOR_OVERLAP_S = 60.0
 timestamp earlier may commit after the previous read."""
 
 STATE_ORDER: tuple[str, ...] = tuple(state.value for state in TaskState)
-"""Task states in lifecycle order; `states` encodes a state as its index here."""
+"""Task states in lifecycle order (the order counts and timelines are listed in)."""
+
+DRAW_ORDER: tuple[str, ...] = (TaskState.SPLIT.value,
+                               *(state for state in STATE_ORDER if state != TaskState.SPLIT))
+"""Task states in the order a map draws them, which `states` encodes a state as its index in: split
+tiles first, beneath the quadrants that replaced them."""
 
 
 def _now(now: datetime | None) -> datetime:
@@ -118,13 +124,14 @@ def states(store: Store, campaign_id: int, *, since: float | None = None,
     ``backends`` lists (backend -1: none yet); ``duration_s`` runs from ``started`` to
     ``finished`` (or to now while a job is active; None before a start). With ``since`` (the
     ``cursor`` of an earlier answer, seconds since 1970) only tasks updated since then are
-    listed and ``full`` is False; pass the new ``cursor`` next time.
+    listed and ``full`` is False; pass the new ``cursor`` next time. The ``states`` list is in
+    `DRAW_ORDER`, the order the dashboard's map draws the states in.
     """
     moment = _now(now)
     rows = store.task_progress(campaign_id, updated_since=None if since is None
                                else datetime.fromtimestamp(since - CURSOR_OVERLAP_S, UTC))
     now_s = moment.timestamp()
-    index = {state: i for i, state in enumerate(STATE_ORDER)}
+    index = {state: i for i, state in enumerate(DRAW_ORDER)}
     running = {state.value for state in TASK_ACTIVE}
     backends: dict[str, int] = {}
     ids: list[int] = []
@@ -146,7 +153,7 @@ def states(store: Store, campaign_id: int, *, since: float | None = None,
         costs.append(cost)
         if changed is not None and changed > cursor:
             cursor = changed
-    return {"cursor": cursor, "full": since is None, "states": list(STATE_ORDER), "backends": list(backends),
+    return {"cursor": cursor, "full": since is None, "states": list(DRAW_ORDER), "backends": list(backends),
             "id": ids, "state": codes, "backend": backend_codes, "job_id": job_ids, "attempts": attempts,
             "duration_s": durations, "costs": costs}
 

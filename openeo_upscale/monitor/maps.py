@@ -8,6 +8,10 @@ A trace carries every tile of its state: the exterior rings of the polygons sepa
 each tile's centre as an isolated point. Every point of a tile (ring corners and centre) carries
 the tile's hover text, so hovering over a tile's middle shows its id, state, backend, job,
 attempts, duration and credits. Above `MAX_POLYGONS` tiles only the centres are drawn, as markers.
+
+A tile that ran out of memory and was split (state ``split``) is drawn beneath the other states, so
+its quadrants, tasks of their own, show over it; where a quadrant was left out (outside the area of
+interest) the split tile's tint shows, never a gap.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ LIVE_INTERVAL = 5.0
 
 MAP_HEIGHT = 600
 """Height of the map figure in pixels."""
+
+SPLIT_ZORDER = -1
+"""Drawing order of the split tiles' trace: below the others (at 0), under their quadrants."""
 
 _HOVER_TEMPLATE = "%{text}<extra></extra>"
 
@@ -155,6 +162,9 @@ def _trace(state: TaskState, layer: _Layer, *, polygons: bool) -> go.Scatter:
         "text": layer.text, "hovertemplate": _HOVER_TEMPLATE, "showlegend": layer.tiles > 0,
         "meta": {"state": state.value, "tiles": layer.tiles},
     }
+    if state is TaskState.SPLIT:
+        # Beneath every other state: a split tile's quadrants cover it, and they are what runs.
+        common["zorder"] = SPLIT_ZORDER
     if polygons:
         return go.Scatter(mode="lines", fill="toself", fillcolor=colour, hoveron="points",
                           line={"color": "white", "width": 0.5}, **common)

@@ -46,6 +46,7 @@ STATE_STYLES: Mapping[TaskState, str] = {
     S.FAILED: "bold red",
     S.CANCELED: "yellow",
     S.SKIPPED: "dim",
+    S.SPLIT: "magenta",
 }
 """Colour of each task state in the terminal."""
 

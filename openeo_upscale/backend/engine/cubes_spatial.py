@@ -27,7 +27,6 @@ import numpy as np
 import rasterio.features
 import rasterio.warp
 import scipy.ndimage
-import scipy.signal
 import shapely
 import shapely.geometry
 import xarray as xr
@@ -497,7 +496,11 @@ def convolve2d(
     method = method or ("fft" if kernel.size >= FFT_KERNEL_SIZE else "direct")
     full_kernel = kernel.reshape((1,) * (arr.ndim - 2) + kernel.shape)
     if method == "fft":
-        out = scipy.signal.fftconvolve(padded, full_kernel, mode="valid", axes=(-2, -1))
+        # Imported here: scipy.signal is almost half a second of every real job's start, and only
+        # large kernels need it.
+        from scipy.signal import fftconvolve
+
+        out = fftconvolve(padded, full_kernel, mode="valid", axes=(-2, -1))
     else:
         out = scipy.ndimage.convolve(padded, full_kernel, mode="constant", cval=0.0)
         out = out[..., kh // 2 : kh // 2 + arr.shape[-2], kw // 2 : kw // 2 + arr.shape[-1]]

@@ -285,16 +285,7 @@ class TaskQueries(StoreBase):
         an unknown field.
         """
         from_state, to_state = TaskState(from_state), TaskState(to_state)
-        if to_state is not from_state and to_state not in TASK_TRANSITIONS[from_state]:
-            raise StoreError(f"task {task_id}: transition {from_state} -> {to_state} is not allowed")
-        unknown = fields.keys() - TRANSITION_FIELDS
-        if unknown:
-            raise StoreError(
-                f"task {task_id}: cannot set {sorted(unknown)} in a transition; "
-                f"allowed: {sorted(TRANSITION_FIELDS)}"
-            )
-        if fields.get("job_status") is not None:
-            fields["job_status"] = JobStatus(fields["job_status"]).value
+        _check_transition(task_id, from_state, to_state, fields)
         with self._write() as conn:
             return self._transition(
                 conn,
@@ -306,6 +297,55 @@ class TaskQueries(StoreBase):
                 claimed=claimed,
                 fields=fields,
             )
+
+    def split_task(
+        self,
+        task_id: int,
+        from_state: TaskState,
+        children: Sequence[Mapping[str, Any]],
+        *,
+        actor: str,
+        reason: str,
+        origin: str,
+        **fields: Any,
+    ) -> list[int] | None:
+        """Move a task from ``from_state`` to `split` and add ``children`` (rows as for `add_tasks`)
+        as pending tasks of its campaign, all in one transaction; return the children's task ids.
+
+        The parent's event carries ``reason``, each child's first event (pending -> pending)
+        ``origin``; ``fields`` are set on the parent as by `transition` (its job's end: status,
+        costs, error), and its ledger row is closed. Returns None, writing nothing, when the task is
+        no longer in ``from_state``: another runner handled its job first and added the children,
+        or moved it on. So two runners splitting the same task add its children once. Raises
+        `StoreError`, writing nothing, when a child's tile id is already in the campaign.
+        """
+        from_state = TaskState(from_state)
+        _check_transition(task_id, from_state, TaskState.SPLIT, fields)
+        t = tasks_table
+        tile_ids = [str(child["tile_id"]) for child in children]
+        with self._write() as conn:
+            # The conditional UPDATE first: of two racing runners only one gets past it (see
+            # `_transition`), so the other adds nothing.
+            if not self._transition(conn, task_id, from_state, TaskState.SPLIT, actor=actor, reason=reason,
+                                    fields=fields):
+                return None
+            campaign_id = int(conn.execute(sa.select(t.c.campaign_id).where(t.c.id == task_id)).scalar_one())
+            taken = sorted(conn.execute(sa.select(t.c.tile_id).where(
+                t.c.campaign_id == campaign_id, t.c.tile_id.in_(tile_ids))).scalars())
+            if taken:
+                raise StoreError(f"task {task_id}: cannot add its quadrants, the campaign already has "
+                                 f"tile id(s) {', '.join(taken)}")
+            self._insert_tasks(conn, campaign_id, children)
+            added = conn.execute(sa.select(t.c.tile_id, t.c.id).where(t.c.campaign_id == campaign_id,
+                                                                      t.c.tile_id.in_(tile_ids)))
+            ids = {str(row.tile_id): int(row.id) for row in added}
+            now, pending = self._clock(), TaskState.PENDING.value
+            if tile_ids:
+                conn.execute(sa.insert(events_table), [
+                    {"task_id": ids[tile_id], "at": now, "actor": actor, "from_state": pending,
+                     "to_state": pending, "job_status": None, "reason": origin}
+                    for tile_id in tile_ids])
+            return [ids[tile_id] for tile_id in tile_ids]
 
     def _transition(
         self,
@@ -553,6 +593,22 @@ class TaskQueries(StoreBase):
         )
         with self._read() as conn:
             return [(int(i), int(task), TaskState(state)) for i, task, state in conn.execute(query)]
+
+
+def _check_transition(task_id: int, from_state: TaskState, to_state: TaskState,
+                      fields: dict[str, Any]) -> None:
+    """`StoreError` for a transition not in `TASK_TRANSITIONS` or a field it may not set; a
+    ``job_status`` among ``fields`` is normalised to its value."""
+    if to_state is not from_state and to_state not in TASK_TRANSITIONS[from_state]:
+        raise StoreError(f"task {task_id}: transition {from_state} -> {to_state} is not allowed")
+    unknown = fields.keys() - TRANSITION_FIELDS
+    if unknown:
+        raise StoreError(
+            f"task {task_id}: cannot set {sorted(unknown)} in a transition; "
+            f"allowed: {sorted(TRANSITION_FIELDS)}"
+        )
+    if fields.get("job_status") is not None:
+        fields["job_status"] = JobStatus(fields["job_status"]).value
 
 
 def _selected(
