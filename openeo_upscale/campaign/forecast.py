@@ -10,7 +10,8 @@ Three quantities are modelled as ``a + b * size`` (a start fee and a rate per km
 squares, neither below zero): credits, the seconds a job holds a slot, and result bytes. The 90 %
 intervals come from refitting on bootstrap resamples of the measurements (a fixed seed, so the
 same measurements always give the same forecast). The makespan replays the launch order over the
-configured slots: tasks in id order, each to the slot that frees first.
+configured slots: tasks in id order, each to the slot that frees first, created one after the
+other by the one scheduler (each creation takes what the pilot's took: `launch_cost`).
 
 Hand-written rather than taken from a statistics library: two-parameter fits, a bootstrap and a
 list schedule are a few lines of numpy each, and no library models a campaign.
@@ -24,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,13 @@ class Measurement:
     credits: float
     slot_seconds: float | None
     """From the launch (the token recorded) to the job seen finished: the time it held a slot."""
+    job_seconds: float | None
+    """From the job created (its id recorded) to it seen finished: the slot's time without the wait
+    for the launches before it in the same tick."""
+    launched: float | None
+    """When its last job's token was recorded, and when the job was created (seconds since 1970):
+    the launches of one tick are made one after the other, which `launch_cost` reads."""
+    created: float | None
     queue_seconds: float | None
     run_seconds: float | None
     download_seconds: float | None
@@ -191,6 +200,9 @@ def measure(task: Task, attempts: Sequence[JobRecord]) -> Measurement:
         months=round(months(task), 4),
         credits=float(sum(row.costs or 0.0 for row in attempts) or task.costs or 0.0),
         slot_seconds=_seconds(last.requested, last.finished) if last else None,
+        job_seconds=_seconds(last.created, last.finished) if last else None,
+        launched=last.requested.timestamp() if last else None,
+        created=last.created.timestamp() if last and last.created else None,
         queue_seconds=_seconds(last.created, last.started) if last else None,
         run_seconds=_seconds(last.started, last.finished) if last else None,
         download_seconds=_seconds(task.finished, task.updated) if task.state is S.DONE else None,
@@ -282,24 +294,42 @@ def _bootstrap(
     return [_weighted_fit(sizes, values, weights(), xx, xy) for _ in range(count)]
 
 
-def schedule(durations: Values, slots: Sequence[int]) -> float:
-    """Seconds until the last of ``durations`` ends, launched in order, each into the slot
-    (of the backends' ``slots``) that frees first."""
+def schedule(durations: Values, slots: Sequence[int], launch: float = 0.0) -> float:
+    """Seconds until the last of ``durations`` ends, launched in order, each into the slot (of the
+    backends' ``slots``) that frees first, by one launcher that takes ``launch`` seconds a job (the
+    scheduler creates jobs one after the other)."""
     total = sum(max(0, s) for s in slots)
     times = np.asarray(durations, dtype=float)
     if not len(times) or total <= 0:
         return 0.0
     if len(times) > EXACT_SCHEDULE_MAX:
-        return float(times.sum()) / total + float(times.max())
+        return max(float(times.sum()) / total, launch * len(times)) + float(times.max())
     free = [0.0] * min(total, len(times))
     heapq.heapify(free)
-    end = 0.0
+    end = launcher = 0.0
     for duration in times.tolist():
-        start = heapq.heappop(free)
-        finish = start + duration
+        launcher = max(heapq.heappop(free), launcher) + launch
+        finish = launcher + duration
         end = max(end, finish)
         heapq.heappush(free, finish)
     return end
+
+
+SAME_TICK_S = 0.05
+"""Tokens recorded this close together were claimed in one tick, and created one after the other."""
+
+
+def launch_cost(measured: Sequence[Measurement]) -> float:
+    """Seconds the scheduler takes to create one job: the median gap between the creations of jobs
+    claimed in the same tick (else the median wait from the token to the job); 0 when unknown."""
+    timed = sorted((m.created, m.launched) for m in measured
+                   if m.launched is not None and m.created is not None)
+    gaps = [later[0] - earlier[0] for earlier, later in pairwise(timed)
+            if abs(later[1] - earlier[1]) <= SAME_TICK_S and later[0] > earlier[0]]
+    if gaps:
+        return float(np.median(gaps))
+    waits = [created - launched for created, launched in timed if created >= launched]
+    return float(np.median(waits)) if waits else 0.0
 
 
 # -- the forecast ---------------------------------------------------------------------------------
@@ -328,8 +358,11 @@ class Forecast:
     slots: int
     spent: float
     """Credits spent on the done tasks when it was made."""
+    launch_s: float = 0.0
+    """Seconds the scheduler took to create one job (`launch_cost`), which the makespan counts."""
     models: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """``(a, b)`` of each model (``credits``, ``slot_seconds``, ``output_bytes``), for `tracking`."""
+    """``(a, b)`` of each model (``credits``, ``slot_seconds``, ``job_seconds``, ``output_bytes``),
+    for `tracking`."""
     credits_per_km2: float | None = None
     """Credits per km² of one month, over the tasks measured."""
     seconds_per_km2: float | None = None
@@ -355,6 +388,7 @@ class Forecast:
             "volume_bytes": self.volume_bytes.to_dict(),
             "slots": self.slots,
             "spent": round(self.spent, 6),
+            "launch_s": round(self.launch_s, 6),
             "models": {name: [a, b] for name, (a, b) in self.models.items()},
             "credits_per_km2": self.credits_per_km2,
             "seconds_per_km2": self.seconds_per_km2,
@@ -373,6 +407,7 @@ class Forecast:
             volume_bytes=Interval.from_dict(data["volume_bytes"]),
             slots=int(data["slots"]),
             spent=float(data.get("spent", 0.0)),
+            launch_s=float(data.get("launch_s", 0.0)),
             models={str(k): (float(v[0]), float(v[1])) for k, v in (data.get("models") or {}).items()},
             credits_per_km2=data.get("credits_per_km2"),
             seconds_per_km2=data.get("seconds_per_km2"),
@@ -407,12 +442,15 @@ def forecast(
         intervals[name] = Interval.of(totals)
     timed = [m for m in measured if m.slot_seconds is not None]
     tail = float(np.median([m.download_seconds for m in measured if m.download_seconds is not None] or [0.0]))
+    launch = launch_cost(measured)
     if timed:
         tx = np.array([m.size for m in timed])
-        ty = np.array([float(m.slot_seconds or 0.0) for m in timed])
-        models["slot_seconds"] = fit(tx, ty)
+        models["slot_seconds"] = fit(tx, [float(m.slot_seconds or 0.0) for m in timed])
+        ty = np.array([float(m.job_seconds if m.job_seconds is not None else m.slot_seconds or 0.0)
+                       for m in timed])
+        models["job_seconds"] = fit(tx, ty)
         spans = [
-            schedule(a + b * left, slots) + tail if len(left) else 0.0
+            schedule(a + b * left, slots, launch) + tail if len(left) else 0.0
             for a, b in _bootstrap(tx, ty, SCHEDULE_RESAMPLES)
         ]
         makespan = Interval.of(spans)
@@ -430,6 +468,7 @@ def forecast(
         volume_bytes=intervals["output_bytes"].shifted(volume_done),
         slots=int(sum(slots)),
         spent=spent,
+        launch_s=launch,
         models=models,
         credits_per_km2=round(spent / unit, 6) if unit > 0 else None,
         seconds_per_km2=round(sum(m.slot_seconds or 0.0 for m in timed) / float(tx.sum()), 6)

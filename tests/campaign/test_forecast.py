@@ -25,8 +25,12 @@ S = TaskState
 POLL = Polling(min_interval=0.05, max_interval=0.3)
 TEMPORAL = ["2023-05-01", "2023-07-01"]
 # Jobs whose cost and time depend on the area they load: a 25 km² tile over two months runs
-# 60 + 10 * 25 + 30 * 2 = 370 simulated seconds, a small edge part about 130.
-AREA_COST = Simulation(time_scale=0.003, queue_seconds=1.0, seconds_per_km2=10.0)
+# 60 + 10 * 25 + 30 * 2 = 370 simulated seconds (2.2 s), a small edge part about 130 (0.8 s). Long
+# enough that the scheduler's own time per job (tens of milliseconds, more on a loaded machine)
+# stays a small part of the makespan.
+AREA_COST = Simulation(time_scale=0.006, queue_seconds=1.0, seconds_per_km2=10.0)
+SLOTS = 12
+"""Per backend, two of them: the 192 tasks after the pilot run in about 8 waves."""
 
 
 def uneven_tiles(count: int = 200) -> Any:
@@ -87,12 +91,12 @@ def test_the_pilot_covers_every_zone_whole_and_partial_tiles_and_the_whole_area(
 
 @pytest.mark.slow
 def test_a_pilot_of_8_forecasts_a_200_tile_campaign(tmp_path: Path, udp_dir: Path, backends: Any) -> None:
-    one = backends("one", run_slots=8, simulation=AREA_COST)
-    two = backends("two", run_slots=8, simulation=AREA_COST)
+    one = backends("one", run_slots=SLOTS, simulation=AREA_COST)
+    two = backends("two", run_slots=SLOTS, simulation=AREA_COST)
     with Campaign.create(tmp_path / "c.sqlite", uneven_tiles(), bap(udp_dir), polling=POLL,
                          defaults={"temporal_extent": TEMPORAL}, output_dir=tmp_path / "out") as campaign:
-        campaign.add_backend("one", connect(one), parallel_jobs=6)
-        campaign.add_backend("two", connect(two), parallel_jobs=6)
+        campaign.add_backend("one", connect(one), parallel_jobs=SLOTS)
+        campaign.add_backend("two", connect(two), parallel_jobs=SLOTS)
         forecast = campaign.pilot(8)
         assert forecast.basis == "pilot" and forecast.measured == 8 and forecast.remaining == 192
         assert campaign.store.counts(campaign.id)[S.DONE] == 8
@@ -120,7 +124,7 @@ def test_a_pilot_of_8_forecasts_a_200_tile_campaign(tmp_path: Path, udp_dir: Pat
         # The campaign's gauge kept sizes and measurements between those forecasts: it comes to
         # what one made from scratch does.
         kept = campaign.make_forecast(record=False)
-        fresh, measured = of_campaign(campaign.store, campaign.id, slots=[6, 6], basis="running")
+        fresh, measured = of_campaign(campaign.store, campaign.id, slots=[SLOTS, SLOTS], basis="running")
         assert kept is not None and fresh is not None and len(measured) == 200
         assert kept.to_dict() | {"made": ""} == fresh.to_dict() | {"made": ""}
 

@@ -533,7 +533,7 @@ username_env = "{USER_ENV}"
 password_env = "{PASSWORD_ENV}"
 """)
     assert main(["run", str(toml), "--quiet"]) == 0
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert "not done" not in err, err
     with Store.open(tmp_path / "campaign.sqlite") as store:
         (campaign,) = store.campaigns()
