@@ -170,3 +170,22 @@ def test_a_failed_tasks_attempts_unfold_in_the_failures_table(chromium: object, 
 
         script(f"{button}.click()")
         assert script("return document.querySelectorAll('#failures tr.attempts').length") == 0
+
+
+def test_tasks_added_while_the_dashboard_is_open_appear_on_its_map(chromium: object, tmp_path: Path) -> None:
+    """A split tile's quadrants are tasks added mid-run: the map takes their outlines in at the next
+    poll, without a reload."""
+    from openeo_upscale.monitor.dashboard import create_app
+    from tests.monitor.builders import build_campaign, serving, square
+
+    store, campaign_id = build_campaign(tmp_path)
+    script = chromium.execute_script  # type: ignore[attr-defined]
+    with store, serving(create_app(store)) as url:
+        chromium.get(url + "/")  # type: ignore[attr-defined]
+        wait_until(lambda: script("return Number(document.body.dataset.updates || 0)"), "the first update",
+                   timeout=30)
+        assert script("return view.ids.length") == 12
+        added = [{"tile_id": f"added{i}", "geometry": square(5 + i, 0)} for i in range(2)]
+        store.add_tasks(campaign_id, added)
+        wait_until(lambda: script("return view.ids.length") == 14, "the added tiles on the map", timeout=30)
+        assert script("return view.tileIds.slice(-2)") == ["added0", "added1"]

@@ -1,4 +1,5 @@
-/* openeo-upscale dashboard: fetches the tiles once, then polls states and the overview.
+/* openeo-upscale dashboard: fetches the tiles, then polls states and the overview (and the tiles
+ * again when a state arrives for a task it has not seen: tasks added by a split).
  * DOM contract (see openeo_upscale/monitor/dashboard.py): after each update document.body carries
  * data-updates, data-tasks, data-done, data-finished and data-states. */
 "use strict";
@@ -30,6 +31,7 @@ function outerRings(geometry) {
 
 function loadTiles(collection) {
   for (const feature of collection.features) {
+    if (view.index.has(feature.id)) continue;  // loaded before: tiles are only ever added
     const rings = outerRings(feature.geometry);
     let sx = 0, sy = 0, n = 0;
     for (const ring of rings) {
@@ -392,6 +394,10 @@ function publish(ov) {
 async function update() {
   const since = view.cursor === null ? "" : "?since=" + view.cursor;
   const [states, ov] = await Promise.all([getJSON("/api/states" + since), getJSON("/api/overview")]);
+  if (states.id.some((id) => !view.index.has(id))) {
+    // Tasks were added since the page loaded (a split tile's quadrants): their outlines first.
+    loadTiles(await getJSON("/api/tiles" + (view.centres ? "?centres=true" : "")));
+  }
   render(states, ov);
 }
 
