@@ -238,9 +238,8 @@ class Campaign:
         if self.running:
             raise CampaignError("change the limits before start(), or after stop()")
         log.warning("campaign %r: limits changed from %s to %s", self.name, self.limits, limits)
-        self.settings = dataclasses.replace(self.settings, limits=limits)
         self.limits = limits
-        self.store.set_campaign_config(self.id, self.settings.to_dict())
+        self._save_settings(dataclasses.replace(self.settings, limits=limits), "limits")
 
     @property
     def backends(self) -> dict[str, BackendClient]:
@@ -317,10 +316,9 @@ class Campaign:
             # resume a file that an old worker is still writing.
             self._thread.join()
         # What the dashboard shows as each backend's slots (names and limits only, never secrets).
-        self.settings = dataclasses.replace(self.settings, backends=tuple(
+        self._save_settings(dataclasses.replace(self.settings, backends=tuple(
             BackendSlots(name, settings.parallel_jobs, settings.queue_limit, settings.weight)
-            for name, (settings, _client) in self._backends.items()))
-        self.store.set_campaign_config(self.id, self.settings.to_dict())
+            for name, (settings, _client) in self._backends.items())), "backends")
         runner_ref: list[Runner] = []
         scheduler = self.scheduler(on_download=lambda: runner_ref[0].wake() if runner_ref else None,
                                    wait=wait, on_wait=on_wait)
@@ -457,15 +455,15 @@ class Campaign:
     def pilot_tasks(self, tiles: int | None = None) -> list[Task]:
         """The pilot's tasks: chosen once (`pilot.choose`, spread over the zones, whole and partial
         tiles and the area) and kept in the store; asking for more tiles later adds to them."""
-        kept = list(self.settings.pilot)
+        stored = CampaignSettings.from_dict(self.store.campaign(self.id)["config"])
+        kept = list(stored.pilot)  # chosen by this process or another
         wanted = default_size(self.store.count_in(self.id, list(S))) if tiles is None else tiles
         if wanted < 1:
             raise CampaignError(f"a pilot needs at least one tile, not {wanted}")
         if len(kept) < wanted:
             candidates = [t for t in self.store.all_tasks(self.id, states=(S.PENDING,)) if t.id not in kept]
             kept += [task.id for task in choose(candidates, wanted - len(kept))]
-            self.settings = dataclasses.replace(self.settings, pilot=tuple(sorted(kept)))
-            self.store.set_campaign_config(self.id, self.settings.to_dict())
+            self._save_settings(dataclasses.replace(self.settings, pilot=tuple(sorted(kept))), "pilot")
         chosen = set(kept[:wanted] if tiles is not None else kept)
         return [task for task in self.store.all_tasks(self.id) if task.id in chosen]
 
@@ -515,6 +513,13 @@ class Campaign:
         """The newest forecast kept in the store (`pilot`, or one made while the campaign ran)."""
         stored = self.store.forecast(self.id)
         return None if stored is None else Forecast.from_dict(stored.forecast)
+
+    def _save_settings(self, changed: CampaignSettings, *keys: str) -> None:
+        """Store the ``keys`` of ``changed`` alone (other runners may have stored other keys since
+        this one read the settings), and take the settings as stored now."""
+        doc = changed.to_dict()
+        self.settings = CampaignSettings.from_dict(
+            self.store.update_campaign_config(self.id, {key: doc.get(key) for key in keys}))
 
     def _slots(self) -> list[int]:
         if self._backends:

@@ -14,7 +14,7 @@ import shapely
 import shapely.affinity
 
 from openeo_upscale.backend import Simulation
-from openeo_upscale.campaign import Campaign, Polling, Store, TaskState, Udp
+from openeo_upscale.campaign import Campaign, Limits, Polling, Store, TaskState, Udp
 from openeo_upscale.campaign.forecast import extent_km2, fit, of_campaign, schedule
 from openeo_upscale.campaign.pilot import choose
 from openeo_upscale.grid import tiles
@@ -25,10 +25,10 @@ S = TaskState
 POLL = Polling(min_interval=0.05, max_interval=0.3)
 TEMPORAL = ["2023-05-01", "2023-07-01"]
 # Jobs whose cost and time depend on the area they load: a 25 km² tile over two months runs
-# 60 + 10 * 25 + 30 * 2 = 370 simulated seconds (2.2 s), a small edge part about 130 (0.8 s). Long
+# 60 + 10 * 25 + 30 * 2 = 370 simulated seconds (4.4 s), a small edge part about 130 (1.6 s). Long
 # enough that the scheduler's own time per job (tens of milliseconds, more on a loaded machine)
 # stays a small part of the makespan.
-AREA_COST = Simulation(time_scale=0.006, queue_seconds=1.0, seconds_per_km2=10.0)
+AREA_COST = Simulation(time_scale=0.012, queue_seconds=1.0, seconds_per_km2=10.0)
 SLOTS = 12
 """Per backend, two of them: the 192 tasks after the pilot run in about 8 waves."""
 
@@ -142,3 +142,17 @@ def test_the_forecast_is_kept_in_the_store(tmp_path: Path, udp_dir: Path, backen
         shown = again.summary()["forecast"]["credits"]["median"]
         assert shown == pytest.approx(made.credits.median, rel=1e-6)
         assert np.isfinite(kept.makespan_s.median) and kept.volume_bytes.median > 0
+
+
+def test_settings_saved_by_two_processes_keep_each_others_keys(tmp_path: Path, udp_dir: Path) -> None:
+    """One process chooses the pilot while another, which read the settings before, raises the
+    budget: the store keeps both."""
+    target = tmp_path / "c.sqlite"
+    defaults = {"temporal_extent": TEMPORAL}
+    with Campaign.create(target, uneven_tiles(12), bap(udp_dir), defaults=defaults) as first, \
+            Campaign.open(target) as second:
+        chosen = {task.id for task in first.pilot_tasks(3)}
+        second.set_limits(Limits(max_credits=5.0))
+        with Campaign.open(target) as again:
+            assert set(again.settings.pilot) == chosen and again.limits.max_credits == 5.0
+        assert {task.id for task in second.pilot_tasks(3)} == chosen  # the first one's choice

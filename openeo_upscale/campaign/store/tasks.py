@@ -109,6 +109,23 @@ class TaskQueries(StoreBase):
                 .values(config=dict(config))
             )
 
+    def update_campaign_config(self, campaign_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Set some keys of the campaign's stored configuration, keeping the others as they are in
+        the store (another runner may have written them since this one read it); returns the whole
+        configuration as stored now."""
+        with self._write() as conn:
+            self._lock_campaign(conn, campaign_id)
+            found = conn.execute(
+                sa.select(campaign_table.c.config).where(campaign_table.c.id == campaign_id)
+            ).scalar_one_or_none()
+            if found is None:
+                raise StoreError(f"no campaign with id {campaign_id}")
+            config = {**dict(found), **dict(changes)}
+            conn.execute(
+                sa.update(campaign_table).where(campaign_table.c.id == campaign_id).values(config=config)
+            )
+            return config
+
     def campaign(self, campaign_id: int | None = None, *, name: str | None = None) -> dict[str, Any]:
         """A campaign row (id, name, created, config, udp) by id, by name, or the only one there is."""
         query = sa.select(campaign_table).order_by(campaign_table.c.id)
