@@ -2,13 +2,16 @@
 
 In simulated mode a process graph is validated against this catalogue (process ids, required
 and unknown arguments) but not evaluated. Parameter schemas are deliberately loose here; the
-process-graph engine of real mode refines them.
+process-graph engine of real mode refines them. Processes with a full description (summary,
+parameters with their schemas and defaults) take it from :mod:`.process_details`.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
+
+from openeo_upscale.backend.process_details import DETAILS
 
 # One line per process: its parameters in order; a trailing "?" marks an optional one.
 # Written out by hand because no maintained package ships the openEO process specs.
@@ -96,7 +99,8 @@ _SIGNATURES: dict[str, str] = {
     "date_replace_component": "date value component",
     "date_between": "x min max exclude_max?",
     # cubes
-    "load_collection": "id spatial_extent temporal_extent bands? properties?",
+    # CDSE leaves a missing spatial extent to the graph and accepts tiling hints (featureflags).
+    "load_collection": "id spatial_extent? temporal_extent bands? properties? featureflags?",
     "save_result": "data format options?",
     "filter_bbox": "data extent",
     "filter_spatial": "data geometries",
@@ -122,6 +126,10 @@ _SIGNATURES: dict[str, str] = {
     "dimension_labels": "data dimension",
     "resample_spatial": "data resolution? projection? method? align?",
     "resample_cube_spatial": "data target method?",
+    "to_scl_dilation_mask": "data erosion_kernel_size? mask1_values? mask2_values? kernel1_size? "
+                            "kernel2_size? scl_band_name?",
+    # texts
+    "text_concat": "data separator?",
 }
 
 # Parameters that take a child process (callback), with the callback's own parameters.
@@ -146,7 +154,7 @@ _CUBE_PROCESSES = frozenset({
     "apply_kernel", "apply_neighborhood", "drop_dimension", "filter_bands", "filter_bbox", "filter_labels",
     "filter_spatial", "filter_temporal", "load_collection", "mask", "mask_polygon", "merge_cubes", "ndvi",
     "reduce_dimension", "rename_dimension", "rename_labels", "resample_cube_spatial", "resample_spatial",
-    "vector_to_raster",
+    "to_scl_dilation_mask", "vector_to_raster",
 })
 _BOOLEAN_PROCESSES = frozenset({
     "and", "or", "xor", "not", "eq", "neq", "lt", "lte", "gt", "gte", "between", "is_nan", "is_nodata",
@@ -172,6 +180,8 @@ def _returns(pid: str) -> dict[str, Any]:
         return {"type": ["boolean", "null"]}
     if pid in _ARRAY_PROCESSES:
         return {"type": "array", "items": {"description": "Any data type."}}
+    if pid == "text_concat":
+        return {"type": "string"}
     if pid in ("date_shift", "date_replace_component"):
         return {"type": ["string", "null"], "format": "date-time", "subtype": "date-time"}
     if pid in _ANY_PROCESSES:
@@ -183,6 +193,8 @@ _CATEGORIES = {
     "load_collection": "cubes",
     "save_result": "cubes",
     "ndvi": "math > indices",
+    "to_scl_dilation_mask": "cubes",
+    "text_concat": "texts",
 }
 
 
@@ -204,14 +216,18 @@ def process_specs() -> list[dict[str, Any]]:
     """The `/processes` listing: every process with its parameters and return value."""
     specs = []
     for pid, params in signatures().items():
+        details = DETAILS.get(pid, {})
         spec: dict[str, Any] = {
             "id": pid,
-            "summary": pid.replace("_", " ").capitalize(),
-            "description": f"openEO process `{pid}`.",
+            "summary": details.get("summary", pid.replace("_", " ").capitalize()),
+            "description": details.get("description", f"openEO process `{pid}`."),
             "categories": [_CATEGORIES.get(pid, "local")],
             "parameters": [],
-            "returns": {"description": "The result.", "schema": _returns(pid)},
+            "returns": {"description": details.get("returns", "The result."), "schema": _returns(pid)},
         }
+        if details.get("experimental"):
+            spec["experimental"] = True
+        described = details.get("parameters", {})
         for name, optional in params:
             param: dict[str, Any] = {"name": name, "description": f"Parameter `{name}`.", "schema": {}}
             if name in ("data", "cube1", "cube2") and (pid in _CUBE_PROCESSES or pid in ("aggregate_spatial",
@@ -227,6 +243,7 @@ def process_specs() -> list[dict[str, Any]]:
             if optional:
                 param["optional"] = True
                 param["default"] = None
+            param.update(described.get(name, {}))
             spec["parameters"].append(param)
         specs.append(spec)
     return specs

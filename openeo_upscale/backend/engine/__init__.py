@@ -8,8 +8,8 @@
 - :mod:`.arrays`: array processes and reducers.
 - :mod:`.maths`: math, comparison and logic processes.
 - :mod:`.dates`: date processes.
-- :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial`, :mod:`.cubes_load` and
-  :mod:`.cubes_merge`).
+- :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial`, :mod:`.cubes_load`,
+  :mod:`.cubes_merge` and :mod:`.cubes_scl`).
 
 The process modules share their helpers through the private :mod:`._common`; none imports
 another process module.

@@ -10,6 +10,7 @@ ignore nodata by default; a position with no valid value gives NaN. A list's nul
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -450,3 +451,151 @@ def array_find(args: Args, ctx: EvalContext) -> Any:
     if isinstance(result, float):
         return None if math.isnan(result) else int(result)
     return result
+
+
+# -- quantiles, interpolation and text ------------------------------------------------------------------
+
+
+def _probabilities(args: Args) -> list[float]:
+    """The probabilities of ``quantiles``: a list, or ``q`` equal intervals (``probabilities`` as an
+    integer, or the deprecated ``q``)."""
+    probabilities, q = args.get("probabilities"), args.get("q")
+    if probabilities is not None and q is not None:
+        raise ProcessArgumentError("give only one of 'probabilities' and 'q' (QuantilesParameterConflict)",
+                                   parameter="q")
+    if probabilities is None and q is None:
+        raise ProcessArgumentError("give 'probabilities' or 'q' (QuantilesParameterMissing)",
+                                   parameter="probabilities", required=True)
+    intervals = probabilities if q is None else q
+    if isinstance(intervals, int | np.integer) and not isinstance(intervals, bool):
+        if intervals < 2:
+            raise ProcessArgumentError("the number of intervals must be at least 2",
+                                       parameter="probabilities")
+        return [i / int(intervals) for i in range(1, int(intervals))]
+    if not isinstance(intervals, list | tuple) or not all(
+        isinstance(p, int | float) and not isinstance(p, bool) for p in intervals
+    ):
+        raise ProcessArgumentError("'probabilities' must be a list of numbers or an integer",
+                                   parameter="probabilities")
+    values = [float(p) for p in intervals]
+    if any(p < 0 or p > 1 for p in values):
+        raise ProcessArgumentError("probabilities must be between 0 and 1", parameter="probabilities")
+    if any(b < a for a, b in itertools.pairwise(values)):
+        raise ProcessArgumentError("probabilities must be sorted ascending (AscendingProbabilitiesRequired)",
+                                   parameter="probabilities")
+    return values
+
+
+def np_quantiles(a: np.ndarray, probabilities: list[float], ignore_nodata: bool = True) -> np.ndarray:
+    """Quantiles along the last axis, the new axis last: sample quantiles of type 7 (linear
+    interpolation between order statistics, R's and numpy's default, as openEO specifies). NaN
+    where no value is valid, or (without `ignore_nodata`) where any value is nodata."""
+    a = np.asarray(a, dtype=np.float64)
+    out = np.full((*a.shape[:-1], len(probabilities)), np.nan)
+    if a.shape[-1] == 0 or not probabilities:
+        return out
+    valid = ~np.isnan(a)
+    usable = valid.any(axis=-1) if ignore_nodata else valid.all(axis=-1)
+    if usable.any():
+        rows = a[usable]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            found = np.nanquantile(rows, probabilities, axis=-1, method="linear")
+        out[usable] = np.moveaxis(found, 0, -1)
+    return out
+
+
+@PROCESSES.register("quantiles")
+def quantiles(args: Args, ctx: EvalContext) -> Any:
+    """openEO `quantiles`: an array with one value per probability (NaN for no valid value)."""
+    probabilities = _probabilities(args)
+    arr = _array(args["data"])
+    ignore = _ignore(args)
+    if isinstance(arr, xr.DataArray):
+        if arr.dtype == object:
+            raise ProcessArgumentError("quantiles need numbers", parameter="data")
+        return xr.apply_ufunc(
+            np_quantiles, arr, input_core_dims=[[ARRAY_DIM]], output_core_dims=[[ARRAY_DIM]],
+            exclude_dims={ARRAY_DIM}, kwargs={"probabilities": probabilities, "ignore_nodata": ignore},
+        )
+    if arr.dtype == object:
+        raise ProcessArgumentError("quantiles need numbers", parameter="data")
+    found = np_quantiles(arr, probabilities, ignore)
+    return [None if math.isnan(v) else float(v) for v in found.tolist()]
+
+
+def _positions(arr: xr.DataArray) -> np.ndarray:
+    """Where the elements of a labelled array lie: their labels when these are dates or numbers,
+    else their indices."""
+    if ARRAY_DIM in arr.coords:
+        labels = np.asarray(arr.coords[ARRAY_DIM].values)
+        if labels.dtype.kind == "M":
+            return labels.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
+        if labels.dtype.kind in "iuf":
+            return labels.astype(np.float64)
+    return np.arange(arr.sizes[ARRAY_DIM], dtype=np.float64)
+
+
+def np_interpolate_linear(a: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Interior NaNs along the last axis replaced by linear interpolation between the nearest
+    valid neighbours at `positions`; leading and trailing NaNs stay (and so does an array with
+    fewer than two valid values, which has no interior gap)."""
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[-1]
+    if n == 0:
+        return a.copy()
+    valid = ~np.isnan(a)
+    index = np.arange(n)
+    before = np.maximum.accumulate(np.where(valid, index, -1), axis=-1)
+    after = np.minimum.accumulate(np.where(valid, index, n)[..., ::-1], axis=-1)[..., ::-1]
+    gap = ~valid & (before >= 0) & (after < n)
+    lo, hi = np.clip(before, 0, n - 1), np.clip(after, 0, n - 1)
+    v_lo, v_hi = np.take_along_axis(a, lo, axis=-1), np.take_along_axis(a, hi, axis=-1)
+    p_lo, p_hi = positions[lo], positions[hi]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        filled = v_lo + (v_hi - v_lo) * (positions - p_lo) / (p_hi - p_lo)
+    return np.where(gap, filled, a)
+
+
+@PROCESSES.register("array_interpolate_linear")
+def array_interpolate_linear(args: Args, ctx: EvalContext) -> Any:
+    """openEO `array_interpolate_linear`: no-data values between two valid values are interpolated
+    linearly, by label for dates and numbers (a temporal gap of irregular scenes is weighted by
+    time), else by index; leading and trailing no-data values stay."""
+    data = args["data"]
+    arr = _array(data)
+    if isinstance(arr, xr.DataArray):
+        positions = _positions(arr)
+        out = xr.apply_ufunc(np_interpolate_linear, arr, kwargs={"positions": positions},
+                             input_core_dims=[[ARRAY_DIM]], output_core_dims=[[ARRAY_DIM]], keep_attrs=True)
+        return out.transpose(*arr.dims)
+    if arr.dtype == object:
+        raise ProcessArgumentError("array_interpolate_linear needs numbers", parameter="data")
+    found = np_interpolate_linear(arr, np.arange(arr.shape[0], dtype=np.float64))
+    return [None if math.isnan(v) else to_py(v) for v in found.tolist()]
+
+
+def _text(value: Any) -> str:
+    """A value as text for ``text_concat``: booleans and null in lower case, integral numbers
+    without a fraction (JSON does not tell 1 from 1.0)."""
+    value = to_py(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ProcessArgumentError(f"text_concat cannot convert {type(value).__name__} to text", parameter="data")
+
+
+@PROCESSES.register("text_concat")
+def text_concat(args: Args, ctx: EvalContext) -> str:
+    """openEO `text_concat`: the elements as text, joined by ``separator`` (default empty)."""
+    data = args["data"]
+    if not isinstance(data, list | tuple):
+        raise ProcessArgumentError("argument 'data' must be an array of texts, numbers, booleans or nulls",
+                                   parameter="data")
+    separator = args.get("separator", "")
+    return _text(separator).join(_text(v) for v in data)

@@ -10,8 +10,8 @@ name stays usable through ``attrs["dimension_aliases"]``.
 Callbacks are vectorised, as :mod:`.evaluator` describes: one call per cube (``apply``), per
 group of labels (``aggregate_temporal_period``, ``apply_neighborhood`` by period) or per chunk,
 never per pixel. Spatial processes live in :mod:`.cubes_spatial`, collection loading in
-:mod:`.cubes_load`, ``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`; importing this module
-registers all four.
+:mod:`.cubes_load`, ``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`, the SCL cloud mask
+``to_scl_dilation_mask`` in :mod:`.cubes_scl`; importing this module registers all five.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import xarray as xr
 
 from openeo_upscale.backend.engine import cubes_load as cubes_load
 from openeo_upscale.backend.engine import cubes_merge as cubes_merge
+from openeo_upscale.backend.engine import cubes_scl as cubes_scl
 from openeo_upscale.backend.engine._common import broadcast_result, require_cube
 from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError
 from openeo_upscale.backend.engine.cubes_spatial import Grid, VectorCube, with_meta

@@ -586,3 +586,57 @@ def resample_spatial(args: Args, ctx: EvalContext) -> xr.DataArray:
     if grid.same_as(source):
         return cube
     return regrid(cube, grid, method)
+
+
+@PROCESSES.register("resample_cube_spatial")
+def resample_cube_spatial(args: Args, ctx: EvalContext) -> xr.DataArray:
+    """Resample ``data`` onto the spatial grid of ``target`` (its CRS, resolution and pixels).
+
+    ``method`` as for ``resample_spatial`` (default near: each target pixel takes the source
+    pixel containing its centre); target pixels the source does not cover become nodata. Only
+    the spatial grid of ``target`` is used, never its values or other dimensions.
+    """
+    cube = _require_spatial(args["data"])
+    target = _require_spatial(args["target"], "target")
+    method = args.get("method") or "near"
+    if method not in _RESAMPLING:
+        raise ProcessArgumentError(
+            f"unknown resampling method '{method}'; use one of {sorted(_RESAMPLING)}", parameter="method"
+        )
+    grid = Grid.of(target)
+    if grid.same_as(Grid.of(cube)):
+        return cube.assign_coords(x=target["x"].values, y=target["y"].values)
+    return regrid(cube, grid, method)
+
+
+# -- mask_polygon ------------------------------------------------------------------------------------
+
+
+@PROCESSES.register("mask_polygon")
+def mask_polygon(args: Args, ctx: EvalContext) -> xr.DataArray:
+    """Replace the pixels outside the polygons (``inside``: inside them) by ``replacement`` (null).
+
+    A pixel is inside when its centre is (a polygon too small to hold any pixel centre takes
+    the pixels it touches, as everywhere in this module). ``mask`` is GeoJSON or a vector cube
+    of polygons. Nodata in the data stays nodata; the cube keeps its shape.
+    """
+    cube = _require_spatial(args["data"])
+    vector = as_vector_cube(args["mask"], "mask")
+    shapes = [g for g in vector.in_crs(_epsg(cube.attrs["crs"]))
+              if g.geom_type in ("Polygon", "MultiPolygon")]
+    if not shapes:
+        raise ProcessArgumentError("the mask has no polygons", parameter="mask")
+    inside = args.get("inside", False)
+    if not isinstance(inside, bool):
+        raise ProcessArgumentError("argument 'inside' must be a boolean", parameter="inside")
+    grid = Grid.of(cube)
+    within = xr.DataArray(centre_mask(shapes, grid), dims=("y", "x"),
+                          coords={"y": cube["y"].values, "x": cube["x"].values})
+    replaced = within if inside else ~within
+    replacement = args.get("replacement")
+    if replacement is None:
+        out = _to_float(cube).where(~replaced)
+    else:
+        out = cube.where(~replaced | cube.isnull(), replacement)
+    masked: xr.DataArray = with_meta(out.transpose(*cube.dims), cube)
+    return masked

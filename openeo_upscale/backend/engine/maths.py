@@ -132,6 +132,18 @@ def constant(args: Args, ctx: EvalContext) -> Any:
     return args["x"]
 
 
+@PROCESSES.register("pi")
+def pi(args: Args, ctx: EvalContext) -> float:
+    """openEO `pi`: the ratio of a circle's circumference to its diameter."""
+    return math.pi
+
+
+@PROCESSES.register("e")
+def e(args: Args, ctx: EvalContext) -> float:
+    """openEO `e`: Euler's number, the base of the natural logarithm."""
+    return math.e
+
+
 # -- comparison and logic -------------------------------------------------------------------------
 
 

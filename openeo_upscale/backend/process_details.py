@@ -1,0 +1,163 @@
+"""Full descriptions of some processes in `/processes`: summary, description, what they return
+and their parameters' descriptions, schemas and defaults.
+
+Written for this backend after the official openEO process specifications (and, for the
+VITO / Copernicus Data Space extension ``to_scl_dilation_mask``, its published specification
+with Copernicus Data Space's defaults); :mod:`.processes` merges them into its generated
+listing. Imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_RASTER = {"type": "object", "subtype": "datacube"}
+_POLYGONS = [{"type": "object", "subtype": "geojson"}, {"type": "object", "subtype": "datacube",
+                                                         "description": "A vector data cube."}]
+_NUMBERS = {"type": "array", "items": {"type": ["number", "null"]}}
+_SCL_CLASSES = {"type": "array", "items": {"type": "integer"}}
+_KERNEL_SIZE = {"type": "integer", "minimum": 0}
+
+DETAILS: dict[str, dict[str, Any]] = {
+    "quantiles": {
+        "summary": "Quantiles",
+        "description": "Sample quantiles of an array of numbers, for the given probabilities or for `q` "
+                       "equal intervals, computed as type 7 of Hyndman and Fan (linear interpolation between "
+                       "order statistics). An empty array, or one without valid values, gives one null per "
+                       "probability.",
+        "returns": "An array with one quantile per probability (or `q` - 1 quantiles).",
+        "parameters": {
+            "data": {"description": "An array of numbers.", "schema": _NUMBERS},
+            "probabilities": {
+                "description": "Probabilities between 0 and 1 in ascending order, or the number of equal "
+                               "intervals to compute quantiles for.",
+                "schema": [{"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}},
+                           {"type": "integer", "minimum": 2}],
+            },
+            "q": {"description": "Deprecated: the number of equal intervals; use `probabilities`.",
+                  "schema": {"type": "integer", "minimum": 2}},
+            "ignore_nodata": {
+                "description": "Ignore no-data values (the default); if false, any no-data value makes "
+                               "every quantile null.",
+                "schema": {"type": "boolean"}, "default": True,
+            },
+        },
+    },
+    "text_concat": {
+        "summary": "Concatenate elements to a single text",
+        "description": "Joins the elements of an array into one text, with `separator` between them. "
+                       "Numbers are written as numbers, booleans as `true` / `false`, null as `null`.",
+        "returns": "The concatenated text.",
+        "parameters": {
+            "data": {"description": "Texts, numbers, booleans and nulls.",
+                     "schema": {"type": "array", "items": {"type": ["string", "number", "boolean", "null"]}}},
+            "separator": {"description": "What goes between two elements; empty by default.",
+                          "schema": {"type": ["string", "number", "boolean", "null"]}, "default": ""},
+        },
+    },
+    "array_interpolate_linear": {
+        "summary": "One-dimensional linear interpolation for arrays",
+        "description": "Replaces every no-data value that has a valid value before and after it by linear "
+                       "interpolation between those two, by their labels when the labels are dates or "
+                       "numbers, else by their indices. Leading and trailing no-data values stay; an array "
+                       "with fewer than two valid values is returned unchanged.",
+        "returns": "The array with its interior no-data values interpolated.",
+        "parameters": {
+            "data": {"description": "An array of numbers and no-data values; a labelled array must be sorted "
+                                    "by its labels (as temporal and spatial dimensions are).",
+                     "schema": _NUMBERS},
+        },
+    },
+    "mask_polygon": {
+        "summary": "Apply a polygon mask",
+        "description": "Replaces the pixels of a raster data cube whose centre lies outside all polygons "
+                       "(with `inside`: inside any polygon) by `replacement`. Dimensions and their labels "
+                       "stay unchanged.",
+        "returns": "The masked raster data cube.",
+        "parameters": {
+            "data": {"description": "A raster data cube.", "schema": _RASTER},
+            "mask": {"description": "GeoJSON (Polygon, MultiPolygon, Feature or FeatureCollection of them) "
+                                    "or a vector data cube of polygons.", "schema": _POLYGONS},
+            "replacement": {"description": "The value masked pixels get.",
+                            "schema": {"type": ["number", "boolean", "string", "null"]}, "default": None},
+            "inside": {"description": "Mask the pixels inside the polygons instead of those outside.",
+                       "schema": {"type": "boolean"}, "default": False},
+        },
+    },
+    "resample_cube_spatial": {
+        "summary": "Resample the spatial dimensions to match a target data cube",
+        "description": "Puts a raster data cube on the spatial grid (reference system, resolution and pixel "
+                       "positions) of a target data cube. Target pixels the data does not cover become "
+                       "no-data; other dimensions stay unchanged.",
+        "returns": "The raster data cube on the target's spatial grid.",
+        "parameters": {
+            "data": {"description": "A raster data cube.", "schema": _RASTER},
+            "target": {"description": "The raster data cube whose spatial grid to use.", "schema": _RASTER},
+            "method": {
+                "description": "Resampling method, as in gdalwarp: near (default), bilinear, cubic, "
+                               "cubicspline, lanczos, average, mode, max, min, med, q1, q3, sum, rms.",
+                "schema": {"type": "string", "enum": ["near", "bilinear", "cubic", "cubicspline", "lanczos",
+                                                      "average", "mode", "max", "min", "med", "q1", "q3",
+                                                      "sum", "rms"]},
+                "default": "near",
+            },
+        },
+    },
+    "to_scl_dilation_mask": {
+        "summary": "Create a mask for clouds by dilating Sen2Cor scene classification",
+        "description": "A cloud mask from the Sentinel-2 L2A scene classification (SCL), as on Copernicus "
+                       "Data Space: the pixels not in `mask1_values` are eroded by a disc of "
+                       "`erosion_kernel_size` pixels and dilated with a Gaussian of `kernel1_size` pixels "
+                       "(sigma size / 6, kept above 0.057); the pixels in `mask2_values` alike with a "
+                       "Gaussian of `kernel2_size` pixels (kept above 0.025); a pixel flagged by either is "
+                       "masked. "
+                       "Aggressive on purpose, to avoid contamination near clouds. A VITO / Copernicus Data "
+                       "Space extension.",
+        "returns": "A data cube with one band: 1 where masked, 0 where clear.",
+        "experimental": True,
+        "parameters": {
+            "data": {"description": "A data cube holding only the SCL band (or name it in `scl_band_name`).",
+                     "schema": _RASTER},
+            "erosion_kernel_size": {"description": "Diameter in pixels of the erosion disc; 0 erodes "
+                                                   "nothing.", "schema": _KERNEL_SIZE, "default": 0},
+            "mask1_values": {"description": "The SCL classes that are clear for the first dilation: "
+                                            "every other class is dilated with the first kernel.",
+                             "schema": _SCL_CLASSES, "default": [2, 4, 5, 6, 7]},
+            "mask2_values": {"description": "The SCL classes dilated with the second kernel.",
+                             "schema": _SCL_CLASSES, "default": [3, 8, 9, 10, 11]},
+            "kernel1_size": {"description": "Size in pixels of the first Gaussian kernel (odd); 0 does not "
+                                            "dilate.", "schema": _KERNEL_SIZE, "default": 17},
+            "kernel2_size": {"description": "Size in pixels of the second Gaussian kernel (odd); 0 does not "
+                                            "dilate.", "schema": _KERNEL_SIZE, "default": 201},
+            "scl_band_name": {"description": "The SCL band, when the data cube has other bands too.",
+                              "schema": {"type": ["string", "null"]}, "default": None},
+        },
+    },
+    "pi": {"summary": "Pi (π)", "description": "The ratio of a circle's circumference to its diameter.",
+           "returns": "The numerical value of Pi."},
+    "e": {"summary": "Euler's number (e)", "description": "The base of the natural logarithm.",
+          "returns": "The numerical value of Euler's number."},
+    "load_collection": {
+        "summary": "Load a collection",
+        "description": "Loads a collection as a raster data cube, limited to a spatial extent, a temporal "
+                       "extent, bands and scene properties. As on Copernicus Data Space, `spatial_extent` "
+                       "may be left out (like null, the extent is then taken from the job and the graph's "
+                       "spatial filters) and tiling hints in `featureflags` are accepted (and have no effect "
+                       "here).",
+        "returns": "A raster data cube.",
+        "parameters": {
+            "spatial_extent": {
+                "description": "A bounding box or GeoJSON polygons; pixels whose centre lies inside are "
+                               "loaded. Null or left out: the job's extent, or the union of the graph's "
+                               "filter_spatial, filter_bbox and aggregate_spatial geometries.",
+                "schema": [{"type": "object", "subtype": "bounding-box"},
+                           {"type": "object", "subtype": "geojson"}, {"type": "null"}],
+            },
+            "featureflags": {"description": "Copernicus Data Space's loading hints (for example "
+                                            "`tilesize`); accepted and ignored.",
+                             "schema": {"type": "object"}, "default": {}},
+        },
+    },
+}
+"""Process id -> ``summary``, ``description``, ``returns`` (a description), ``experimental`` and
+``parameters`` (name -> fields of the parameter that replace the generated ones)."""
