@@ -110,7 +110,98 @@ _SENTINEL2_L2A: dict[str, Any] = {
     },
 }
 
-COLLECTIONS: dict[str, dict[str, Any]] = {"SENTINEL2_L2A": _SENTINEL2_L2A}
+WORLDCOVER_CLASSES: list[dict[str, Any]] = [
+    {"value": 0, "name": "no_data", "nodata": True, "description": "No data (never produced)"},
+    {"value": 10, "name": "tree_cover", "color_hint": "006400",
+     "description": "Tree cover: the forest parcels"},
+    {"value": 20, "name": "shrubland", "color_hint": "FFBB22",
+     "description": "Shrubland (not produced by the synthetic land cover)"},
+    {"value": 30, "name": "grassland", "color_hint": "FFFF4C", "description": "Grassland parcels"},
+    {"value": 40, "name": "cropland", "color_hint": "F096FF",
+     "description": "Cropland: parcels with their own sowing and harvest days in Sentinel-2"},
+    {"value": 50, "name": "built_up", "color_hint": "FA0000", "description": "Built-up: the towns"},
+    {"value": 60, "name": "bare_sparse_vegetation", "color_hint": "B4B4B4",
+     "description": "Bare / sparse vegetation: the bare-soil parcels"},
+    {"value": 70, "name": "snow_and_ice", "color_hint": "F0F0F0",
+     "description": "Snow and ice (not produced by the synthetic land cover)"},
+    {"value": 80, "name": "permanent_water_bodies", "color_hint": "0064C8",
+     "description": "Permanent water bodies: lakes and rivers, SCL 6 in clear Sentinel-2 pixels"},
+    {"value": 90, "name": "herbaceous_wetland", "color_hint": "0096A0",
+     "description": "Herbaceous wetland (not produced by the synthetic land cover)"},
+    {"value": 95, "name": "mangroves", "color_hint": "00CF75",
+     "description": "Mangroves (not produced by the synthetic land cover)"},
+    {"value": 100, "name": "moss_and_lichen", "color_hint": "FAE6A0",
+     "description": "Moss and lichen (not produced by the synthetic land cover)"},
+]
+"""The ESA WorldCover classes; the synthetic map produces 10, 30, 40, 50, 60 and 80."""
+
+_WORLDCOVER_BANDS: list[dict[str, Any]] = [
+    {"name": "MAP", "description": "ESA WorldCover class code (uint8 values, as float32)", "gsd": 10,
+     "classification:classes": WORLDCOVER_CLASSES},
+]
+
+_ESA_WORLDCOVER: dict[str, Any] = {
+    "stac_version": "1.0.0",
+    "type": "Collection",
+    "id": "ESA_WORLDCOVER_10M_2021_V2",
+    "title": "ESA WorldCover 10 m 2021 v200 (synthetic)",
+    "description": (
+        "Synthetic land cover with the ESA WorldCover class codes, generated on the fly by "
+        "`openeo_upscale.backend.data.worldcover` (no files, no network). It is the land cover the "
+        "synthetic `SENTINEL2_L2A` is computed from, so the two agree: where the map says 80 "
+        "(water), a Sentinel-2 pixel without cloud, shadow or snow has SCL 6. Values are a pure "
+        "function of (UTM zone, absolute pixel index), so adjacent tiles agree pixel for pixel and "
+        "reruns are bit-identical. Data load in the UTM zone of the area.\n\n"
+        "- **Band** `MAP`: the class code at 10 m (float32 holding uint8 values, 0 is nodata and "
+        "never produced). The land model has 20 m pixels: each 10 m pixel takes the class of the "
+        "one containing its centre; loading at another resolution takes the nearest 10 m pixel.\n"
+        "- **Time**: one layer, 2021-01-01.\n"
+        "- **Classes**: 10 tree cover, 30 grassland, 40 cropland (300 x 240 m parcels), 50 built-up "
+        "(~10 %), 60 bare / sparse vegetation, 80 permanent water bodies (~6 %); the other "
+        "WorldCover classes never occur."
+    ),
+    "license": "CC-BY-4.0",
+    "keywords": ["esa", "worldcover", "land cover", "synthetic"],
+    "providers": [{"name": "openeo-upscale", "roles": ["producer", "host"]}],
+    "extent": {
+        "spatial": {"bbox": [[-180.0, -80.0, 180.0, 84.0]]},
+        "temporal": {"interval": [["2021-01-01T00:00:00Z", "2021-12-31T23:59:59Z"]]},
+    },
+    "links": [],
+    "cube:dimensions": {
+        "x": {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [-180.0, 180.0],
+            "step": 10,
+            "reference_system": {"name": "UTM zone of the area"},
+        },
+        "y": {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [-80.0, 84.0],
+            "step": 10,
+            "reference_system": {"name": "UTM zone of the area"},
+        },
+        "t": {
+            "type": "temporal",
+            "extent": ["2021-01-01T00:00:00Z", "2021-01-01T00:00:00Z"],
+            "values": ["2021-01-01T00:00:00Z"],
+        },
+        "bands": {"type": "bands", "values": [b["name"] for b in _WORLDCOVER_BANDS]},
+    },
+    "summaries": {
+        "eo:bands": _WORLDCOVER_BANDS,
+        "classification:classes": WORLDCOVER_CLASSES,
+        "gsd": [10],
+        "platform": ["sentinel-1", "sentinel-2"],
+    },
+}
+
+COLLECTIONS: dict[str, dict[str, Any]] = {
+    "SENTINEL2_L2A": _SENTINEL2_L2A,
+    "ESA_WORLDCOVER_10M_2021_V2": _ESA_WORLDCOVER,
+}
 
 
 def collection_links(collection: dict[str, Any], base_url: str) -> dict[str, Any]:

@@ -11,10 +11,11 @@ The model, in layers, all at the 20 m classification grid (the SCL grid) unless 
 
 - Land cover (static): smooth value-noise fields place water (~6 % of the area) and urban areas
   (~10 %); the rest is a brick pattern of 300 m x 240 m parcels of crops, grassland, forest and
-  bare soil. A vegetation fraction ``fv`` mixes a green-vegetation and a soil (or urban)
-  spectrum. Grassland and forest follow a seasonal curve (lowest mid January, highest mid July;
-  half a year later south of the equator); crops are bare until a per-parcel sowing day, green up
-  over 45 days and are harvested 100-150 days later.
+  bare soil (public as `land_cover`, which `worldcover` serves as ESA WorldCover). A vegetation
+  fraction ``fv`` mixes a green-vegetation and a soil (or urban) spectrum. Grassland and forest
+  follow a seasonal curve (lowest mid January, highest mid July; half a year later south of the
+  equator); crops are bare until a per-parcel sowing day, green up over 45 days and are
+  harvested 100-150 days later.
 - SCL 4 (vegetation) where ``fv >= 0.6`` on land, which keeps NDVI above ~0.5; 5 (not vegetated)
   elsewhere on land and in towns; 6 water.
 - Clouds: per scene a cloud cover ``cc`` (percent, from the hash of zone and date) and a cloud
@@ -58,16 +59,20 @@ __all__ = [
     "CLOUD_CLASSES",
     "EPOCH",
     "FIRST_DATE",
+    "LAND_RES",
     "NODATA",
     "REFLECTANCE_BANDS",
     "REVISIT_DAYS",
     "SCL",
     "SCL_CLASSES",
     "SCL_PRODUCED",
+    "LandCover",
     "Scene",
     "acquisitions",
     "cloud_cover",
     "is_acquisition",
+    "land_cover",
+    "land_pixel",
     "load",
 ]
 
@@ -135,13 +140,26 @@ _SNOW_NOISE = ((8000.0, 1.0), (2500.0, 0.5), (700.0, 0.25))
 _SOIL_NOISE = ((1500.0, 1.0), (400.0, 0.5))
 _TURBIDITY_NOISE = ((2500.0, 1.0),)
 
-_CLASS_RES = 20  # the classification grid: land cover, clouds, shadows and snow live here
+LAND_RES = 20
+"""Metres of the classification grid, anchored at 0: land cover, clouds, shadows and snow live here."""
+_CLASS_RES = LAND_RES
 _VEGETATION_FV = 0.6  # vegetation fraction from which a land pixel is SCL 4
 _HIGH_SHARE = 0.6  # share of a scene's cloud that is SCL 9
 _SHADOW_FACTOR = 0.35
 
-# Land-cover kinds on the classification grid.
-_WATER_K, _URBAN_K, _CROP_K, _GRASS_K, _FOREST_K, _BARE_K = range(6)
+
+class LandCover(IntEnum):
+    """The land-cover kinds of the classification grid (`land_cover`)."""
+
+    WATER = 0
+    URBAN = 1
+    CROP = 2
+    GRASS = 3
+    FOREST = 4
+    BARE = 5
+
+
+_WATER_K, _URBAN_K, _CROP_K, _GRASS_K, _FOREST_K, _BARE_K = (int(k) for k in LandCover)
 
 # Hash-key namespaces, so that no two fields share a stream.
 (_K_WATER, _K_URBAN, _K_ROWSHIFT, _K_PARCEL, _K_PARCEL_A, _K_PARCEL_B, _K_SOIL, _K_BLOCK,
@@ -342,7 +360,8 @@ class _Land:
     brightness: Floats  # soil, urban or water factor for the background spectrum
 
 
-def _land(epsg: int, cx: Ints, cy: Ints) -> _Land:
+def _kinds(epsg: int, cx: Ints, cy: Ints) -> tuple[Ints, Ints, Ints]:
+    """(kind, parcel row, parcel column) on classification pixels ``cy x cx``."""
     xs, ys = _centres(cx, _CLASS_RES), _centres(cy, _CLASS_RES)
     water = _fbm((epsg, _K_WATER), xs, ys, _WATER_NOISE) < _threshold(_WATER_NOISE, 0.94)
     urban = _fbm((epsg, _K_URBAN), xs, ys, _URBAN_NOISE) > _threshold(_URBAN_NOISE, 0.10)
@@ -354,12 +373,33 @@ def _land(epsg: int, cx: Ints, cy: Ints) -> _Land:
     kind = np.select([parcel < 0.40, parcel < 0.70, parcel < 0.85], [_CROP_K, _GRASS_K, _FOREST_K], _BARE_K)
     kind[urban] = _URBAN_K
     kind[water] = _WATER_K
+    return kind.astype(np.int64), prow, pcol
+
+
+def land_cover(epsg: int, cx: Ints, cy: Ints) -> Ints:
+    """The `LandCover` kind of the classification pixels ``cy x cx`` of zone `epsg`: absolute
+    indices on the `LAND_RES` grid (``floor(x / LAND_RES)`` of a centre in UTM metres), rows as
+    `cy` gives them. The static layer under every band: SCL 6 exactly where it is WATER and the
+    sky is clear."""
+    _zone(epsg)
+    return _kinds(epsg, np.asarray(cx, dtype=np.int64), np.asarray(cy, dtype=np.int64))[0]
+
+
+def land_pixel(native: Ints, res: int) -> Ints:
+    """The classification pixel containing the centre of pixel `native` of a grid of `res` metres
+    anchored at 0 (`res` an integer, so that the index is exact)."""
+    return _class_index(native, res)
+
+
+def _land(epsg: int, cx: Ints, cy: Ints) -> _Land:
+    xs, ys = _centres(cx, _CLASS_RES), _centres(cy, _CLASS_RES)
+    kind, prow, pcol = _kinds(epsg, cx, cy)
     soil = 0.75 + 0.5 * _fbm((epsg, _K_SOIL), xs, ys, _SOIL_NOISE)
     block = 0.75 + 0.6 * _uniform(_hash(epsg, _K_BLOCK, (cy // 3)[:, None], (cx // 3)[None, :]))
     turbidity = 0.85 + 0.5 * _fbm((epsg, _K_TURBIDITY), xs, ys, _TURBIDITY_NOISE)
     brightness = np.where(kind == _WATER_K, turbidity, np.where(kind == _URBAN_K, block, soil))
     return _Land(
-        kind=kind.astype(np.int64),
+        kind=kind,
         param_a=_uniform(_hash(epsg, _K_PARCEL_A, prow[:, None], pcol)),
         param_b=_uniform(_hash(epsg, _K_PARCEL_B, prow[:, None], pcol)),
         background=np.where(kind == _WATER_K, 2, np.where(kind == _URBAN_K, 1, 0)).astype(np.int64),

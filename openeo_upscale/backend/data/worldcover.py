@@ -1,0 +1,140 @@
+"""Synthetic ESA WorldCover 10 m 2021 (v200): the land cover under the synthetic Sentinel-2.
+
+The map is `sentinel2.land_cover`, the static layer the synthetic `SENTINEL2_L2A` computes its
+reflectances and SCL from, written as WorldCover class codes, so that the two collections agree:
+where this map says 80 (water) a clear Sentinel-2 pixel has SCL 6, and nowhere else. The land
+model lives on a 20 m grid; a 10 m WorldCover pixel takes the class of the 20 m pixel that
+contains its centre, and loading at another resolution takes, for each output pixel, the 10 m
+pixel that contains its centre (the nearest rule of `sentinel2.load`). So values are a pure
+function of (UTM zone, absolute pixel index): tiles mosaic seamlessly, reruns are bit-identical.
+
+There is one layer, dated 2021-01-01, and one band, ``MAP``, delivered as float32 holding the
+uint8 class codes; 0 is nodata and never produced. The land model has no shrubland (20),
+herbaceous wetland (90), mangroves (95), moss and lichen (100) or snow and ice (70).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+import xarray as xr
+
+from openeo_upscale.backend.data import sentinel2
+from openeo_upscale.backend.data.sentinel2 import LandCover
+
+__all__ = ["BANDS", "CLASSES", "CODES", "DATE", "NODATA", "RESOLUTION", "Scene", "acquisitions", "load"]
+
+Bounds = tuple[float, float, float, float]
+
+RESOLUTION = 10
+"""Native resolution in metres."""
+BANDS: Mapping[str, int] = MappingProxyType({"MAP": RESOLUTION})
+"""Band name -> native resolution in metres."""
+DATE = date(2021, 1, 1)
+"""The date of the only layer (the 2021 map)."""
+NODATA = 0
+"""Nodata value of the map; never produced."""
+
+CLASSES: Mapping[int, str] = MappingProxyType({
+    10: "Tree cover", 20: "Shrubland", 30: "Grassland", 40: "Cropland", 50: "Built-up",
+    60: "Bare / sparse vegetation", 70: "Snow and ice", 80: "Permanent water bodies",
+    90: "Herbaceous wetland", 95: "Mangroves", 100: "Moss and lichen",
+})
+"""ESA WorldCover class code -> name, all classes of the product."""
+CODES: Mapping[LandCover, int] = MappingProxyType({
+    LandCover.FOREST: 10, LandCover.GRASS: 30, LandCover.CROP: 40, LandCover.URBAN: 50,
+    LandCover.BARE: 60, LandCover.WATER: 80,
+})
+"""Land-cover kind of the synthetic model -> the WorldCover code it is served as."""
+
+_LOOKUP = np.array([CODES[kind] for kind in LandCover], dtype=np.float32)
+_LOOKUP.flags.writeable = False
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The one layer of the collection."""
+
+    date: date
+
+
+def _as_datetime(value: str | date) -> datetime:
+    """A naive UTC datetime: dates at midnight, ISO strings with or without time and offset."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    return datetime(value.year, value.month, value.day)
+
+
+def _check_bounds(bounds: Bounds) -> None:
+    west, south, east, north = bounds
+    if not all(math.isfinite(v) for v in bounds) or west >= east or south >= north:
+        raise ValueError(f"bounds must be finite (west, south, east, north) with west < east and "
+                         f"south < north, not {bounds}")
+
+
+def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) -> list[Scene]:
+    """The layer if its date is in [`start`, `end`) (an openEO temporal extent), else nothing."""
+    _check_bounds(bounds)
+    moment = datetime(DATE.year, DATE.month, DATE.day)
+    return [Scene(DATE)] if _as_datetime(start) <= moment < _as_datetime(end) else []
+
+
+def _axis(low: float, high: float, res: float, descending: bool) -> npt.NDArray[np.float64]:
+    """Pixel centres of the grid snapped to multiples of `res` that covers [low, high]."""
+    first, stop = math.floor(low / res), math.ceil(high / res)
+    centres = (np.arange(first, max(stop, first + 1), dtype=np.float64) + 0.5) * res
+    return centres[::-1].copy() if descending else centres
+
+
+def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
+         resolution: float | None = None) -> xr.DataArray:
+    """The map over `bounds` (UTM metres in `epsg`) as a cube ``(t, bands, y, x)``.
+
+    The grid has `resolution` metres (default 10), snapped to multiples of it and covering
+    `bounds`; ``x``/``y`` are pixel centres, ``y`` descending. Values are float32 class codes;
+    `dates` may only hold `DATE`.
+    """
+    _check_bounds(bounds)
+    if not bands:
+        raise ValueError("no bands requested")
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown:
+        raise ValueError(f"unknown bands {unknown}; ESA_WORLDCOVER_10M_2021_V2 has {list(BANDS)}")
+    days = [d.date() if isinstance(d, datetime) else d for d in dates]
+    other = [d.isoformat() for d in days if d != DATE]
+    if other:
+        raise ValueError(f"ESA_WORLDCOVER_10M_2021_V2 has one layer, on {DATE.isoformat()}, not {other}")
+    res = float(resolution) if resolution is not None else float(RESOLUTION)
+    if not (math.isfinite(res) and res > 0):
+        raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
+
+    west, south, east, north = bounds
+    xs, ys = _axis(west, east, res, False), _axis(south, north, res, True)
+    # Output pixel -> 10 m pixel containing its centre -> 20 m land pixel containing that centre.
+    cx = sentinel2.land_pixel(np.floor(xs / RESOLUTION).astype(np.int64), RESOLUTION)
+    cy = sentinel2.land_pixel(np.floor(ys / RESOLUTION).astype(np.int64), RESOLUTION)
+    ux, ix = np.unique(cx, return_inverse=True)
+    uy, iy = np.unique(cy, return_inverse=True)
+    kind = sentinel2.land_cover(epsg, ux, uy)
+    codes = _LOOKUP[kind[np.ix_(iy, ix)]]
+    out = np.broadcast_to(codes, (len(days), len(bands), ys.size, xs.size)).copy()
+    return xr.DataArray(
+        out,
+        dims=("t", "bands", "y", "x"),
+        coords={
+            "t": np.array([np.datetime64(d.isoformat(), "ns") for d in days], dtype="datetime64[ns]"),
+            "bands": list(bands),
+            "y": ys,
+            "x": xs,
+        },
+        attrs={"crs": epsg, "resolution": res, "nodata": NODATA},
+        name="ESA_WORLDCOVER_10M_2021_V2",
+    )
