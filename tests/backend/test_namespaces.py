@@ -123,9 +123,11 @@ def test_a_slow_namespace_does_not_delay_another_users_requests(
     tmp_path: Path, udp_dir: Path, namespace_server: NamespaceServer
 ) -> None:
     """While alice's validation waits on a namespace server that takes 8 s, bob's `GET /jobs`
-    answers as usual: p95 over 20 requests under 0.2 s, or under three times what it was before
-    alice asked when the machine is that loaded (other tests beside this one), and none near the
-    8 s it took when namespaces blocked the server; then alice's validation succeeds."""
+    answer as usual: none of 20 comes near the 8 s the first one took when namespaces blocked the
+    server (each under 2 s), and their median is under 0.1 s, or under three times bob's own
+    median before alice asked when the machine is that loaded (another test worker beside this
+    one; a percentile of 20 requests swings with a single slow one). Then alice's validation
+    succeeds."""
     config = BackendConfig(
         state_dir=tmp_path / "state",
         udp_dirs=(udp_dir,),
@@ -156,10 +158,11 @@ def test_a_slow_namespace_does_not_delay_another_users_requests(
         still_waiting = worker.is_alive()
         namespace_server.release()
         worker.join(30)
-    p95, usual = statistics.quantiles(seconds, n=20)[-1], statistics.quantiles(before, n=20)[-1]
+    median, usual = statistics.median(seconds), statistics.median(before)
+    shown = ", ".join(f"{t * 1000:.0f}" for t in seconds)
     assert still_waiting, "alice's validation did not wait on the namespace server"
-    assert p95 < max(0.2, 3 * usual), f"bob's GET /jobs p95 {p95:.3f} s (before: {usual:.3f} s)"
-    assert max(seconds) < 2.0, f"bob's slowest GET /jobs took {max(seconds):.1f} s"
+    assert max(seconds) < 2.0, f"bob's GET /jobs waited on alice's namespace: {shown} ms"
+    assert median < max(0.1, 3 * usual), f"bob's GET /jobs: {shown} ms (median before: {usual * 1000:.0f} ms)"
     assert answer["errors"] == [] and namespace_server.hits == 1
 
 
