@@ -47,6 +47,22 @@ S2_BANDS: list[dict[str, Any]] = [
     },
 ]
 
+PROVIDERS = [{"name": "openeo-upscale", "roles": ["producer", "host"]}]
+GLOBAL_BBOX = [-180.0, -80.0, 180.0, 84.0]
+"""Where the synthetic collections have data: everywhere UTM is defined."""
+
+_UTM_XY: dict[str, Any] = {
+    axis: {
+        "type": "spatial",
+        "axis": axis,
+        "extent": extent,
+        "step": 10,
+        "reference_system": {"name": "UTM zone of the area"},
+    }
+    for axis, extent in (("x", [-180.0, 180.0]), ("y", [-80.0, 84.0]))
+}
+"""The spatial dimensions of every synthetic collection: 10 m pixels in the area's UTM zone."""
+
 _SENTINEL2_L2A: dict[str, Any] = {
     "stac_version": "1.0.0",
     "type": "Collection",
@@ -77,27 +93,14 @@ _SENTINEL2_L2A: dict[str, Any] = {
     ),
     "license": "proprietary",
     "keywords": ["sentinel-2", "synthetic", "l2a"],
-    "providers": [{"name": "openeo-upscale", "roles": ["producer", "host"]}],
+    "providers": PROVIDERS,
     "extent": {
-        "spatial": {"bbox": [[-180.0, -80.0, 180.0, 84.0]]},
+        "spatial": {"bbox": [GLOBAL_BBOX]},
         "temporal": {"interval": [["2017-03-28T00:00:00Z", None]]},
     },
     "links": [],
     "cube:dimensions": {
-        "x": {
-            "type": "spatial",
-            "axis": "x",
-            "extent": [-180.0, 180.0],
-            "step": 10,
-            "reference_system": {"name": "UTM zone of the area"},
-        },
-        "y": {
-            "type": "spatial",
-            "axis": "y",
-            "extent": [-80.0, 84.0],
-            "step": 10,
-            "reference_system": {"name": "UTM zone of the area"},
-        },
+        **_UTM_XY,
         "t": {"type": "temporal", "extent": ["2017-03-28T00:00:00Z", None], "step": "P5D"},
         "bands": {"type": "bands", "values": [b["name"] for b in S2_BANDS]},
     },
@@ -162,27 +165,14 @@ _ESA_WORLDCOVER: dict[str, Any] = {
     ),
     "license": "CC-BY-4.0",
     "keywords": ["esa", "worldcover", "land cover", "synthetic"],
-    "providers": [{"name": "openeo-upscale", "roles": ["producer", "host"]}],
+    "providers": PROVIDERS,
     "extent": {
-        "spatial": {"bbox": [[-180.0, -80.0, 180.0, 84.0]]},
+        "spatial": {"bbox": [GLOBAL_BBOX]},
         "temporal": {"interval": [["2021-01-01T00:00:00Z", "2021-12-31T23:59:59Z"]]},
     },
     "links": [],
     "cube:dimensions": {
-        "x": {
-            "type": "spatial",
-            "axis": "x",
-            "extent": [-180.0, 180.0],
-            "step": 10,
-            "reference_system": {"name": "UTM zone of the area"},
-        },
-        "y": {
-            "type": "spatial",
-            "axis": "y",
-            "extent": [-80.0, 84.0],
-            "step": 10,
-            "reference_system": {"name": "UTM zone of the area"},
-        },
+        **_UTM_XY,
         "t": {
             "type": "temporal",
             "extent": ["2021-01-01T00:00:00Z", "2021-01-01T00:00:00Z"],

@@ -506,8 +506,7 @@ class Campaign:
         wanted = None if task_ids is None else set(task_ids)
         done = [task for task in self.store.all_tasks(self.id, states=(S.DONE,))
                 if wanted is None or task.id in wanted]
-        ids = {task.id for task in done}
-        return measurements(done, [row for row in self.store.ledger(self.id) if row.task_id in ids])
+        return measurements(done, self.store.ledger_of(self.id, [task.id for task in done]))
 
     def forecast(self) -> Forecast | None:
         """The newest forecast kept in the store (`pilot`, or one made while the campaign ran)."""

@@ -37,6 +37,7 @@ from pyproj import Transformer
 from openeo_upscale.campaign.models import JobRecord, Task
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
+from openeo_upscale.grid.zones import utm_epsg, zone_number
 
 S = TaskState
 
@@ -58,17 +59,12 @@ def _to_utm(source: int, epsg: int) -> Transformer:
     return Transformer.from_crs(source, epsg, always_xy=True)
 
 
-def _utm_zone(lon: float, lat: float) -> int:
-    zone = min(60, max(1, int((lon + 180) // 6) + 1))
-    return (32600 if lat >= 0 else 32700) + zone
-
-
 def _box_km2(bounds: tuple[float, float, float, float], crs: int | None, epsg: int | None) -> float:
     """Area of a box given in ``crs`` (None: lon/lat), measured in the UTM zone ``epsg``."""
     west, south, east, north = bounds
     if crs is not None and crs != 4326:
         return max(0.0, (east - west) * (north - south) / 1e6)  # a projected CRS: metres
-    zone = epsg or _utm_zone((west + east) / 2, (south + north) / 2)
+    zone = epsg or utm_epsg(zone_number((west + east) / 2), (south + north) / 2 >= 0)
     w, s, e, n = _to_utm(4326, zone).transform_bounds(west, south, east, north)
     return max(0.0, (e - w) * (n - s) / 1e6)
 

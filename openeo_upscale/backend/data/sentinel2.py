@@ -70,10 +70,12 @@ __all__ = [
     "Scene",
     "acquisitions",
     "cloud_cover",
+    "cube",
     "is_acquisition",
     "land_cover",
     "land_pixel",
     "load",
+    "pixel_axis",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -497,8 +499,9 @@ def _band_on_class_grid(band: str, land: _Land, sky: _Sky) -> tuple[Floats, Floa
 # ----- loading -------------------------------------------------------------------------------------
 
 
-def _axis(low: float, high: float, res: float, descending: bool) -> Floats:
-    """Pixel centres of the grid snapped to multiples of `res` that covers [low, high]."""
+def pixel_axis(low: float, high: float, res: float, descending: bool) -> Floats:
+    """Pixel centres of the grid snapped to multiples of `res` that covers [low, high] (each provider
+    of the synthetic collections lays its pixels on this grid)."""
     first, stop = math.floor(low / res), math.ceil(high / res)
     centres = _centres(np.arange(first, max(stop, first + 1)), res)
     return centres[::-1].copy() if descending else centres
@@ -537,7 +540,7 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
         raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
 
     west, south_m, east, north = bounds
-    xs, ys = _axis(west, east, res, False), _axis(south_m, north, res, True)
+    xs, ys = pixel_axis(west, east, res, False), pixel_axis(south_m, north, res, True)
 
     # Per native resolution: native pixel and classification pixel of each output column/row.
     natives = {BANDS[b] for b in bands}
@@ -568,8 +571,14 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
             value = (p[gather[r]] * texture[r] + q[gather[r]]) * factor
             out[t, k] = np.clip(np.rint(value), 1.0, 10000.0)
 
+    return cube(out, days, bands, ys, xs, epsg=epsg, res=res, name="SENTINEL2_L2A")
+
+
+def cube(values: npt.NDArray[np.float32], days: Sequence[date], bands: Sequence[str], ys: Floats, xs: Floats,
+         *, epsg: int, res: float, name: str, nodata: float = NODATA) -> xr.DataArray:
+    """A provider's ``(t, bands, y, x)`` cube as the engine takes it."""
     return xr.DataArray(
-        out,
+        values,
         dims=("t", "bands", "y", "x"),
         coords={
             "t": np.array([np.datetime64(d.isoformat(), "ns") for d in days], dtype="datetime64[ns]"),
@@ -577,8 +586,8 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
             "y": ys,
             "x": xs,
         },
-        attrs={"crs": epsg, "resolution": res, "nodata": NODATA},
-        name="SENTINEL2_L2A",
+        attrs={"crs": epsg, "resolution": res, "nodata": nodata},
+        name=name,
     )
 
 

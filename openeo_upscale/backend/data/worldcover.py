@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime
 from types import MappingProxyType
 
 import numpy as np
-import numpy.typing as npt
 import xarray as xr
 
 from openeo_upscale.backend.data import sentinel2
@@ -87,13 +86,6 @@ def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) 
     return [Scene(DATE)] if _as_datetime(start) <= moment < _as_datetime(end) else []
 
 
-def _axis(low: float, high: float, res: float, descending: bool) -> npt.NDArray[np.float64]:
-    """Pixel centres of the grid snapped to multiples of `res` that covers [low, high]."""
-    first, stop = math.floor(low / res), math.ceil(high / res)
-    centres = (np.arange(first, max(stop, first + 1), dtype=np.float64) + 0.5) * res
-    return centres[::-1].copy() if descending else centres
-
-
 def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
          resolution: float | None = None) -> xr.DataArray:
     """The map over `bounds` (UTM metres in `epsg`) as a cube ``(t, bands, y, x)``.
@@ -117,7 +109,8 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
         raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
 
     west, south, east, north = bounds
-    xs, ys = _axis(west, east, res, False), _axis(south, north, res, True)
+    xs = sentinel2.pixel_axis(west, east, res, False)
+    ys = sentinel2.pixel_axis(south, north, res, True)
     # Output pixel -> 10 m pixel containing its centre -> 20 m land pixel containing that centre.
     cx = sentinel2.land_pixel(np.floor(xs / RESOLUTION).astype(np.int64), RESOLUTION)
     cy = sentinel2.land_pixel(np.floor(ys / RESOLUTION).astype(np.int64), RESOLUTION)
@@ -126,15 +119,5 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     kind = sentinel2.land_cover(epsg, ux, uy)
     codes = _LOOKUP[kind[np.ix_(iy, ix)]]
     out = np.broadcast_to(codes, (len(days), len(bands), ys.size, xs.size)).copy()
-    return xr.DataArray(
-        out,
-        dims=("t", "bands", "y", "x"),
-        coords={
-            "t": np.array([np.datetime64(d.isoformat(), "ns") for d in days], dtype="datetime64[ns]"),
-            "bands": list(bands),
-            "y": ys,
-            "x": xs,
-        },
-        attrs={"crs": epsg, "resolution": res, "nodata": NODATA},
-        name="ESA_WORLDCOVER_10M_2021_V2",
-    )
+    return sentinel2.cube(out, days, bands, ys, xs, epsg=epsg, res=res, name="ESA_WORLDCOVER_10M_2021_V2",
+                          nodata=NODATA)

@@ -14,11 +14,14 @@ import sqlalchemy as sa
 
 from openeo_upscale.campaign.models import JobRecord
 from openeo_upscale.campaign.states import TaskState
-from openeo_upscale.campaign.store.base import StoreBase
+from openeo_upscale.campaign.store.base import StoreBase, chunks
 from openeo_upscale.campaign.store.schema import forecasts_table, jobs_table, tasks_table
 
 _f = forecasts_table
 _t = tasks_table
+
+ID_CHUNK = 5_000
+"""Task ids per query."""
 
 SizeOf = Callable[[Mapping[str, Any], str | None, int | None, tuple[float | None, ...]], float]
 """A task's size from its parameters, lon/lat geometry WKT, EPSG code and native box."""
@@ -77,9 +80,12 @@ class ForecastQueries(StoreBase):
                                      (row.west, row.south, row.east, row.north)) for row in rows}
 
     def ledger_of(self, campaign_id: int, task_ids: Sequence[int]) -> list[JobRecord]:
-        """The ledger rows (every job) of the tasks ``task_ids``, oldest first."""
-        query = (sa.select(jobs_table)
-                 .where(jobs_table.c.campaign_id == campaign_id, jobs_table.c.task_id.in_(list(task_ids)))
-                 .order_by(jobs_table.c.id))
+        """The ledger rows (every job) of the tasks ``task_ids``, oldest first (asked for in chunks:
+        a database takes only so many values in one query)."""
+        found: list[JobRecord] = []
         with self._read() as conn:
-            return [JobRecord.from_row(dict(row._mapping)) for row in conn.execute(query)]
+            for chunk in chunks(task_ids, ID_CHUNK):
+                query = sa.select(jobs_table).where(jobs_table.c.campaign_id == campaign_id,
+                                                    jobs_table.c.task_id.in_(chunk))
+                found += [JobRecord.from_row(dict(row._mapping)) for row in conn.execute(query)]
+        return sorted(found, key=lambda row: row.id)

@@ -1,4 +1,5 @@
-"""Helpers of the engine tests: one process evaluated with literal arguments."""
+"""Helpers of the engine tests: graph nodes and parameter references, one process evaluated with
+literal arguments."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import numpy as np
 import xarray as xr
 
 from openeo_upscale.backend.engine import Evaluator, default_registry
+
+
+def node(process_id: str, result: bool = False, **arguments: Any) -> dict[str, Any]:
+    """A process graph node calling ``process_id`` with ``arguments`` (the result node with ``result``)."""
+    out: dict[str, Any] = {"process_id": process_id, "arguments": arguments}
+    if result:
+        out["result"] = True
+    return out
+
+
+def p(name: str) -> dict[str, str]:
+    """A reference to the parameter ``name``."""
+    return {"from_parameter": name}
 
 
 def run(process_id: str, **arguments: Any) -> Any:

@@ -19,22 +19,11 @@ import xarray as xr
 
 from openeo_upscale.backend.engine import ARRAY_DIM, Evaluator, ProcessGraphError
 from openeo_upscale.backend.engine.cubes_scl import gaussian_kernel
-from tests.backend.engine.helpers import run
+from tests.backend.engine.helpers import node, p, run
 
 EPSG = 32631
 X0, Y0 = 600_000.0, 5_700_000.0
 """Upper-left corner of the test grids (UTM 31N, near Antwerp)."""
-
-
-def node(process_id: str, result: bool = False, **arguments: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"process_id": process_id, "arguments": arguments}
-    if result:
-        out["result"] = True
-    return out
-
-
-def p(name: str) -> dict[str, str]:
-    return {"from_parameter": name}
 
 
 def evaluate(graph: dict[str, Any], services: dict[str, Any] | None = None, **params: Any) -> Any:

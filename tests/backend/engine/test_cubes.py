@@ -20,6 +20,7 @@ from pyproj import Transformer
 from openeo_upscale.backend.engine import Evaluator, ProcessGraphError
 from openeo_upscale.backend.engine.cubes import period_starts
 from openeo_upscale.backend.engine.cubes_spatial import VectorCube
+from tests.backend.engine.helpers import node, p
 
 EPSG = 32631
 X0, Y0 = 600_000.0, 5_700_000.0  # upper-left corner of the test grids
@@ -47,17 +48,6 @@ def make_cube(
         },
         attrs={"crs": EPSG, "resolution": res, "nodata": 0},
     )
-
-
-def node(process_id: str, result: bool = False, **arguments: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"process_id": process_id, "arguments": arguments}
-    if result:
-        out["result"] = True
-    return out
-
-
-def p(name: str) -> dict[str, str]:
-    return {"from_parameter": name}
 
 
 def n(name: str) -> dict[str, str]:

@@ -14,17 +14,8 @@ from openeo_upscale.backend.engine import (
     ProcessGraphError,
     default_registry,
 )
-
-
-def node(process_id: str, result: bool = False, **arguments: Any) -> dict[str, Any]:
-    n: dict[str, Any] = {"process_id": process_id, "arguments": arguments}
-    if result:
-        n["result"] = True
-    return n
-
-
-def param(name: str) -> dict[str, str]:
-    return {"from_parameter": name}
+from tests.backend.engine.helpers import node
+from tests.backend.engine.helpers import p as param
 
 
 def ref(node_id: str) -> dict[str, str]:
