@@ -40,19 +40,22 @@ USER_ENV = "TEST_LOCAL_USERNAME"
 PASSWORD_ENV = "TEST_LOCAL_PASSWORD"
 
 
-def campaign_toml(tmp_path: Path, url: str, udp_dir: Path, *, extra: str = "",
-                  backend_extra: str = "") -> Path:
-    """A campaign TOML in `tmp_path` running max_ndvi over Antwerp on the local backend at `url`."""
+def campaign_toml(tmp_path: Path, url: str, udp_dir: Path, *, extra: str = "", backend_extra: str = "",
+                  name: str = "antwerp", bbox: list[float] | None = None, size: int = 5000,
+                  retry: str = "max_attempts = 1", tables: str = "") -> Path:
+    """A campaign TOML in `tmp_path` running max_ndvi over Antwerp (or `bbox`, cut in tiles of `size`
+    metres) on the local backend at `url`: `extra` top-level keys, `retry` the body of ``[retry]``,
+    `tables` more tables (``[limits]`` ...), `backend_extra` more keys of the backend."""
     path = tmp_path / "campaign.toml"
     path.write_text(f"""
 store = "campaign.sqlite"
-name = "antwerp"
+name = "{name}"
 output_dir = "results"
 {extra}
 
 [grid]
-bbox = {BBOX}
-size = 5000
+bbox = {bbox or BBOX}
+size = {size}
 
 [udp]
 file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
@@ -66,7 +69,9 @@ min_interval = 0.05
 max_interval = 0.2
 
 [retry]
-max_attempts = 1
+{retry}
+
+{tables}
 
 [[backends]]
 name = "local"

@@ -12,8 +12,7 @@ import pytest
 
 from openeo_upscale.backend import LocalBackend
 from openeo_upscale.cli import main
-from tests.conftest import MAX_NDVI_URL
-from tests.helpers import PASSWORD_ENV, USER_ENV, local_backend_jobs
+from tests.helpers import PASSWORD_ENV, USER_ENV, campaign_toml, local_backend_jobs
 
 BIG_BBOX = [4.30, 51.00, 4.60, 51.20]
 """About 20 tiles of 5 km."""
@@ -26,38 +25,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _toml(tmp_path: Path, backend: LocalBackend, udp_dir: Path, limits: str = "") -> Path:
-    path = tmp_path / "campaign.toml"
-    path.write_text(f"""
-store = "campaign.sqlite"
-name = "guarded"
-output_dir = "results"
-
-[grid]
-bbox = {BIG_BBOX}
-size = 5000
-
-[udp]
-file = {json.dumps(str(udp_dir / "max_ndvi.json"))}
-namespace = "{MAX_NDVI_URL}"
-
-[defaults]
-temporal_extent = ["2023-05-01", "2023-07-01"]
-
-[polling]
-min_interval = 0.05
-max_interval = 0.2
-
-{limits}
-
-[[backends]]
-name = "local"
-url = "{backend.url}"
-parallel_jobs = 4
-auth = "basic"
-username_env = "{USER_ENV}"
-password_env = "{PASSWORD_ENV}"
-""")
-    return path
+    return campaign_toml(tmp_path, backend.url, udp_dir, name="guarded", bbox=BIG_BBOX, tables=limits)
 
 
 def _status(store: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

@@ -492,46 +492,13 @@ def test_run_ends_with_exit_code_0_when_the_split_tiles_quadrants_are_done(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from openeo_upscale.cli import main
-    from tests.conftest import MAX_NDVI_URL
-    from tests.helpers import PASSWORD_ENV, USER_ENV
+    from tests.helpers import PASSWORD_ENV, USER_ENV, campaign_toml
 
     monkeypatch.setenv(USER_ENV, "demo")
     monkeypatch.setenv(PASSWORD_ENV, "demo")
     local = backends("local", simulation=SPLITTABLE)
-    toml = tmp_path / "campaign.toml"
-    toml.write_text(f"""
-store = "campaign.sqlite"
-name = "split"
-output_dir = "results"
-
-[grid]
-bbox = [5.3, 50.9, 5.45, 51.0]
-size = 10000
-
-[udp]
-file = "{udp_dir / 'max_ndvi.json'}"
-namespace = "{MAX_NDVI_URL}"
-
-[defaults]
-temporal_extent = ["2023-05-01", "2023-07-01"]
-
-[polling]
-min_interval = 0.05
-max_interval = 0.2
-
-[retry]
-on_memory_error = "split"
-backoff_base = 0.1
-backoff_max = 0.5
-
-[[backends]]
-name = "local"
-url = "{local.url}"
-parallel_jobs = 4
-auth = "basic"
-username_env = "{USER_ENV}"
-password_env = "{PASSWORD_ENV}"
-""")
+    toml = campaign_toml(tmp_path, local.url, udp_dir, name="split", bbox=[5.3, 50.9, 5.45, 51.0], size=10000,
+                         retry='on_memory_error = "split"\nbackoff_base = 0.1\nbackoff_max = 0.5')
     assert main(["run", str(toml), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "not done" not in err, err
