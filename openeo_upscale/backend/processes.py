@@ -101,6 +101,8 @@ _SIGNATURES: dict[str, str] = {
     # cubes
     # CDSE leaves a missing spatial extent to the graph and accepts tiling hints (featureflags).
     "load_collection": "id spatial_extent? temporal_extent bands? properties? featureflags?",
+    "load_stac": "url spatial_extent? temporal_extent? bands? properties? featureflags?",
+    "load_url": "url format options?",
     "save_result": "data format options?",
     "filter_bbox": "data extent",
     "filter_spatial": "data geometries",
@@ -111,6 +113,7 @@ _SIGNATURES: dict[str, str] = {
     "apply_dimension": "data process dimension target_dimension? context?",
     "apply_neighborhood": "data process size overlap? context?",
     "apply_kernel": "data kernel factor? border? replace_invalid?",
+    "apply_polygon": "data geometries process mask_value? context?",
     "reduce_dimension": "data reducer dimension context?",
     "aggregate_temporal_period": "data period reducer dimension? context?",
     "aggregate_temporal": "data intervals reducer labels? dimension? context?",
@@ -128,6 +131,10 @@ _SIGNATURES: dict[str, str] = {
     "resample_cube_spatial": "data target method?",
     "to_scl_dilation_mask": "data erosion_kernel_size? mask1_values? mask2_values? kernel1_size? "
                             "kernel2_size? scl_band_name?",
+    "sar_backscatter": "data coefficient? elevation_model? mask? contributing_area? local_incidence_angle? "
+                       "ellipsoid_incidence_angle? noise_removal? options?",
+    # user-defined functions
+    "run_udf": "data udf runtime version? context?",
     # texts
     "text_concat": "data separator?",
 }
@@ -137,6 +144,7 @@ _CALLBACKS: dict[tuple[str, str], tuple[str, ...]] = {
     ("apply", "process"): ("x", "context"),
     ("apply_dimension", "process"): ("data", "context"),
     ("apply_neighborhood", "process"): ("data", "context"),
+    ("apply_polygon", "process"): ("data", "context"),
     ("array_apply", "process"): ("x", "index", "label", "context"),
     ("array_filter", "condition"): ("x", "index", "label", "context"),
     ("count", "condition"): ("x", "context"),
@@ -151,10 +159,11 @@ _CALLBACKS: dict[tuple[str, str], tuple[str, ...]] = {
 
 _CUBE_PROCESSES = frozenset({
     "add_dimension", "aggregate_temporal", "aggregate_temporal_period", "apply", "apply_dimension",
-    "apply_kernel", "apply_neighborhood", "drop_dimension", "filter_bands", "filter_bbox", "filter_labels",
-    "filter_spatial", "filter_temporal", "load_collection", "mask", "mask_polygon", "merge_cubes", "ndvi",
-    "reduce_dimension", "rename_dimension", "rename_labels", "resample_cube_spatial", "resample_spatial",
-    "to_scl_dilation_mask", "vector_to_raster",
+    "apply_kernel", "apply_neighborhood", "apply_polygon", "drop_dimension", "filter_bands", "filter_bbox",
+    "filter_labels", "filter_spatial", "filter_temporal", "load_collection", "load_stac", "load_url", "mask",
+    "mask_polygon", "merge_cubes", "ndvi", "reduce_dimension", "rename_dimension", "rename_labels",
+    "resample_cube_spatial", "resample_spatial",
+    "sar_backscatter", "to_scl_dilation_mask", "vector_to_raster",
 })
 _BOOLEAN_PROCESSES = frozenset({
     "and", "or", "xor", "not", "eq", "neq", "lt", "lte", "gt", "gte", "between", "is_nan", "is_nodata",
@@ -164,7 +173,7 @@ _ARRAY_PROCESSES = frozenset({
     "array_apply", "array_concat", "array_create", "array_filter", "array_interpolate_linear", "array_labels",
     "dimension_labels", "order", "sort", "quantiles",
 })
-_ANY_PROCESSES = frozenset({"if", "array_element", "first", "last", "max", "min", "constant"})
+_ANY_PROCESSES = frozenset({"if", "array_element", "first", "last", "max", "min", "constant", "run_udf"})
 _DATACUBE = {"type": "object", "subtype": "datacube"}
 
 
