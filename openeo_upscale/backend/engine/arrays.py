@@ -393,8 +393,11 @@ def _like(result: Any, arr: xr.DataArray) -> xr.DataArray:
 @PROCESSES.register("array_create")
 def array_create(args: Args, ctx: EvalContext) -> Any:
     """openEO `array_create`; items that are DataArrays are stacked along ARRAY_DIM."""
-    data = args.get("data") or []
+    data = args.get("data")
+    data = [] if data is None else data
     repeat = args.get("repeat", 1)
+    if isinstance(data, xr.DataArray) and ARRAY_DIM in data.dims and repeat == 1:
+        return data  # already an array per pixel (e.g. a colour chosen by `if`)
     if not isinstance(data, list | tuple):
         raise ProcessArgumentError("argument 'data' must be an array", parameter="data")
     if not isinstance(repeat, int) or repeat < 1:

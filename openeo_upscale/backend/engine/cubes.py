@@ -17,6 +17,7 @@ never per pixel. Spatial processes live in :mod:`.cubes_spatial`, collection loa
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -543,10 +544,29 @@ def ndvi(args: Args, ctx: EvalContext) -> xr.DataArray:
 
 
 @PROCESSES.register("save_result")
-def save_result(args: Args, ctx: EvalContext) -> bool:
-    """Hand the cube to the job's result writer (``services["results"]``)."""
+def save_result(args: Args, ctx: EvalContext) -> Saved:
+    """Hand the cube to the job's result writer (``services["results"]``).
+
+    Returns a true `Saved`, not a bare ``True``, so that a graph saving the result of a UDP that
+    saves its own (the client adds a ``save_result`` to every batch job) still has the cube: as on
+    Copernicus Data Space, the outer ``save_result`` sets the format, replacing the inner files.
+    """
     writer = ctx.services.get("results")
     if writer is None:
         raise ProcessArgumentError("this evaluation has no result writer: save_result is not available")
-    writer.save(args["data"], args["format"], args.get("options") or {})
-    return True
+    data = args["data"]
+    if isinstance(data, Saved):
+        writer.discard(data.assets)
+        data = data.cube
+    return Saved(data, tuple(writer.save(data, args["format"], args.get("options") or {})))
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What ``save_result`` returns: true, with the cube saved and the names of its files."""
+
+    cube: Any
+    assets: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return True

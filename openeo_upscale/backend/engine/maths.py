@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from openeo_upscale.backend.engine._common import is_array, nan_mask, null_to_nan, to_py, truthy
-from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
+from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError
 from openeo_upscale.backend.engine.registry import PROCESSES
 
 _NUMERIC = (bool, int, float, np.number, np.bool_, np.ndarray, xr.DataArray)
@@ -297,8 +297,18 @@ def if_(args: Args, ctx: EvalContext) -> Any:
     value, accept, reject = args["value"], args.get("accept"), args.get("reject")
     if not is_array(value):
         return accept if truthy(null_to_nan(value)) else reject
+    # Per-pixel conditions choosing between arrays (a colour ramp: `accept` = [r, g, b]) give
+    # each pixel an array: a list becomes a DataArray along ARRAY_DIM, and broadcasting does the rest.
+    accept, reject = _as_item_array(accept), _as_item_array(reject)
     where = xr.where if _any_da(value, accept, reject) else np.where
     return where(truthy(value), null_to_nan(accept), null_to_nan(reject))
+
+
+def _as_item_array(x: Any) -> Any:
+    if isinstance(x, list | tuple):
+        items = [np.nan if v is None else v for v in x]
+        return xr.DataArray(np.asarray(items, dtype=np.float64), dims=ARRAY_DIM)
+    return x
 
 
 @PROCESSES.register("is_nan")

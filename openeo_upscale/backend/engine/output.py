@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,12 @@ class ResultWriter:
             raise UnsupportedFormat(f"save_result needs a raster data cube, not a {type(cube).__name__}")
         self.folder.mkdir(parents=True, exist_ok=True)
         return [self._netcdf(cube)] if canonical == "netCDF" else self._geotiffs(cube, options or {})
+
+    def discard(self, names: Sequence[str]) -> None:
+        """Remove files this writer wrote (a result saved again in another format replaces them)."""
+        for name in names:
+            if self.assets.pop(name, None) is not None:
+                (self.folder / name).unlink(missing_ok=True)
 
     # GeoTIFF ----------------------------------------------------------------------------------
 

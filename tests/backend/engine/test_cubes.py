@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from pyproj import Transformer
 from openeo_upscale.backend.engine import Evaluator, ProcessGraphError
 from openeo_upscale.backend.engine.cubes import period_starts
 from openeo_upscale.backend.engine.cubes_spatial import VectorCube
+from openeo_upscale.backend.engine.output import ResultWriter
 from tests.backend.engine.helpers import node, p
 
 EPSG = 32631
@@ -520,6 +522,22 @@ def test_save_result_calls_the_writer() -> None:
     cube = make_cube(nt=1)
     assert one("save_result", services={"results": Writer()}, data=p("c"), format="GTiff", params={"c": cube})
     assert saved[0][0] is cube and saved[0][1] == "GTiff"
+
+
+def test_save_result_of_a_saved_result_sets_its_format(tmp_path: Path) -> None:
+    """A UDP that saves its own result, saved again by the graph calling it (the client adds a
+    save_result to every batch job): the outer format wins, as on Copernicus Data Space, and the
+    inner files are gone."""
+    writer = ResultWriter(tmp_path)
+    graph = {
+        "inner": node("save_result", data=p("c"), format="netCDF"),
+        "outer": node("save_result", True, data={"from_node": "inner"}, format="GTiff"),
+    }
+    cube = make_cube(nt=1).isel(t=0, drop=True)
+    cube.attrs.update(crs=32631)
+    assert run(graph, {"results": writer}, c=cube)
+    assert list(writer.assets) == ["openEO.tif"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["openEO.tif"]
 
 
 # -- load_collection --------------------------------------------------------------------------------------

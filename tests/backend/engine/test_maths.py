@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from openeo_upscale.backend.engine import Evaluator, default_registry
+from openeo_upscale.backend.engine import ARRAY_DIM, Evaluator, default_registry
 from tests.backend.engine.helpers import run
 
 RNG = np.random.default_rng(7)
@@ -187,3 +187,22 @@ def test_if_on_arrays_with_array_branches() -> None:
         result.values, np.where(np.nan_to_num(value.values) != 0, accept.values, -1)
     )
     np.testing.assert_array_equal(run("if", value=value, accept=1).values, [1.0, np.nan, np.nan, 1.0])
+
+
+def test_if_with_list_branches_gives_each_pixel_an_array() -> None:
+    """A colour ramp, as the catalogue's index visualisations write it: per pixel, `accept` or
+    `reject` is an RGB triple; `array_create` of that per-pixel array returns it as it is."""
+    ndvi = xr.DataArray(np.array([[0.1, 0.7], [np.nan, 0.5]]), dims=("y", "x"))
+    graph = {
+        "lt": {"process_id": "lt", "arguments": {"x": {"from_parameter": "ndvi"}, "y": 0.6}},
+        "if": {"process_id": "if", "arguments": {"value": {"from_node": "lt"}, "accept": [0.5, 0.4, 0.1],
+                                                 "reject": [0.0, 0.8, 0.0]}},
+        "rgb": {"process_id": "array_create", "arguments": {"data": {"from_node": "if"}}, "result": True},
+    }
+    result = Evaluator(default_registry()).evaluate(graph, {"ndvi": ndvi})
+    assert result.sizes[ARRAY_DIM] == 3
+    rgb = result.transpose("y", "x", ARRAY_DIM).values
+    low = np.array([0.5, 0.4, 0.1])
+    high = np.array([0.0, 0.8, 0.0])
+    # NaN < 0.6 is false (null), so the missing pixel takes `reject`.
+    np.testing.assert_array_equal(rgb, np.array([[low, high], [high, low]]))
