@@ -1,0 +1,153 @@
+"""The ESA APEx catalogue's UDPs (``../shared/udp/apex-catalogue/``) as real batch jobs.
+
+Each UDP is called by namespace through the official client, as a user would: the area
+parameters get a 2 km box near Antwerp (a bounding box or the same box as a polygon), the period
+parameters June and July 2023, the rest their defaults. The job runs in real mode on the
+synthetic collections, and its GeoTIFF must hold plausible values: the UTM grid of the box, the
+bands the UDP documents, finite values in the range its output has by construction (a colour
+ramp in 0-1, an 8-bit visualisation in 0-255, reflectance in 0-1), and, where the UDP maps a
+thing the land cover knows (water), agreement with the land cover.
+
+Run before the engine learnt per-pixel colour ramps (``if`` choosing between arrays) and the
+outer ``save_result`` over a UDP that saves its own result: ndsi, apa_aquatic_plants_algae,
+cloudless_mosaic, cohen_braaten_yang_cloud_detection, fire_boundary, hollstein_cloud_detection,
+mago_water_quality, monthly_composite, plant-senescence-reflectance-index, snow_classifier,
+swbm and wildfire_visualization were untested; enhanced_vegetation_index, kernel_ndvi,
+barren_soil and atmospheric_resistant_vegetation_index failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openeo
+import pytest
+import rasterio
+
+from openeo_upscale.backend import BackendConfig, LocalBackend
+from openeo_upscale.backend.config import Mode
+from openeo_upscale.backend.data import worldcover
+from tests.backend.client_helpers import run_to_end
+from tests.backend.test_catalogue_validation import CATALOGUE, udp_call
+from tests.conftest import require_shared
+
+pytestmark = pytest.mark.timeout(180)
+
+BOX = {"west": 4.40, "south": 51.15, "east": 4.43, "north": 51.168}
+"""About 2.1 x 2 km near Antwerp."""
+POLYGON = {"type": "Polygon", "coordinates": [[[4.40, 51.15], [4.43, 51.15], [4.43, 51.168], [4.40, 51.168],
+                                               [4.40, 51.15]]]}
+PERIOD = ["2023-06-01", "2023-08-01"]
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a UDP's GeoTIFF holds: band count, pixel size, value range, and an extra check."""
+
+    bands: int
+    res: float
+    low: float
+    high: float
+    check: Callable[[np.ndarray, rasterio.DatasetReader], None] | None = None
+
+
+def _water_is_blue(values: np.ndarray, src: rasterio.DatasetReader) -> None:
+    """swbm renders water (0, 0, 255) and leaves land in its (scaled) true colours."""
+    blue = (values[0] == 0) & (values[1] == 0) & (values[2] == 255)
+    water = _land_cover(src) == 80
+    assert blue[~water].mean() < 0.05, "land rendered as water"
+    if water.sum() >= 20:
+        assert blue[water].mean() > 0.8, "water not rendered blue"
+
+
+def _no_snow_in_summer(colour: tuple[int, int, int]) -> Callable[[np.ndarray, rasterio.DatasetReader], None]:
+    """ndsi and snow_classifier in June over Belgium: (almost) no pixel in the UDP's snow colour."""
+    def check(values: np.ndarray, src: rasterio.DatasetReader) -> None:
+        snow = np.all(np.abs(values - np.asarray(colour, dtype=float)[:, None, None]) < 0.5, axis=0)
+        assert snow.mean() < 0.01
+    return check
+
+
+def _land_cover(src: rasterio.DatasetReader) -> np.ndarray:
+    """The synthetic WorldCover class of each pixel of the file, at its resolution."""
+    epsg = src.crs.to_epsg()
+    cube = worldcover.load(epsg, tuple(src.bounds), [worldcover.DATE], ["MAP"], resolution=src.res[0])
+    codes = cube.isel(t=0, bands=0).values
+    assert codes.shape == (src.height, src.width)
+    return codes
+
+
+RAMP = (0.0, 1.0)
+EXPECTED: dict[str, Expect] = {
+    "enhanced_vegetation_index": Expect(3, 10, *RAMP),
+    "kernel_ndvi": Expect(3, 10, *RAMP),
+    "atmospheric_resistant_vegetation_index": Expect(3, 10, *RAMP),
+    "plant-senescence-reflectance-index": Expect(3, 10, *RAMP),
+    "wildfire_visualization": Expect(3, 10, *RAMP),
+    "cohen_braaten_yang_cloud_detection": Expect(3, 10, *RAMP),
+    "hollstein_cloud_detection": Expect(3, 10, 0.0, 1.5),
+    "barren_soil": Expect(3, 10, -1.0, 1.0),
+    "cloudless_mosaic": Expect(3, 10, 0.0, 1.0),
+    "monthly_composite": Expect(3, 10, 0.0, 1.0),
+    "fire_boundary": Expect(2, 20, 0.0, 255.0),
+    "mago_water_quality": Expect(3, 10, 0.0, 255.0),
+    "swbm": Expect(3, 20, 0.0, 255.0, _water_is_blue),
+    "snow_classifier": Expect(3, 20, 0.0, 255.0, _no_snow_in_summer((255, 204, 102))),
+    "ndsi": Expect(3, 60, 0.0, 255.0, _no_snow_in_summer((0, 204, 255))),
+    "apa_aquatic_plants_algae": Expect(3, 100, 0.0, 255.0),
+}
+"""The catalogue UDPs that run as real batch jobs, and what their results must look like."""
+
+
+def call_arguments(path: Path) -> tuple[str, str, dict[str, Any]]:
+    """(process id, namespace, arguments): the box and period for the area and time parameters."""
+    process_id, namespace, arguments = udp_call(path)
+    for parameter in json.loads(path.read_text()).get("parameters", []):
+        schemas = parameter.get("schema")
+        subtypes = {s.get("subtype") for s in (schemas if isinstance(schemas, list) else [schemas])
+                    if isinstance(s, dict)}
+        if "bounding-box" in subtypes:
+            arguments[parameter["name"]] = BOX
+        elif "geojson" in subtypes:
+            arguments[parameter["name"]] = POLYGON
+        elif "temporal-interval" in subtypes:
+            arguments[parameter["name"]] = PERIOD
+    return process_id, namespace, arguments
+
+
+@pytest.fixture(scope="module")
+def connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openeo.Connection]:
+    folder = require_shared(*CATALOGUE)
+    config = BackendConfig(state_dir=tmp_path_factory.mktemp("backend"), udp_dirs=(folder,), mode=Mode.REAL)
+    with LocalBackend(config) as backend:
+        yield openeo.connect(backend.url).authenticate_basic("demo", "demo")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_catalogue_udp_runs_as_a_batch_job(connection: openeo.Connection, tmp_path: Path, name: str) -> None:
+    expect = EXPECTED[name]
+    process_id, namespace, arguments = call_arguments(require_shared(*CATALOGUE, f"{name}.json"))
+    cube = connection.datacube_from_process(process_id, namespace=namespace, **arguments)
+    job = cube.create_job(title=name)
+    run_to_end(job)
+    (asset,) = job.get_results().get_assets()
+    path = asset.download(tmp_path / asset.key)
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 32631
+        assert src.res == (expect.res, expect.res)
+        # The box is 2.1 x 2 km: the grid covers it, give or take a pixel.
+        assert abs(src.width * src.res[0] - 2100) <= 2 * expect.res + 60
+        assert abs(src.height * src.res[0] - 2000) <= 2 * expect.res + 60
+        assert src.count == expect.bands
+        values = src.read(masked=True).astype("float64").filled(np.nan)
+        finite = np.isfinite(values)
+        assert finite.mean() > 0.9, f"{1 - finite.mean():.0%} of the pixels have no value"
+        assert expect.low <= np.nanmin(values) and np.nanmax(values) <= expect.high
+        assert np.nanstd(values) > 0, "a constant image"
+        if expect.check is not None:
+            expect.check(values, src)
