@@ -158,6 +158,48 @@ DETAILS: dict[str, dict[str, Any]] = {
                              "schema": {"type": "object"}, "default": {}},
         },
     },
+    "aggregate_temporal": {
+        "summary": "Temporal aggregations",
+        "description": "Reduces the labels of the temporal dimension within each of the given intervals "
+                       "with `reducer`: one label per interval, in the order given. Intervals may overlap "
+                       "and leave gaps; the reducer also runs on an interval without data (most reducers "
+                       "then give no-data, `count` gives 0). Time-of-day intervals are not supported.",
+        "returns": "A data cube with the same dimensions; the temporal dimension has one label per interval.",
+        "parameters": {
+            "intervals": {
+                "description": "Left-closed intervals `[start, end]` of dates (midnight UTC) or date-times; "
+                               "the start is included, the end excluded and must be later.",
+                "schema": {"type": "array", "subtype": "temporal-intervals", "minItems": 1,
+                           "items": {"type": "array", "subtype": "temporal-interval", "minItems": 2,
+                                     "maxItems": 2, "items": {"type": "string"}}},
+            },
+            "reducer": {"description": "Reduces the values of one interval (`data`) to a single value."},
+            "labels": {"description": "Distinct dates or date-times, one per interval; by default the "
+                                      "intervals' starts, which must then be distinct.",
+                       "schema": {"type": "array", "items": {"type": "string"}}, "default": []},
+            "dimension": {"description": "The temporal dimension; null for the data cube's only one.",
+                          "schema": {"type": ["string", "null"]}, "default": None},
+        },
+    },
+    "apply_polygon": {
+        "summary": "Apply a process to segments of the data cube",
+        "description": "For each polygon, runs `process` on the data cube cropped to the smallest box "
+                       "around the pixels whose centre lies in the polygon, the box's other pixels set to "
+                       "`mask_value`, and writes its result back to the polygon's pixels. Pixels in no "
+                       "polygon become no-data; a pixel in two polygons raises `GeometriesOverlap`; a "
+                       "polygon outside the data cube is skipped.",
+        "returns": "A data cube with the same dimensions and labels.",
+        "parameters": {
+            "geometries": {"description": "GeoJSON (Polygon, MultiPolygon, Feature or FeatureCollection of "
+                                          "them) or a vector data cube of polygons; empty ones are ignored.",
+                           "schema": _POLYGONS},
+            "process": {"description": "Gets one polygon's part of the data cube (`data`) and returns it "
+                                       "with the same dimensions and sizes, or a single value."},
+            "mask_value": {"description": "The value of the pixels outside the polygon in the part the "
+                                          "process gets; null for no-data.",
+                           "schema": {"type": ["number", "boolean", "null"]}, "default": None},
+        },
+    },
 }
 """Process id -> ``summary``, ``description``, ``returns`` (a description), ``experimental`` and
 ``parameters`` (name -> fields of the parameter that replace the generated ones)."""
