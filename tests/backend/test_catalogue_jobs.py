@@ -9,11 +9,12 @@ ramp in 0-1, an 8-bit visualisation in 0-255, reflectance in 0-1), and, where th
 thing the land cover knows (water), agreement with the land cover.
 
 Run before the engine learnt per-pixel colour ramps (``if`` choosing between arrays) and the
-outer ``save_result`` over a UDP that saves its own result: ndsi, apa_aquatic_plants_algae,
+outer ``save_result`` over a UDP that saves its own result (and PNG): ndsi, apa_aquatic_plants_algae,
 cloudless_mosaic, cohen_braaten_yang_cloud_detection, fire_boundary, hollstein_cloud_detection,
 mago_water_quality, monthly_composite, plant-senescence-reflectance-index, snow_classifier,
 swbm and wildfire_visualization were untested; enhanced_vegetation_index, kernel_ndvi,
-barren_soil and atmospheric_resistant_vegetation_index failed.
+barren_soil and atmospheric_resistant_vegetation_index failed, and bais2 and
+ndci_cyanobacteria (which save PNG) too.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ EXPECTED: dict[str, Expect] = {
     "snow_classifier": Expect(3, 20, 0.0, 255.0, _no_snow_in_summer((255, 204, 102))),
     "ndsi": Expect(3, 60, 0.0, 255.0, _no_snow_in_summer((0, 204, 255))),
     "apa_aquatic_plants_algae": Expect(3, 100, 0.0, 255.0),
+    "ndci_cyanobacteria": Expect(3, 10, 0.0, 255.0),
+    "bais2": Expect(3, 10, 0.0, 255.0),
 }
 """The catalogue UDPs that run as real batch jobs, and what their results must look like."""
 
@@ -135,7 +138,8 @@ def test_catalogue_udp_runs_as_a_batch_job(connection: openeo.Connection, tmp_pa
     cube = connection.datacube_from_process(process_id, namespace=namespace, **arguments)
     job = cube.create_job(title=name)
     run_to_end(job)
-    (asset,) = job.get_results().get_assets()
+    # One file, or one per date for a UDP that keeps its time dimension (bais2): the first.
+    asset = min(job.get_results().get_assets(), key=lambda a: a.key)
     path = asset.download(tmp_path / asset.key)
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 32631

@@ -5,6 +5,8 @@
 - ``GTiff``: one GeoTIFF per label of the temporal dimension, ``openEO_2023-05-01Z.tif``, or a
   single ``openEO.tif`` for a cube without one; bands become raster bands with their names as
   descriptions; CRS, transform and nodata set.
+- ``PNG``: the same files as ``.png``, 8-bit grey, RGB or RGBA (values clipped to 0-255), for
+  the visualisation UDPs that save pictures; no georeference.
 - ``netCDF``: one ``openEO.nc`` holding the whole cube (via xarray; dimensions t, bands, y, x
   as they are, CRS in a ``crs`` attribute).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +28,16 @@ import pandas as pd
 import rasterio
 import xarray as xr
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 __all__ = ["FORMATS", "ResultWriter", "UnsupportedFormat"]
 
-FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tiff": "GTiff", "netcdf": "netCDF", "nc": "netCDF"}
+FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tiff": "GTiff", "netcdf": "netCDF", "nc": "netCDF",
+           "png": "PNG"}
 """Output format names accepted by ``save_result`` (case-insensitive) and their canonical form."""
 
-_MEDIA = {"GTiff": "image/tiff; application=geotiff", "netCDF": "application/x-netcdf"}
+_MEDIA = {"GTiff": "image/tiff; application=geotiff", "netCDF": "application/x-netcdf", "PNG": "image/png"}
+_PNG_BANDS = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
 class UnsupportedFormat(ValueError):
@@ -49,11 +55,14 @@ class ResultWriter:
         """Write ``cube`` (an `xarray.DataArray`) in ``format``; returns the asset names written."""
         canonical = FORMATS.get(str(format).lower())
         if canonical is None:
-            raise UnsupportedFormat(f"format '{format}' is not supported; use GTiff or netCDF")
+            raise UnsupportedFormat(f"format '{format}' is not supported; use GTiff, netCDF or PNG")
         if not isinstance(cube, xr.DataArray):
             raise UnsupportedFormat(f"save_result needs a raster data cube, not a {type(cube).__name__}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        return [self._netcdf(cube)] if canonical == "netCDF" else self._geotiffs(cube, options or {})
+        if canonical == "netCDF":
+            return [self._netcdf(cube)]
+        return self._per_date(cube, self._png if canonical == "PNG" else self._geotiff,
+                              "png" if canonical == "PNG" else "tif")
 
     def discard(self, names: Sequence[str]) -> None:
         """Remove files this writer wrote (a result saved again in another format replaces them)."""
@@ -63,14 +72,16 @@ class ResultWriter:
 
     # GeoTIFF ----------------------------------------------------------------------------------
 
-    def _geotiffs(self, cube: xr.DataArray, options: Mapping[str, Any]) -> list[str]:
+    def _per_date(self, cube: xr.DataArray, write: Any, suffix: str) -> list[str]:
+        """One file per label of the temporal dimension (``openEO_2023-05-01Z.tif``), or one
+        ``openEO.tif`` for a cube without one."""
         if "t" in cube.dims:
             names = []
             for label in cube["t"].values:
                 stamp = pd.Timestamp(label).strftime("%Y-%m-%d")
-                names.append(self._geotiff(cube.sel(t=label), f"openEO_{stamp}Z.tif", stamp))
+                names.append(write(cube.sel(t=label), f"openEO_{stamp}Z.{suffix}", stamp))
             return names
-        return [self._geotiff(cube, "openEO.tif", None)]
+        return [write(cube, f"openEO.{suffix}", None)]
 
     def _geotiff(self, cube: xr.DataArray, name: str, date: str | None) -> str:
         extra = [d for d in cube.dims if d not in ("bands", "y", "x")]
@@ -109,6 +120,35 @@ class ResultWriter:
                              for band in bands],
             **({"datetime": f"{date}T00:00:00Z"} if date else {}),
         })
+        return name
+
+    # PNG --------------------------------------------------------------------------------------
+
+    def _png(self, cube: xr.DataArray, name: str, date: str | None) -> str:
+        """An 8-bit grey, RGB or RGBA picture, as visualisation UDPs write them: values clipped to
+        0-255 and rounded, no-data as 0. PNG holds no georeference, so none is written beside it."""
+        if "bands" not in cube.dims:
+            cube = cube.expand_dims(bands=["band"])
+        extra = [d for d in cube.dims if d not in ("bands", "y", "x")]
+        if extra:
+            raise UnsupportedFormat(f"cannot write dimension(s) {extra} to PNG; reduce them first")
+        count = cube.sizes["bands"]
+        if count not in _PNG_BANDS:
+            raise UnsupportedFormat(f"PNG takes 1 (grey), 3 (RGB) or 4 (RGBA) bands, not {count}")
+        data = np.asarray(cube.transpose("bands", "y", "x").values, dtype=np.float64)
+        values = np.rint(np.clip(np.nan_to_num(data, nan=0.0), 0, 255)).astype(np.uint8)
+        path = self.folder / name
+        temporary = path.with_name(path.name + ".part")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture: none intended
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
+                    temporary, "w", driver="PNG", width=values.shape[2], height=values.shape[1],
+                    count=count, dtype="uint8") as dst:
+                dst.write(values)
+        os.replace(temporary, path)
+        bands = [str(b) for b in cube["bands"].values]
+        self._describe(path, "PNG", {"eo:bands": [{"name": band} for band in bands],
+                                     **({"datetime": f"{date}T00:00:00Z"} if date else {})})
         return name
 
     # netCDF -----------------------------------------------------------------------------------

@@ -71,3 +71,21 @@ def test_unknown_formats_and_extra_dimensions_are_refused(tmp_path: Path) -> Non
     extra = cube().expand_dims(member=["a"])
     with pytest.raises(UnsupportedFormat, match="member"):
         ResultWriter(tmp_path).save(extra.isel(t=0, drop=True), "GTiff")
+
+
+def test_png_is_an_8_bit_picture_per_date_and_needs_1_3_or_4_bands(tmp_path: Path) -> None:
+    grey = cube(1).isel(bands=[0]) * 20.0 - 30.0
+    rgb = xr.concat([grey] * 3, dim="bands").assign_coords(bands=["R", "G", "B"])
+    writer = ResultWriter(tmp_path)
+    assert writer.save(rgb, "png") == ["openEO_2023-05-01Z.png"]
+    asset = writer.assets["openEO_2023-05-01Z.png"]
+    assert asset["type"] == "image/png" and [b["name"] for b in asset["eo:bands"]] == ["R", "G", "B"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["openEO_2023-05-01Z.png"]  # no sidecar
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), \
+            rasterio.open(tmp_path / "openEO_2023-05-01Z.png") as src:
+        assert src.driver == "PNG" and src.count == 3 and src.dtypes[0] == "uint8"
+        got = src.read(1)
+    expected = np.rint(np.clip(np.nan_to_num(rgb.values[0, 0], nan=0.0), 0, 255))
+    np.testing.assert_array_equal(got, expected)  # NaN -> 0, -30 -> 0, 430 -> 255
+    with pytest.raises(UnsupportedFormat, match="1 \\(grey\\), 3 \\(RGB\\) or 4"):
+        writer.save(cube(1), "PNG")
