@@ -200,6 +200,30 @@ DETAILS: dict[str, dict[str, Any]] = {
                            "schema": {"type": ["number", "boolean", "null"]}, "default": None},
         },
     },
+    "run_udf": {
+        "summary": "Run a UDF",
+        "description": "Runs a Python user-defined function (UDF) on a raster data cube with the openEO "
+                       "Python client's UDF runtime (`openeo.udf`): the UDF defines `apply_datacube(cube, "
+                       "context)`, `apply_timeseries(series, context)` or a function of one `UdfData`, and "
+                       "gets the cube with the dimensions `t`, `bands`, `y`, `x` (those it has, in that "
+                       "order). As the reducer of `reduce_dimension` it gets the whole cube and returns it "
+                       "without the reduced dimension; in `apply_dimension` it returns the dimension; in "
+                       "`apply_neighborhood` it gets each neighbourhood, overlap included, and returns it "
+                       "with the same shape. Only Python runs here; a UDF given by URL is not fetched.",
+        "returns": "The data cube the UDF returns, with the input's CRS, resolution and labels.",
+        "parameters": {
+            "data": {"description": "The raster data cube to pass to the UDF, or a list or an object (the "
+                                    "UDF gets it as `StructuredData`).",
+                     "schema": [_RASTER, {"type": ["array", "object"]}]},
+            "udf": {"description": "The UDF's Python code.", "schema": {"type": "string"}},
+            "runtime": {"description": "The UDF runtime: `Python` (in any case); others are refused.",
+                        "schema": {"type": "string"}},
+            "version": {"description": "The Python version: left out, `latest` or 3.x; the UDF runs on the "
+                                       "backend's own Python 3.", "schema": {"type": ["string", "null"]}},
+            "context": {"description": "Passed to the UDF as `context` (`UdfData.user_context`).",
+                        "schema": {"description": "Any data type."}},
+        },
+    },
 }
 """Process id -> ``summary``, ``description``, ``returns`` (a description), ``experimental`` and
 ``parameters`` (name -> fields of the parameter that replace the generated ones)."""

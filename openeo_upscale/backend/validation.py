@@ -38,6 +38,9 @@ class GraphValidator:
         """``only``: the predefined processes accepted (all of the catalogue when None)."""
         self._resolver = resolver
         self._signatures = {pid: sig for pid, sig in signatures().items() if only is None or pid in only}
+        # Only the engine (``only`` given: real mode) runs UDFs, so only it judges their runtime; in
+        # simulated mode, as for every process, what the catalogue allows is accepted.
+        self._engine_udfs = only is not None
 
     def errors(self, process: Mapping[str, Any], user_processes: UserProcessLookup,
                namespaces: NamespaceLookup | None = None) -> list[e.ApiError]:
@@ -47,7 +50,8 @@ class GraphValidator:
         graph = process.get("process_graph") if isinstance(process, Mapping) else None
         if not isinstance(graph, Mapping) or not graph:
             return [e.ProcessGraphMissing("Invalid process specified. It doesn't contain a process graph.")]
-        walk = _Walk(namespaces or self._resolver.resolve, self._signatures, user_processes, found)
+        walk = _Walk(namespaces or self._resolver.resolve, self._signatures, user_processes, found,
+                     engine_udfs=self._engine_udfs)
         walk.graph(graph, depth=0, where="", scope=_declared(process))
         return found
 
@@ -101,11 +105,14 @@ class _Walk:
         signatures: dict[str, list[tuple[str, bool]]],
         lookup: UserProcessLookup,
         found: list[e.ApiError],
+        *,
+        engine_udfs: bool = False,
     ) -> None:
         self.namespaces = namespaces
         self.signatures = signatures
         self.lookup = lookup
         self.found = found
+        self.engine_udfs = engine_udfs
 
     def graph(self, graph: Mapping[str, Any], depth: int, where: str, scope: Scope) -> None:
         if depth > _MAX_DEPTH:
@@ -243,6 +250,12 @@ class _Walk:
                         code="CollectionNotFound",
                     )
                 )
+        if pid == "run_udf" and self.engine_udfs:
+            from openeo_upscale.backend.engine.udf import udf_problem  # real mode: the engine is loaded
+
+            problem = udf_problem(args.get("udf"), args.get("runtime"), args.get("version"))
+            if problem:
+                self.found.append(e.ProcessParameterInvalid(f"Node '{node_id}'{where}: run_udf: {problem}."))
 
     def _udp_call(
         self,

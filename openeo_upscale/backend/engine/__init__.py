@@ -8,6 +8,7 @@
 - :mod:`.arrays`: array processes and reducers.
 - :mod:`.maths`: math, comparison and logic processes.
 - :mod:`.dates`: date processes.
+- :mod:`.udf`: ``run_udf``, Python UDFs on the ``openeo`` client's UDF runtime.
 - :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial`, :mod:`.cubes_load`,
   :mod:`.cubes_merge` and :mod:`.cubes_scl`).
 
@@ -50,7 +51,7 @@ __all__ = [
     "to_array_dim",
 ]
 
-_PROCESS_MODULES = ("arrays", "maths", "dates", "cubes")
+_PROCESS_MODULES = ("arrays", "maths", "dates", "cubes", "udf")
 
 
 def default_registry() -> ProcessRegistry:

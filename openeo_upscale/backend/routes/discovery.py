@@ -7,6 +7,8 @@ processes and the UDPs of the backend's folders (``/udp``).
 
 from __future__ import annotations
 
+import sys
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -85,7 +87,11 @@ def file_formats() -> dict[str, Any]:
 
 @router.get(API_PREFIX + "/udf_runtimes")
 def udf_runtimes() -> dict[str, Any]:
-    return {}
+    # Real mode runs Python UDFs on this interpreter with the openeo client's UDF runtime.
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    libraries = {name: {"version": version(name)} for name in ("openeo", "numpy", "xarray", "pandas")}
+    return {"Python": {"title": f"Python {python}", "type": "language", "default": python,
+                       "versions": {python: {"libraries": libraries}}}}
 
 
 @router.get(API_PREFIX + "/service_types")
