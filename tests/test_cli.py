@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,3 +95,9 @@ def test_demo_runs_the_reference_pipeline_on_two_tiles(tmp_path: Path,
                 assert data.count() > 0.9 * data.size
     assert (tmp_path / "report.html").is_file()
     assert (tmp_path / "results" / "collection.json").is_file()
+    # The June composite beside a raw cloudy scene: the composite clears what the scene has.
+    assert (mosaic / "composite-and-scene.png").is_file()
+    shares = re.search(r"composite has ([\d.]+)% cloud or shadow, the raw scene .* beside it ([\d.]+)%",
+                       out)
+    assert shares is not None, out
+    assert float(shares[1]) < 1.0 and float(shares[2]) > 20.0
