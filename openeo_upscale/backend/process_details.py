@@ -224,6 +224,63 @@ DETAILS: dict[str, dict[str, Any]] = {
                         "schema": {"description": "Any data type."}},
         },
     },
+    "load_stac": {
+        "summary": "Loads data from STAC",
+        "description": "Loads a static STAC catalogue, collection or item whose assets are GeoTIFF or COG "
+                       "files as a raster data cube `(t, bands, y, x)` in the UTM zone of the extent's "
+                       "centre, at the finest native resolution of the bands, reading only the window of "
+                       "the extent (nearest neighbour where a file must be reprojected). Items of one UTC "
+                       "day are mosaicked into one label of `t` (the first item wins where they overlap); "
+                       "nodata (the asset's `raster:bands` nodata, else the file's) becomes null. Only "
+                       "local files outside the backend's own folders are read; http(s) URLs only when "
+                       "the backend allows remote URLs (`allow_remote_namespaces`), and no STAC API "
+                       "searches.",
+        "returns": "A raster data cube.",
+        "parameters": {
+            "url": {"description": "An absolute path or `file://` URL of a STAC catalogue, collection or "
+                                   "item JSON file (or an http(s) URL, where the backend allows it).",
+                    "schema": {"type": "string", "subtype": "uri"}},
+            "spatial_extent": {
+                "description": "A bounding box or GeoJSON polygons; pixels whose centre lies inside are "
+                               "loaded, and items whose bbox does not meet it are skipped. Null: the "
+                               "graph's filter_spatial, filter_bbox and aggregate_spatial geometries, else "
+                               "every item.",
+                "schema": [{"type": "object", "subtype": "bounding-box"},
+                           {"type": "object", "subtype": "geojson"}, {"type": "null"}],
+            },
+            "temporal_extent": {
+                "description": "`[start, end]`, the end excluded: the items whose `datetime` (or "
+                               "`start_datetime`..`end_datetime`) meets it. Null: every item.",
+                "schema": [{"type": "array", "subtype": "temporal-interval", "minItems": 2, "maxItems": 2,
+                            "items": {"type": ["string", "null"]}}, {"type": "null"}],
+            },
+            "bands": {"description": "Asset keys, or the `eo:bands` names of the assets' bands, in the order "
+                                     "wanted. Null: every GeoTIFF asset but thumbnails and overviews.",
+                      "schema": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+            "properties": {"description": "Property name -> a condition (child process graph getting "
+                                          "`value`) the items must meet, such as `eo:cloud_cover`.",
+                           "schema": [{"type": "object"}, {"type": "null"}]},
+            "featureflags": {"description": "Copernicus Data Space's loading hints; accepted and ignored.",
+                             "schema": {"type": "object"}, "default": {}},
+        },
+    },
+    "load_url": {
+        "summary": "Load data from a URL",
+        "description": "Loads a local file: a GeoTIFF as a raster data cube `(bands, y, x)` on the file's "
+                       "own grid, without a temporal dimension (bands named by the file's band descriptions, "
+                       "else `band_1`, ...), or GeoJSON or (Geo)Parquet as a vector data cube of its "
+                       "geometries (features without a geometry are left out, properties are not kept). "
+                       "Same URL rules as `load_stac`.",
+        "returns": "A raster or vector data cube.",
+        "parameters": {
+            "url": {"description": "An absolute path or `file://` URL (or an http(s) URL, where the backend "
+                                   "allows it).", "schema": {"type": "string", "subtype": "uri"}},
+            "format": {"description": "`GTiff` (or `GeoTIFF`), `GeoJSON`, or `Parquet` (or `GeoParquet`); "
+                                      "case-insensitive.", "schema": {"type": "string"}},
+            "options": {"description": "Format options; accepted and unused.", "schema": {"type": "object"},
+                        "default": {}},
+        },
+    },
 }
 """Process id -> ``summary``, ``description``, ``returns`` (a description), ``experimental`` and
 ``parameters`` (name -> fields of the parameter that replace the generated ones)."""

@@ -10,7 +10,8 @@ name stays usable through ``attrs["dimension_aliases"]``.
 Callbacks are vectorised, as :mod:`.evaluator` describes: one call per cube (``apply``), per
 group of labels (``aggregate_temporal_period``, ``apply_neighborhood`` by period) or per chunk,
 never per pixel. Spatial processes live in :mod:`.cubes_spatial`, collection loading in
-:mod:`.cubes_load`, ``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`, the SCL cloud mask
+:mod:`.cubes_load`, ``load_stac`` in :mod:`.cubes_stac` (``load_url`` in its :mod:`.cubes_url`),
+``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`, the SCL cloud mask
 ``to_scl_dilation_mask`` in :mod:`.cubes_scl`, ``aggregate_temporal`` in :mod:`.cubes_temporal`,
 ``apply_polygon`` in :mod:`.cubes_polygon`; importing this module registers them all.
 """
@@ -29,6 +30,7 @@ from openeo_upscale.backend.engine import cubes_load as cubes_load
 from openeo_upscale.backend.engine import cubes_merge as cubes_merge
 from openeo_upscale.backend.engine import cubes_polygon as cubes_polygon
 from openeo_upscale.backend.engine import cubes_scl as cubes_scl
+from openeo_upscale.backend.engine import cubes_stac as cubes_stac
 from openeo_upscale.backend.engine import cubes_temporal as cubes_temporal
 from openeo_upscale.backend.engine._common import broadcast_result, require_cube
 from openeo_upscale.backend.engine.context import ARRAY_DIM, Args, EvalContext, ProcessArgumentError

@@ -188,7 +188,9 @@ def _evaluate(spec: JobSpec, usage: dict[str, Any]) -> dict[str, Any]:
         return resolver.by_name(process_id) if namespace is None else None
 
     writer = ResultWriter(Path(spec.folder))
-    services = {"job_extent": spec.job_extent, "results": writer, "usage": usage}
+    url_policy = {"allow_remote": spec.allow_remote_namespaces, "timeout": spec.namespace_timeout,
+                  "private_dirs": [str(Path(spec.folder).parent)]}  # load_stac/load_url: no job results
+    services = {"job_extent": spec.job_extent, "results": writer, "usage": usage, "url_policy": url_policy}
     evaluator = Evaluator(udp_lookup=lookup, services=services)
     result = evaluator.evaluate(spec.process["process_graph"])
     if not writer.assets:
