@@ -188,9 +188,72 @@ _ESA_WORLDCOVER: dict[str, Any] = {
     },
 }
 
+S1_BANDS: list[dict[str, Any]] = [
+    {"name": "VV", "description": "Backscatter, vertical transmit / vertical receive (linear power)",
+     "sar:polarizations": ["VV"], "sar:frequency_band": "C", "sar:center_frequency": 5.405, "gsd": 10},
+    {"name": "VH", "description": "Backscatter, vertical transmit / horizontal receive (linear power)",
+     "sar:polarizations": ["VH"], "sar:frequency_band": "C", "sar:center_frequency": 5.405, "gsd": 10},
+]
+"""The bands of the synthetic GRD: dual-polarisation IW (no HH or HV)."""
+
+_SENTINEL1_GRD: dict[str, Any] = {
+    "stac_version": "1.0.0",
+    "stac_extensions": ["https://stac-extensions.github.io/sar/v1.0.0/schema.json",
+                        "https://stac-extensions.github.io/sat/v1.0.0/schema.json"],
+    "type": "Collection",
+    "id": "SENTINEL1_GRD",
+    "title": "Sentinel-1 GRD (synthetic)",
+    "description": (
+        "Synthetic Sentinel-1 Ground Range Detected backscatter (IW, VV + VH), generated on the fly by "
+        "`openeo_upscale.backend.data.sentinel1` from the land cover of `ESA_WORLDCOVER_10M_2021_V2` "
+        "(no files, no network). Values are a pure function of (UTM zone, absolute 10 m pixel, date, "
+        "band), so adjacent tiles agree pixel for pixel and reruns are bit-identical. Data load in the "
+        "UTM zone of the area.\n\n"
+        "- **Values**: sigma0 on the ellipsoid in linear power (float32), what `sar_backscatter` gives "
+        "with `coefficient=\"sigma0-ellipsoid\"`; `sar_backscatter` converts to gamma0 "
+        "(sigma0 / cos theta) or beta0 (sigma0 / sin theta) on the flat synthetic terrain. 0 is nodata.\n"
+        "- **Orbits**: one ascending and one descending track per zone, each passed every 6 days by "
+        "Sentinel-1A and -1B together (a scene every 3 days), every 12 days by Sentinel-1A alone after "
+        "2021-12-22; scenes carry `sat:orbit_state`, `sat:relative_orbit`, `platform`, "
+        "`sar:instrument_mode` (IW) and `sar:polarizations`, so `load_collection` can filter on them. "
+        "The incidence angle runs from 30 to 46 degrees across a 250 km swath.\n"
+        "- **Surface**: by land-cover class: water very dark (VV about -20 dB) and changing with the "
+        "wind, towns bright (VV about -3 dB), forest -7 / -12 dB (VV / VH), grassland and crops "
+        "following the season and the crops' growth, soils brighter after rain.\n"
+        "- **Speckle**: gamma distributed, 4.4 looks, per pixel, date and band."
+    ),
+    "license": "proprietary",
+    "keywords": ["sentinel-1", "synthetic", "sar", "grd", "backscatter"],
+    "providers": PROVIDERS,
+    "extent": {
+        "spatial": {"bbox": [GLOBAL_BBOX]},
+        "temporal": {"interval": [["2016-09-26T00:00:00Z", None]]},
+    },
+    "links": [],
+    "cube:dimensions": {
+        **_UTM_XY,
+        "t": {"type": "temporal", "extent": ["2016-09-26T00:00:00Z", None], "step": None},
+        "bands": {"type": "bands", "values": [b["name"] for b in S1_BANDS]},
+    },
+    "summaries": {
+        "sar:bands": S1_BANDS,
+        "sar:instrument_mode": ["IW"],
+        "sar:frequency_band": ["C"],
+        "sar:center_frequency": [5.405],
+        "sar:polarizations": ["VV", "VH"],
+        "sar:product_type": ["GRD"],
+        "sat:orbit_state": ["ascending", "descending"],
+        "sat:relative_orbit": {"minimum": 1, "maximum": 175},
+        "gsd": [10],
+        "platform": ["sentinel-1a", "sentinel-1b"],
+        "constellation": ["sentinel-1"],
+    },
+}
+
 COLLECTIONS: dict[str, dict[str, Any]] = {
     "SENTINEL2_L2A": _SENTINEL2_L2A,
     "ESA_WORLDCOVER_10M_2021_V2": _ESA_WORLDCOVER,
+    "SENTINEL1_GRD": _SENTINEL1_GRD,
 }
 
 

@@ -281,6 +281,50 @@ DETAILS: dict[str, dict[str, Any]] = {
                         "default": {}},
         },
     },
+    "sar_backscatter": {
+        "summary": "Computes backscatter from SAR input",
+        "description": "Computes a backscatter coefficient from Sentinel-1 GRD data, as on Copernicus Data "
+                       "Space. `load_collection(\"SENTINEL1_GRD\")` gives sigma0 on the ellipsoid in linear "
+                       "power; this converts it with the scene's incidence angle theta (30-46 degrees across "
+                       "a swath): gamma0 = sigma0 / cos(theta), beta0 = sigma0 / sin(theta). The synthetic "
+                       "terrain is flat, so terrain and ellipsoid coefficients agree and `elevation_model` "
+                       "changes nothing. Bands asked for are appended after the polarisations: `mask`, "
+                       "`contributing_area`, `local_incidence_angle`, `ellipsoid_incidence_angle`.",
+        "returns": "Backscatter values in linear power (float32), with the bands asked for appended.",
+        "experimental": True,
+        "parameters": {
+            "data": {"description": "A Sentinel-1 GRD data cube straight from `load_collection` (bands VV, "
+                                    "VH, HH, HV only; dimensions t, bands, y, x).", "schema": _RASTER},
+            "coefficient": {
+                "description": "The backscatter coefficient: `beta0` (radar brightness), `sigma0-ellipsoid`, "
+                               "`sigma0-terrain`, `gamma0-ellipsoid` or `gamma0-terrain` (the default). Null "
+                               "(non-normalised digital numbers) is not available.",
+                "schema": [{"type": "string", "enum": ["beta0", "sigma0-ellipsoid", "sigma0-terrain",
+                                                       "gamma0-ellipsoid", "gamma0-terrain"]},
+                           {"type": "null"}],
+                "default": "gamma0-terrain",
+            },
+            "elevation_model": {"description": "The digital elevation model (for example `COPERNICUS_30`); "
+                                               "null for the backend's choice. Flat terrain here.",
+                                "schema": {"type": ["string", "null"]}, "default": None},
+            "mask": {"description": "Add a band `mask`: 1 where valid, null where the data is nodata (flat "
+                                    "terrain has no layover or shadow).",
+                     "schema": {"type": "boolean"}, "default": False},
+            "contributing_area": {"description": "Add a band `contributing_area`: the area in square metres "
+                                                 "contributing to each pixel.",
+                                  "schema": {"type": "boolean"}, "default": False},
+            "local_incidence_angle": {"description": "Add a band `local_incidence_angle` in degrees.",
+                                      "schema": {"type": "boolean"}, "default": False},
+            "ellipsoid_incidence_angle": {"description": "Add a band `ellipsoid_incidence_angle` in "
+                                                         "degrees.",
+                                          "schema": {"type": "boolean"}, "default": False},
+            "noise_removal": {"description": "Remove the thermal noise (the default); false adds the noise "
+                                             "floor (-22 dB) back.",
+                              "schema": {"type": "boolean"}, "default": True},
+            "options": {"description": "Backend-specific options; accepted and ignored.",
+                        "schema": {"type": "object"}, "default": {}},
+        },
+    },
 }
 """Process id -> ``summary``, ``description``, ``returns`` (a description), ``experimental`` and
 ``parameters`` (name -> fields of the parameter that replace the generated ones)."""

@@ -13,7 +13,8 @@ never per pixel. Spatial processes live in :mod:`.cubes_spatial`, collection loa
 :mod:`.cubes_load`, ``load_stac`` in :mod:`.cubes_stac` (``load_url`` in its :mod:`.cubes_url`),
 ``merge_cubes`` and ``mask`` in :mod:`.cubes_merge`, the SCL cloud mask
 ``to_scl_dilation_mask`` in :mod:`.cubes_scl`, ``aggregate_temporal`` in :mod:`.cubes_temporal`,
-``apply_polygon`` in :mod:`.cubes_polygon`; importing this module registers them all.
+``apply_polygon`` in :mod:`.cubes_polygon`, ``sar_backscatter`` in :mod:`.cubes_sar`; importing
+this module registers them all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import xarray as xr
 from openeo_upscale.backend.engine import cubes_load as cubes_load
 from openeo_upscale.backend.engine import cubes_merge as cubes_merge
 from openeo_upscale.backend.engine import cubes_polygon as cubes_polygon
+from openeo_upscale.backend.engine import cubes_sar as cubes_sar
 from openeo_upscale.backend.engine import cubes_scl as cubes_scl
 from openeo_upscale.backend.engine import cubes_stac as cubes_stac
 from openeo_upscale.backend.engine import cubes_temporal as cubes_temporal

@@ -5,7 +5,8 @@ A collection's data comes from a *provider*: an object or module with
 ``load(epsg, bounds, dates, bands) -> DataArray (t, bands, y, x)`` (bounds in metres of the
 UTM zone ``epsg``; see :mod:`openeo_upscale.backend.data.sentinel2`). The job's services may
 map collection ids to providers under ``"collections"``; without it `DEFAULT_PROVIDERS` serve
-``SENTINEL2_L2A`` and ``ESA_WORLDCOVER_10M_2021_V2`` (its land cover) synthetically.
+``SENTINEL2_L2A``, ``ESA_WORLDCOVER_10M_2021_V2`` (its land cover) and ``SENTINEL1_GRD`` (radar
+backscatter of that land cover) synthetically.
 
 A null ``spatial_extent`` takes the extent the backend computed for the whole job
 (``services["job_extent"]``, lon/lat), or else the union of the geometries and boxes of the
@@ -41,6 +42,7 @@ __all__ = ["DEFAULT_PROVIDERS", "utm_epsg"]
 DEFAULT_PROVIDERS = {
     "SENTINEL2_L2A": "openeo_upscale.backend.data.sentinel2",
     "ESA_WORLDCOVER_10M_2021_V2": "openeo_upscale.backend.data.worldcover",
+    "SENTINEL1_GRD": "openeo_upscale.backend.data.sentinel1",
 }
 """Collection id -> provider module, used when the job's services name no providers."""
 
