@@ -14,7 +14,8 @@ cloudless_mosaic, cohen_braaten_yang_cloud_detection, fire_boundary, hollstein_c
 mago_water_quality, monthly_composite, plant-senescence-reflectance-index, snow_classifier,
 swbm and wildfire_visualization were untested; enhanced_vegetation_index, kernel_ndvi,
 barren_soil and atmospheric_resistant_vegetation_index failed, and bais2 and
-ndci_cyanobacteria (which save PNG) too.
+ndci_cyanobacteria (which save PNG) too, and worldcover_statistics (child processes as
+array items, CSV).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import openeo
+import pandas as pd
 import pytest
 import rasterio
 
@@ -51,7 +53,7 @@ class Expect:
     """What a UDP's GeoTIFF holds: band count, pixel size, value range, and an extra check."""
 
     bands: int
-    res: float
+    res: float | None
     low: float
     high: float
     check: Callable[[np.ndarray, rasterio.DatasetReader], None] | None = None
@@ -103,6 +105,7 @@ EXPECTED: dict[str, Expect] = {
     "apa_aquatic_plants_algae": Expect(3, 100, 0.0, 255.0),
     "ndci_cyanobacteria": Expect(3, 10, 0.0, 255.0),
     "bais2": Expect(3, 10, 0.0, 255.0),
+    "worldcover_statistics": Expect(11, None, 0.0, 1.0),
 }
 """The catalogue UDPs that run as real batch jobs, and what their results must look like."""
 
@@ -123,6 +126,16 @@ def call_arguments(path: Path) -> tuple[str, str, dict[str, Any]]:
     return process_id, namespace, arguments
 
 
+def _check_table(path: Path, expect: Expect) -> None:
+    """worldcover_statistics: the share of each WorldCover class in the polygon, summing to one."""
+    table = pd.read_csv(path)
+    assert len(table) == 1 and table["feature_index"].tolist() == [0]
+    shares = table.drop(columns=["feature_index", "date"])
+    assert shares.shape[1] == expect.bands
+    assert ((shares >= expect.low) & (shares <= expect.high)).all(axis=None)
+    assert shares.sum(axis=1).iloc[0] == pytest.approx(1.0)
+
+
 @pytest.fixture(scope="module")
 def connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openeo.Connection]:
     folder = require_shared(*CATALOGUE)
@@ -141,6 +154,9 @@ def test_catalogue_udp_runs_as_a_batch_job(connection: openeo.Connection, tmp_pa
     # One file, or one per date for a UDP that keeps its time dimension (bais2): the first.
     asset = min(job.get_results().get_assets(), key=lambda a: a.key)
     path = asset.download(tmp_path / asset.key)
+    if expect.res is None:  # a table: one row per geometry, one column per band
+        _check_table(path, expect)
+        return
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 32631
         assert src.res == (expect.res, expect.res)

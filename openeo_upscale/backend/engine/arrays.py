@@ -402,7 +402,9 @@ def array_create(args: Args, ctx: EvalContext) -> Any:
         raise ProcessArgumentError("argument 'data' must be an array", parameter="data")
     if not isinstance(repeat, int) or repeat < 1:
         raise ProcessArgumentError("argument 'repeat' must be a positive integer", parameter="repeat")
-    items = list(data) * repeat
+    # Items may be child processes (the client writes `[data == 10, data == 20, ...]` so): they
+    # are evaluated in the scope they were written in, as the other items are.
+    items = [v() if isinstance(v, Callback) else v for v in data] * repeat
     return _stack(items) if any(is_array(v) for v in items) else items
 
 

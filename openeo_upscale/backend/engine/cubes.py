@@ -556,16 +556,22 @@ def save_result(args: Args, ctx: EvalContext) -> Saved:
 
     Returns a true `Saved`, not a bare ``True``, so that a graph saving the result of a UDP that
     saves its own (the client adds a ``save_result`` to every batch job) still has the cube: as on
-    Copernicus Data Space, the outer ``save_result`` sets the format, replacing the inner files.
+    Copernicus Data Space, the outer ``save_result`` sets the format, replacing the inner files
+    (but a vector cube saved as CSV stays so when the outer format is a raster one).
     """
     writer = ctx.services.get("results")
     if writer is None:
         raise ProcessArgumentError("this evaluation has no result writer: save_result is not available")
     data = args["data"]
     if isinstance(data, Saved):
+        if not isinstance(data.cube, xr.DataArray) and str(args["format"]).lower() in _RASTER_FORMATS:
+            return data  # a vector result keeps the format its UDP chose: no raster can hold it
         writer.discard(data.assets)
         data = data.cube
     return Saved(data, tuple(writer.save(data, args["format"], args.get("options") or {})))
+
+
+_RASTER_FORMATS = frozenset({"gtiff", "geotiff", "tiff", "netcdf", "nc", "png"})
 
 
 @dataclass(frozen=True)

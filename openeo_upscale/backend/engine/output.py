@@ -7,6 +7,8 @@
   descriptions; CRS, transform and nodata set.
 - ``PNG``: the same files as ``.png``, 8-bit grey, RGB or RGBA (values clipped to 0-255), for
   the visualisation UDPs that save pictures; no georeference.
+- ``CSV``: ``timeseries.csv``, the values of a vector cube (``aggregate_spatial``), one row per
+  geometry and date.
 - ``netCDF``: one ``openEO.nc`` holding the whole cube (via xarray; dimensions t, bands, y, x
   as they are, CRS in a ``crs`` attribute).
 
@@ -33,10 +35,11 @@ from rasterio.errors import NotGeoreferencedWarning
 __all__ = ["FORMATS", "ResultWriter", "UnsupportedFormat"]
 
 FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tiff": "GTiff", "netcdf": "netCDF", "nc": "netCDF",
-           "png": "PNG"}
+           "png": "PNG", "csv": "CSV"}
 """Output format names accepted by ``save_result`` (case-insensitive) and their canonical form."""
 
-_MEDIA = {"GTiff": "image/tiff; application=geotiff", "netCDF": "application/x-netcdf", "PNG": "image/png"}
+_MEDIA = {"GTiff": "image/tiff; application=geotiff", "netCDF": "application/x-netcdf", "PNG": "image/png",
+          "CSV": "text/csv"}
 _PNG_BANDS = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
@@ -55,7 +58,10 @@ class ResultWriter:
         """Write ``cube`` (an `xarray.DataArray`) in ``format``; returns the asset names written."""
         canonical = FORMATS.get(str(format).lower())
         if canonical is None:
-            raise UnsupportedFormat(f"format '{format}' is not supported; use GTiff, netCDF or PNG")
+            raise UnsupportedFormat(f"format '{format}' is not supported; use GTiff, netCDF, PNG or CSV")
+        if canonical == "CSV":
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return [self._csv(cube)]
         if not isinstance(cube, xr.DataArray):
             raise UnsupportedFormat(f"save_result needs a raster data cube, not a {type(cube).__name__}")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +156,30 @@ class ResultWriter:
         self._describe(path, "PNG", {"eo:bands": [{"name": band} for band in bands],
                                      **({"datetime": f"{date}T00:00:00Z"} if date else {})})
         return name
+
+    # CSV --------------------------------------------------------------------------------------
+
+    def _csv(self, vector: Any) -> str:
+        """The values of a vector cube (``aggregate_spatial``'s result): one row per geometry
+        and date, ``feature_index``, ``date`` (when the cube has time), then one column per band."""
+        values = getattr(vector, "values", None)
+        if not isinstance(values, xr.DataArray) or "geometry" not in values.dims:
+            raise UnsupportedFormat("CSV holds vector cubes with values (aggregate_spatial's result); "
+                                    f"save a {type(vector).__name__} as GTiff or netCDF")
+        series = values.rename({"geometry": "feature_index"})
+        if "t" in series.dims:
+            series = series.rename({"t": "date"})
+        frame = series.to_series().unstack("bands") if "bands" in series.dims else series.to_frame("value")
+        frame = frame.reset_index()
+        if "date" in frame:
+            frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        frame.columns = [str(c) for c in frame.columns]
+        path = self.folder / "timeseries.csv"
+        temporary = path.with_name(path.name + ".part")
+        frame.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+        self._describe(path, "CSV", {})
+        return path.name
 
     # netCDF -----------------------------------------------------------------------------------
 

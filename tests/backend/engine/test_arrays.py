@@ -266,3 +266,18 @@ def test_array_find_contains_concat_on_cubes() -> None:
     np.testing.assert_array_equal(
         joined.transpose("y", "x", ARRAY_DIM).values, np.concatenate([values, other.values], axis=-1)
     )
+
+
+def test_array_create_evaluates_child_processes_in_their_scope() -> None:
+    """As worldcover_statistics writes a one-hot encoding: the items are child processes reading
+    the enclosing callback's `data`."""
+    codes = xr.DataArray(np.array([[10.0], [30.0], [80.0]]), dims=("i", ARRAY_DIM))
+
+    def equals(code: int) -> dict[str, Any]:
+        return {"process_graph": {"eq": {"process_id": "eq", "arguments": {"x": {"from_parameter": "data"},
+                                                                           "y": code}, "result": True}}}
+
+    items = [equals(10), equals(30), equals(80)]
+    graph = {"create": {"process_id": "array_create", "arguments": {"data": items}, "result": True}}
+    result = Evaluator(default_registry()).evaluate(graph, {"data": codes})
+    np.testing.assert_array_equal(result.transpose("i", ARRAY_DIM).values, np.eye(3, dtype=bool))

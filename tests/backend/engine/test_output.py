@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 import xarray as xr
 
+from openeo_upscale.backend.engine.cubes_spatial import VectorCube
 from openeo_upscale.backend.engine.output import ResultWriter, UnsupportedFormat
 
 
@@ -89,3 +91,20 @@ def test_png_is_an_8_bit_picture_per_date_and_needs_1_3_or_4_bands(tmp_path: Pat
     np.testing.assert_array_equal(got, expected)  # NaN -> 0, -30 -> 0, 430 -> 255
     with pytest.raises(UnsupportedFormat, match="1 \\(grey\\), 3 \\(RGB\\) or 4"):
         writer.save(cube(1), "PNG")
+
+
+def test_csv_holds_a_vector_cube_one_row_per_geometry_and_date(tmp_path: Path) -> None:
+    values = xr.DataArray(np.arange(8.0).reshape(2, 2, 2), dims=("geometry", "t", "bands"),
+                          coords={"geometry": [0, 1], "t": np.array(["2023-05-01", "2023-06-01"],
+                                                                      dtype="datetime64[ns]"),
+                                  "bands": ["B04", "B08"]})
+    vector = VectorCube(geometries=[shapely.box(0, 0, 1, 1), shapely.box(1, 1, 2, 2)], values=values)
+    writer = ResultWriter(tmp_path)
+    assert writer.save(vector, "CSV") == ["timeseries.csv"]
+    assert writer.assets["timeseries.csv"]["type"] == "text/csv"
+    lines = (tmp_path / "timeseries.csv").read_text().splitlines()
+    assert lines == ["feature_index,date,B04,B08",
+                     "0,2023-05-01T00:00:00Z,0.0,1.0", "0,2023-06-01T00:00:00Z,2.0,3.0",
+                     "1,2023-05-01T00:00:00Z,4.0,5.0", "1,2023-06-01T00:00:00Z,6.0,7.0"]
+    with pytest.raises(UnsupportedFormat, match="CSV holds vector cubes"):
+        writer.save(cube(), "CSV")
