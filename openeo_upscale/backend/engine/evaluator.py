@@ -39,6 +39,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import xarray as xr
+
+from openeo_upscale.backend.engine._common import null_to_nan, truthy
 from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError, Scope
 from openeo_upscale.backend.engine.registry import ProcessRegistry
 from openeo_upscale.backend.errors import ApiError
@@ -121,6 +125,10 @@ class _Plan:
     result: str
     deps: dict[str, set[str]]
     consumers: dict[str, int]
+    lazy: frozenset[str] = frozenset()
+    """Nodes needed only through the ``accept``/``reject`` of ``if`` nodes: run on demand."""
+    branches: dict[str, dict[str, set[str]]] | None = None
+    """``if`` node -> ``value``/``accept``/``reject`` -> the nodes that argument refers to."""
 
 
 class Evaluator:
@@ -184,13 +192,53 @@ class Evaluator:
         plan = self._plan(graph, kind)
         values: dict[str, Any] = {}
         remaining = dict(plan.consumers)
-        for node_id in plan.order:
-            values[node_id] = self._run_node(node_id, graph[node_id], graph, values, scope, kind)
+
+        def run(node_id: str) -> None:
+            node = graph[node_id]
+            if plan.branches and node_id in plan.branches:
+                node = self._chosen_branch(node_id, node, plan.branches[node_id], demand, values, scope)
+            values[node_id] = self._run_node(node_id, node, graph, values, scope, kind)
             for dep in plan.deps[node_id]:
                 remaining[dep] -= 1
                 if remaining[dep] == 0 and dep != plan.result:
-                    del values[dep]
+                    values.pop(dep, None)
+
+        def demand(node_ids: set[str]) -> None:
+            """Run the lazy nodes among `node_ids` (an if's chosen branch), their own needs first."""
+            for node_id in sorted(node_ids - values.keys(), key=plan.order.index):
+                if node_id in values or node_id not in plan.lazy:
+                    continue
+                if plan.branches and node_id in plan.branches:
+                    demand(plan.branches[node_id]["value"])
+                else:
+                    demand(plan.deps[node_id])
+                run(node_id)
+
+        for node_id in plan.order:
+            if node_id not in plan.lazy:
+                if plan.branches and node_id in plan.branches:
+                    demand(plan.branches[node_id]["value"])
+                run(node_id)
         return values[plan.result]
+
+    def _chosen_branch(self, node_id: str, node: Mapping[str, Any], refs: Mapping[str, set[str]],
+                       demand: Callable[[set[str]], None], values: Mapping[str, Any],
+                       scope: Scope) -> Mapping[str, Any]:
+        """An ``if`` node with only the branch it takes: a scalar ``value`` picks one of
+        ``accept`` and ``reject`` (the other is not evaluated, as in a conditional expression);
+        a per-pixel ``value`` needs both."""
+        arguments = node.get("arguments", {})
+        try:
+            value = self._resolve(arguments.get("value"), values, scope, node_id)
+        except ProcessArgumentError:
+            value = None
+        if isinstance(value, np.ndarray | xr.DataArray):
+            demand(refs["accept"] | refs["reject"])
+            return node
+        taken = "accept" if truthy(null_to_nan(value)) else "reject"
+        demand(refs[taken])
+        dropped = {k: v for k, v in arguments.items() if k in ("value", taken)}
+        return {**node, "arguments": dropped}
 
     def _run_node(
         self,
@@ -415,4 +463,29 @@ def _make_plan(graph: Any, kind: str) -> _Plan:
         stuck = next(n for n in graph if n not in set(order))
         raise invalid(stuck, graph[stuck]["process_id"], "the graph has a cycle through this node")
     consumers = {n: len(users[n]) for n in graph}
-    return _Plan(order=order, result=results[0], deps=deps, consumers=consumers)
+    branches: dict[str, dict[str, set[str]]] = {}
+    for node_id, node in graph.items():
+        if node["process_id"] == "if" and node.get("namespace") in (None, "backend"):
+            arguments = node.get("arguments", {})
+            branches[node_id] = {}
+            for name in ("value", "accept", "reject"):
+                refs = set()
+                _node_refs(arguments.get(name), refs)
+                branches[node_id][name] = refs
+    lazy = _lazy_nodes(graph, deps, users, branches) if branches else frozenset()
+    return _Plan(order=order, result=results[0], deps=deps, consumers=consumers, lazy=lazy,
+                 branches=branches or None)
+
+
+def _lazy_nodes(graph: Mapping[str, Any], deps: Mapping[str, set[str]], users: Mapping[str, list[str]],
+                branches: Mapping[str, Mapping[str, set[str]]]) -> frozenset[str]:
+    """The nodes every path of which to a node nobody uses passes through an ``if``'s branch."""
+    eager: set[str] = set()
+    stack = [n for n in graph if not users[n]]
+    while stack:
+        node_id = stack.pop()
+        if node_id in eager:
+            continue
+        eager.add(node_id)
+        stack.extend(branches[node_id]["value"] if node_id in branches else deps[node_id])
+    return frozenset(set(graph) - eager)

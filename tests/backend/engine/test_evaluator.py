@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from openeo_upscale.backend.engine import (
     Args,
@@ -244,3 +246,32 @@ def test_services_reach_processes(registry: Any) -> None:
         return ctx.services["answer"]
 
     assert Evaluator(registry, services={"answer": 42}).evaluate({"s": node("service", result=True)}) == 42
+
+
+def test_if_with_a_scalar_value_evaluates_only_the_branch_it_takes(registry: Any,
+                                                                    calls: dict[str, int]) -> None:
+    """As timeseries_statistics writes it: with `period` null, the branch aggregating by period
+    (which would fail on a null period) is not evaluated; a chain of ifs stays lazy."""
+    graph = {
+        "null": node("is_nodata", x=param("period")),
+        "by_period": node("aggregate_temporal_period", data=param("cube"), period=param("period"),
+                          reducer=cb({"m": node("mean", data=param("data"), result=True)})),
+        "whole": node("counted", x=7),
+        "inner": node("if", value=ref("null"), accept=ref("whole"), reject=ref("by_period")),
+        "outer": node("if", value=False, accept=ref("by_period"), reject=ref("inner"), result=True),
+    }
+    assert Evaluator(registry).evaluate(graph, {"period": None, "cube": None}) == 7
+    assert calls["count"] == 1
+
+
+def test_if_with_a_per_pixel_value_evaluates_both_branches(registry: Any, calls: dict[str, int]) -> None:
+    pixels = xr.DataArray(np.array([1.0, 2.0, 3.0]), dims="x")
+    graph = {
+        "big": node("gt", x=param("pixels"), y=1.5),
+        "doubled": node("multiply", x=param("pixels"), y=2.0),
+        "counted": node("counted", x=ref("doubled")),
+        "choose": node("if", value=ref("big"), accept=ref("counted"), reject=0.0, result=True),
+    }
+    result = Evaluator(registry).evaluate(graph, {"pixels": pixels})
+    np.testing.assert_array_equal(result.values, [0.0, 4.0, 6.0])
+    assert calls["count"] == 1
