@@ -2,9 +2,8 @@
 real mode, and the Sentinel-1 UDPs of the ESA APEx catalogue validated and run as batch jobs on a
 2 km tile near Antwerp, each result checked against a numpy reference computed from the provider.
 
-``sentinel1_stats`` does not run yet: ``apply_dimension`` to the existing ``bands`` dimension with
-two labels is refused by the engine (Copernicus Data Space gives bands x outputs); its test is a
-strict ``xfail`` so that it reports when that changes, and its graph runs on VV alone.
+``sentinel1_stats`` runs ``apply_dimension`` into the existing ``bands`` dimension with two labels
+(Copernicus Data Space gives bands x outputs, as the engine does); its graph also runs on VV alone.
 ``sentinel1_changedetection`` needs ``run_udf`` on a list (its temporal extent): not run here.
 """
 
@@ -205,9 +204,6 @@ def stats_reference(bounds: Bounds) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="apply_dimension to the existing bands dimension with two labels is refused by the "
-                          "engine (CDSE gives bands x outputs)")
 def test_sentinel1_stats_runs_and_matches_numpy(connection: openeo.Connection, tmp_path: Path) -> None:
     process_id, namespace, _ = udp_call(udp_path("sentinel1_stats"))
     cube = connection.datacube_from_process(process_id, namespace=namespace, spatial_extent=BOX,

@@ -218,7 +218,8 @@ def apply_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
 
     The labels stay when the process returns as many values as it got, else they become
     0, 1, ...; with ``target_dimension`` the values go to that dimension (replacing the source
-    dimension, or filling an existing single-label target dimension).
+    dimension, filling an existing single-label target dimension, or, for a target with several
+    labels, following each of them).
     """
     cube = require_cube(args["data"])
     dim = _dim(cube, args["dimension"])
@@ -226,16 +227,24 @@ def apply_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
     result = args["process"](data=cube.rename({dim: ARRAY_DIM}), context=args.get("context"))
     out = _applied(result, cube, dim)
     if target is not None and target != dim:
+        if target in cube.dims and cube.sizes[target] > 1:
+            return with_meta(_flattened(out, target, dim), cube)
         if target in cube.dims:
-            if cube.sizes[target] != 1:
-                raise ProcessArgumentError(
-                    f"the target dimension '{target}' exists with more than one label",
-                    parameter="target_dimension",
-                )
             out = out.isel({target: 0}, drop=True)
         out = out.rename({dim: target})
         out = out.assign_coords({target: np.arange(out.sizes[target])})
     return with_meta(out, cube)
+
+
+def _flattened(out: xr.DataArray, target: str, dim: str) -> xr.DataArray:
+    """Values along `dim` moved into a `target` that has several labels already, as Copernicus
+    Data Space does (sentinel1_stats: VH and VV times 7 statistics): label by label of `target`,
+    each followed by its values, labelled ``<label>_<index>``."""
+    labels = [f"{label}_{index}" for label in out[target].values for index in range(out.sizes[dim])]
+    values = out.drop_vars([target, dim], errors="ignore")
+    values = values.stack({"__flat__": (target, dim)}, create_index=False)
+    values = values.rename({"__flat__": target}).assign_coords({target: labels})
+    return values.transpose(*[d for d in out.dims if d != dim])
 
 
 # -- periods: aggregate_temporal_period and apply_neighborhood along t ------------------------------

@@ -131,6 +131,21 @@ def test_apply_dimension_array_apply_flags_non_maximum_per_pixel() -> None:
     np.testing.assert_array_equal(out["t"].values, cube["t"].values)
 
 
+def test_apply_dimension_into_bands_with_several_labels_gives_bands_times_values() -> None:
+    """sentinel1_stats: statistics over t into the existing bands (VH, VV), as Copernicus Data
+    Space does: each band's values in turn, labelled <band>_<index>."""
+    cube = make_cube(nt=5, bands=("VH", "VV"))
+    process = cb(mn=node("min", data=p("data")), mx=node("max", data=p("data")),
+                 a=node("array_create", data=[n("mn"), n("mx")], result=True))
+    out = one("apply_dimension", data=p("cube"), dimension="t", target_dimension="bands", process=process,
+              params={"cube": cube})
+    assert out.dims == ("bands", "y", "x")
+    assert list(out["bands"].values) == ["VH_0", "VH_1", "VV_0", "VV_1"]
+    v = cube.values
+    expected = np.stack([v[:, 0].min(0), v[:, 0].max(0), v[:, 1].min(0), v[:, 1].max(0)])
+    np.testing.assert_array_equal(out.values, expected)
+
+
 def test_reducer_keeping_the_dimension_is_an_error() -> None:
     cube = make_cube(nt=2)
     with pytest.raises(ProcessGraphError, match="reduce"):
