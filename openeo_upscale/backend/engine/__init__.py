@@ -10,10 +10,12 @@
 - :mod:`.dates`: date processes.
 - :mod:`.udf`: ``run_udf``, Python UDFs on the ``openeo`` client's UDF runtime.
 - :mod:`.cubes`: data cube processes (with :mod:`.cubes_spatial`, :mod:`.cubes_load`,
-  :mod:`.cubes_merge` and :mod:`.cubes_scl`).
+  :mod:`.cubes_stac` and :mod:`.cubes_url`, :mod:`.cubes_merge`, :mod:`.cubes_scl`,
+  :mod:`.cubes_temporal`, :mod:`.cubes_polygon` and :mod:`.cubes_sar`).
 
-The process modules share their helpers through the private :mod:`._common`; none imports
-another process module.
+The process modules share their helpers through the private :mod:`._common` (and the loaders
+theirs through :mod:`._extents`); they use the geometry of :mod:`.cubes_spatial`, and
+``load_stac`` the file access of :mod:`.cubes_url`, but no other process module.
 """
 
 from __future__ import annotations

@@ -49,17 +49,17 @@ from affine import Affine
 from pyproj import CRS
 
 from openeo_upscale.backend.engine._common import to_datetime64
-from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
-from openeo_upscale.backend.engine.cubes_load import (
-    _extent_from_graph,
-    _keep,
-    _lonlat_bounds,
-    _scene_filter,
-    _temporal,
-    _union,
-    _utm_bounds,
+from openeo_upscale.backend.engine._extents import (
+    extent_from_graph,
+    keep_scene,
+    lonlat_bounds,
+    scene_filter,
+    temporal_range,
+    union_bounds,
+    utm_bounds,
     utm_epsg,
 )
+from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
 from openeo_upscale.backend.engine.cubes_spatial import (
     Grid,
     as_vector_cube,
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_stac"]
 
-_Bounds = tuple[float, float, float, float]
+Bounds = tuple[float, float, float, float]
 _SKIPPED_ROLES = frozenset({"thumbnail", "overview", "visual"})
 
 
@@ -172,7 +172,7 @@ def _period(extent: Any) -> _Period:
     """``temporal_extent`` as (start, end), None where open (checked as load_collection checks it)."""
     if extent is None:
         return None, None
-    _temporal(extent)
+    temporal_range(extent)
     start, end = extent
     return (None if start is None else to_datetime64(str(start)),
             None if end is None else to_datetime64(str(end)))
@@ -187,7 +187,7 @@ def _in_period(item: pystac.Item, period: _Period) -> bool:
 
 
 def _properties(item: pystac.Item) -> SimpleNamespace:
-    """An item's properties as `_keep` reads a scene: ``eo:cloud_cover`` as ``cloud_cover``."""
+    """An item's properties as `keep_scene` reads a scene: ``eo:cloud_cover`` as ``cloud_cover``."""
     return SimpleNamespace(**{str(k).split(":")[-1]: v for k, v in item.properties.items()})
 
 
@@ -244,7 +244,7 @@ def _default_bands(found: Iterable[Mapping[str, _Band]]) -> list[str]:
 
 
 def _footprint(item: pystac.Item, sources: Mapping[str, _Band], datasets: Mapping[str, DatasetReader]
-               ) -> _Bounds:
+               ) -> Bounds:
     """An item's lon/lat bounds: its bbox, else the bounds of its first band's file."""
     box = item.bbox
     if box and len(box) in (4, 6):
@@ -255,7 +255,7 @@ def _footprint(item: pystac.Item, sources: Mapping[str, _Band], datasets: Mappin
     return float(w), float(s), float(e), float(n)
 
 
-def _meets(a: _Bounds, b: _Bounds) -> bool:
+def _meets(a: Bounds, b: Bounds) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
@@ -270,7 +270,7 @@ def _resolution(src: DatasetReader, epsg: int) -> float:
     return float(min((e - w) / src.width, (n - s) / src.height))
 
 
-def _grid(epsg: int, bounds: _Bounds, datasets: Iterable[DatasetReader]) -> Grid:
+def _grid(epsg: int, bounds: Bounds, datasets: Iterable[DatasetReader]) -> Grid:
     """The grid over `bounds`: the finest resolution, aligned on the first file already on it."""
     sources = list(datasets)
     res = min(_resolution(src, epsg) for src in sources)
@@ -291,31 +291,31 @@ def _grid(epsg: int, bounds: _Bounds, datasets: Iterable[DatasetReader]) -> Grid
 def _extent(args: Args, ctx: EvalContext) -> Any:
     extent = args.get("spatial_extent")
     if extent is None:
-        found = _extent_from_graph(ctx)
+        found = extent_from_graph(ctx)
         if found:
-            extent = list(_union([_lonlat_bounds(v) for v in found]))
+            extent = list(union_bounds([lonlat_bounds(v) for v in found]))
     return extent
 
 
-def _target(extent: Any) -> tuple[int, _Bounds]:
+def _target(extent: Any) -> tuple[int, Bounds]:
     """The UTM zone of the extent's centre and the extent's bounds in it."""
-    west, south, east, north = _lonlat_bounds(extent)
+    west, south, east, north = lonlat_bounds(extent)
     epsg = utm_epsg((west + east) / 2, (south + north) / 2)
     if isinstance(extent, list | tuple):
         return epsg, bbox_bounds({"west": west, "south": south, "east": east, "north": north}, epsg)
-    return epsg, _utm_bounds(extent, epsg)
+    return epsg, utm_bounds(extent, epsg)
 
 
 # -- load_stac -------------------------------------------------------------------------------------
 
 
-def _select(items: list[pystac.Item], args: Args, lonlat: _Bounds | None) -> list[pystac.Item]:
+def _select(items: list[pystac.Item], args: Args, lonlat: Bounds | None) -> list[pystac.Item]:
     period = _period(args.get("temporal_extent"))
-    filters = _scene_filter(args.get("properties"))
+    filters = scene_filter(args.get("properties"))
     return [item for item in items
             if _in_period(item, period)
             and (lonlat is None or not item.bbox or _meets(_footprint(item, {}, {}), lonlat))
-            and _keep(_properties(item), filters)]
+            and keep_scene(_properties(item), filters)]
 
 
 def _mosaic(days: Mapping[np.datetime64, list[int]], bands: list[str], sources: list[dict[str, _Band]],
@@ -371,7 +371,7 @@ def load_stac(args: Args, ctx: EvalContext) -> xr.DataArray:
     policy = UrlPolicy.of(ctx.services)
     url = args["url"]
     extent = _extent(args, ctx)
-    lonlat = _lonlat_bounds(extent) if extent is not None else None
+    lonlat = lonlat_bounds(extent) if extent is not None else None
     items = _select(_items(url, policy), args, lonlat)
     if not items:
         raise ProcessArgumentError(f"load_stac: no items of '{url}' match the spatial and temporal extent "
@@ -389,8 +389,9 @@ def load_stac(args: Args, ctx: EvalContext) -> xr.DataArray:
         stack.enter_context(rasterio.Env(**policy.gdal_options()))
         datasets = _open_assets(stack, items, sources, policy)
         if extent is None:
-            extent = list(_union([_footprint(item, found, datasets) for item, found in zip(items, sources,
-                                                                                              strict=True)]))
+            footprints = [_footprint(item, found, datasets)
+                          for item, found in zip(items, sources, strict=True)]
+            extent = list(union_bounds(footprints))
         epsg, bounds = _target(extent)
         grid = _grid(epsg, bounds, datasets.values())
         days = _days(items)
