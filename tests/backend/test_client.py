@@ -144,6 +144,13 @@ def test_list_and_describe_collections(connection: openeo.Connection) -> None:
     assert {link["rel"] for link in collection["links"]} >= {"self", "root", "parent"}
 
 
+def test_file_formats_list_what_the_engine_writes_and_reads(connection: openeo.Connection) -> None:
+    formats = connection.list_file_formats()
+    assert set(formats["output"]) == {"GTiff", "netCDF", "PNG", "CSV"}
+    assert set(formats["input"]) == {"GTiff", "GeoJSON", "Parquet"}
+    assert formats["output"]["CSV"]["gis_data_types"] == ["vector"]
+
+
 # ----- the happy path of a batch job -------------------------------------------------------------
 
 

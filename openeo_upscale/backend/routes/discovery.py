@@ -79,10 +79,16 @@ def conformance() -> dict[str, Any]:
 
 @router.get(API_PREFIX + "/file_formats")
 def file_formats() -> dict[str, Any]:
-    def fmt(title: str) -> dict[str, Any]:
-        return {"title": title, "gis_data_types": ["raster"], "parameters": {}}
+    def fmt(title: str, *types: str) -> dict[str, Any]:
+        return {"title": title, "gis_data_types": list(types or ("raster",)), "parameters": {}}
 
-    return {"input": {}, "output": {"GTiff": fmt("GeoTIFF"), "netCDF": fmt("netCDF")}}
+    # What save_result writes (engine/output.py) and load_url reads (engine/cubes_url.py).
+    return {
+        "input": {"GTiff": fmt("GeoTIFF"), "GeoJSON": fmt("GeoJSON", "vector"),
+                  "Parquet": fmt("GeoParquet", "vector")},
+        "output": {"GTiff": fmt("GeoTIFF"), "netCDF": fmt("netCDF"), "PNG": fmt("PNG picture"),
+                   "CSV": fmt("CSV table of a vector cube's values", "vector")},
+    }
 
 
 @router.get(API_PREFIX + "/udf_runtimes")
