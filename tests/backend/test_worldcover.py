@@ -21,10 +21,10 @@ from openeo_upscale.backend.data.sentinel2 import SCL
 
 COLLECTION = "ESA_WORLDCOVER_10M_2021_V2"
 EPSG = 32631  # UTM 31N, Antwerp
-BOX = {"west": 4.54, "south": 51.16, "east": 4.57, "north": 51.18}
-"""About 2 x 2 km east of Antwerp with some water, fields, forest and bare soil."""
-PRODUCED = {10, 30, 40, 50, 60, 80}
-"""The WorldCover codes the land model has (no shrubland, snow, wetland, mangroves, moss)."""
+BOX = {"west": 5.03, "south": 51.465, "east": 5.06, "north": 51.483}
+"""About 2 x 2 km, 50 km north-east of Antwerp, with a lake, fields, a town, forest and bare soil."""
+PRODUCED = {10, 30, 40, 50, 60, 80, 90}
+"""The WorldCover codes the land model has (no shrubland, snow, mangroves, moss)."""
 NOT_SURFACE = {SCL.CLOUD_SHADOWS, SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY,
                SCL.THIN_CIRRUS, SCL.SNOW}
 """SCL classes that hide what the ground is."""
@@ -107,7 +107,7 @@ def test_the_client_reads_the_collection_and_validation_accepts_it(connection: o
     assert dims["t"]["extent"][0].startswith("2021-01-01") and dims["t"]["values"] == ["2021-01-01T00:00:00Z"]
     classes = {c["value"] for c in described["summaries"]["classification:classes"] if not c.get("nodata")}
     assert classes == set(worldcover.CLASSES)
-    assert set(worldcover.CODES.values()) == PRODUCED
+    assert worldcover.PRODUCED == PRODUCED
     cube = connection.load_collection(COLLECTION, spatial_extent=BOX, bands=["MAP"])
     assert cube.metadata.band_names == ["MAP"]
     assert [d.name for d in cube.metadata.spatial_dimensions] == ["x", "y"]

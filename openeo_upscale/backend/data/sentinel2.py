@@ -1,33 +1,41 @@
-"""Synthetic Sentinel-2 L2A, generated on the fly from a hash: no files, no RNG state.
+"""Synthetic Sentinel-2 L2A, generated on the fly: no files, no RNG state.
 
-Every value is a pure function of (UTM zone EPSG, absolute pixel index at the band's native
-resolution, date, band). The absolute index of a pixel is ``(floor(x / res), floor(y / res))`` of
-its centre in UTM metres, so two tiles that share or abut pixels agree on them exactly, and a
-rerun is bit-identical. Only integer hashing and exactly rounded operations (``+ - * /``,
-``floor``, ``rint``, ``clip``, comparisons) touch pixel data, never ``sin``/``exp``, whose SIMD and
-scalar paths may round differently; trigonometry is used only for per-scene scalars.
+The surface is `landscape`, one land-cover map of the whole Earth (also served as ESA
+WorldCover), sampled on each UTM zone's 20 m classification grid (`LAND_RES`, the SCL grid).
+Every place-keyed field (the map, clouds, cirrus, snow) is evaluated at the pixel centre's
+position in `landscape`'s global frame, and every scene-keyed value (cloud cover, snow, the
+radiometric factor) depends on the date only, so a scene is seamless across tiles *and* across
+UTM zone edges. Only the static per-pixel texture is keyed by (zone, native pixel index), since
+two zones' pixels never coincide. Values are a pure function of (zone, absolute pixel index at
+the band's native resolution, date, band): tiles that share or abut pixels agree on them
+exactly, and a rerun is bit-identical. Only integer hashing, pyproj (per point) and exactly
+rounded operations (``+ - * /``, ``sqrt``, ``floor``, ``rint``, ``clip``, comparisons) touch
+pixel data, never ``sin``/``exp``, whose SIMD and scalar paths may round differently;
+trigonometry is used only for per-scene scalars.
 
-The model, in layers, all at the 20 m classification grid (the SCL grid) unless said otherwise:
+The model, in layers, all on the classification grid unless said otherwise:
 
-- Land cover (static): smooth value-noise fields place water (~6 % of the area) and urban areas
-  (~10 %); the rest is a brick pattern of 300 m x 240 m parcels of crops, grassland, forest and
-  bare soil (public as `land_cover`, which `worldcover` serves as ESA WorldCover). A vegetation
-  fraction ``fv`` mixes a green-vegetation and a soil (or urban) spectrum. Grassland and forest
-  follow a seasonal curve (lowest mid January, highest mid July; half a year later south of the
-  equator); crops are bare until a per-parcel sowing day, green up over 45 days and are
-  harvested 100-150 days later.
-- SCL 4 (vegetation) where ``fv >= 0.6`` on land, which keeps NDVI above ~0.5; 5 (not vegetated)
-  elsewhere on land and in towns; 6 water.
-- Clouds: per scene a cloud cover ``cc`` (percent, from the hash of zone and date) and a cloud
-  field, a four-octave value noise (features of 0.1-2 km). The field is thresholded at its own
-  ``1 - cc/100`` quantile (measured once per process on 65536 sample points), so the
-  *expected* share of cloudy pixels (SCL 8, 9, 10) equals ``eo:cloud_cover``. The densest 60 % of
-  a scene's cloud is SCL 9, the rest 8, or 10 (thin cirrus) where a per-scene cirrus field says
-  so. Clouds blend the surface with a bright cloud spectrum (opacity 0.55-1 for 8/9, 0.3-0.4 for
-  cirrus): bright in all bands.
-- Cloud shadows (SCL 3): the thick cloud mask (8, 9) displaced 500-1200 m away from the sun
-  (north-north-west in the northern hemisphere, longer in winter), outside clouds; the surface
-  is darkened to 35 %.
+- Surface: each `landscape.Cover` has its spectrum. A green-vegetation fraction ``fv``
+  (`landscape.vegetation_fraction`) mixes a vegetation spectrum (a darker one for tree cover)
+  with a background: soil (brightness varying in space) for fields, grassland, bare land and
+  wetland; bright grey roofs and streets (per 60 m block) in towns; dark grey asphalt on roads;
+  water (dark in NIR, turbidity varying) in lakes and rivers. Each crop type greens up and is
+  harvested on its own dates (`landscape.CALENDARS`, shifted per parcel); grassland, trees and
+  wetland are lowest in mid January and highest in mid July (half a year later south of the
+  equator).
+- SCL 4 (vegetation) where ``fv >= 0.6`` on land outside towns and roads, which keeps NDVI
+  above ~0.5; 5 (not vegetated) elsewhere on land; 6 water, exactly where the map is water.
+- Clouds: per scene a cloud cover ``cc`` (percent, from the hash of the date: one weather for
+  the whole Earth) and a cumulus field, a three-octave value noise (features of 0.2-1.5 km) of
+  global position, new on every date. The field is thresholded at its own ``1 - cc/100``
+  quantile (measured once per process on 65536 sample points), so the *expected* share of
+  cloudy pixels (SCL 8, 9, 10) equals ``eo:cloud_cover``. The densest 60 % of a scene's cloud
+  is SCL 9, the rest 8, or 10 (thin cirrus) where a per-scene cirrus field says so. Clouds
+  blend the surface with a bright cloud spectrum (opacity 0.55-1 for 8/9, 0.3-0.4 for cirrus):
+  bright in all bands.
+- Cloud shadows (SCL 3): where the cloud field, evaluated 500-1200 m towards the sun (south-
+  south-east in the northern hemisphere, farther in winter), is cloudy and the pixel itself is
+  not; the surface is darkened to 35 %.
 - Snow (SCL 11): in the cold season only, in about a quarter of the mid-winter scenes, over
   5-40 % of the land; bright in the visible, dark in SWIR.
 
@@ -47,12 +55,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum
-from functools import cache
 from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 import xarray as xr
+
+from openeo_upscale.backend.data import landscape
+from openeo_upscale.backend.data._noise import fbm, hash_, threshold, uniform
+from openeo_upscale.backend.data._noise import u as _u
+from openeo_upscale.backend.data.landscape import Cover, Land
 
 __all__ = [
     "BANDS",
@@ -66,14 +78,11 @@ __all__ = [
     "SCL",
     "SCL_CLASSES",
     "SCL_PRODUCED",
-    "LandCover",
     "Scene",
     "acquisitions",
     "cloud_cover",
     "cube",
     "is_acquisition",
-    "land_cover",
-    "land_pixel",
     "load",
     "pixel_axis",
 ]
@@ -133,40 +142,32 @@ _WATER = (700, 650, 600, 350, 300, 200, 180, 150, 130, 100, 60, 40)
 _SNOW = (9000, 9300, 9200, 9000, 8800, 8600, 8400, 8200, 8000, 7500, 1200, 900)
 _CLOUD = (7800, 7600, 7500, 7500, 7500, 7600, 7600, 7700, 7700, 6000, 5800, 4500)
 
-# Value-noise octaves: (lattice cell in metres, weight).
-_CLOUD_NOISE = ((2000.0, 1.0), (800.0, 0.5), (320.0, 0.25), (120.0, 0.12))
-_CIRRUS_NOISE = ((5000.0, 1.0), (1500.0, 0.5))
-_WATER_NOISE = ((6000.0, 1.0), (2400.0, 0.5), (900.0, 0.25))
-_URBAN_NOISE = ((5000.0, 1.0), (2000.0, 0.5), (700.0, 0.25))
-_SNOW_NOISE = ((8000.0, 1.0), (2500.0, 0.5), (700.0, 0.25))
-_SOIL_NOISE = ((1500.0, 1.0), (400.0, 0.5))
-_TURBIDITY_NOISE = ((2500.0, 1.0),)
+_FOREST = (200, 250, 480, 230, 750, 2300, 2850, 3000, 3100, 2750, 1500, 700)
+_ASPHALT = (850, 800, 820, 850, 880, 900, 920, 940, 950, 930, 1000, 950)
+# Background mixed with the green vegetation of each `Cover`: soil (0), roofs and streets (1),
+# water (2), asphalt (3).
+_BACKGROUNDS = np.array([_SOIL, _URBAN, _WATER, _ASPHALT], dtype=np.float64)
+_BACKGROUND_OF = np.zeros(len(Cover), dtype=np.int64)
+_BACKGROUND_OF[[Cover.BUILT, Cover.WATER, Cover.ROAD]] = [1, 2, 3]
+_BACKGROUNDS.flags.writeable = False
+_BACKGROUND_OF.flags.writeable = False
 
-LAND_RES = 20
+# Value-noise octaves: (lattice cell in metres, weight).
+_CLOUD_NOISE = ((1500.0, 1.0), (600.0, 0.45), (200.0, 0.2))
+_CIRRUS_NOISE = ((4000.0, 1.0),)
+_SNOW_NOISE = ((8000.0, 1.0), (2500.0, 0.5), (700.0, 0.25))
+
+LAND_RES = landscape.RES
 """Metres of the classification grid, anchored at 0: land cover, clouds, shadows and snow live here."""
-_CLASS_RES = LAND_RES
 _VEGETATION_FV = 0.6  # vegetation fraction from which a land pixel is SCL 4
 _HIGH_SHARE = 0.6  # share of a scene's cloud that is SCL 9
 _SHADOW_FACTOR = 0.35
 
-
-class LandCover(IntEnum):
-    """The land-cover kinds of the classification grid (`land_cover`)."""
-
-    WATER = 0
-    URBAN = 1
-    CROP = 2
-    GRASS = 3
-    FOREST = 4
-    BARE = 5
-
-
-_WATER_K, _URBAN_K, _CROP_K, _GRASS_K, _FOREST_K, _BARE_K = (int(k) for k in LandCover)
-
-# Hash-key namespaces, so that no two fields share a stream.
-(_K_WATER, _K_URBAN, _K_ROWSHIFT, _K_PARCEL, _K_PARCEL_A, _K_PARCEL_B, _K_SOIL, _K_BLOCK,
- _K_TURBIDITY, _K_TEXTURE, _K_RADIOMETRY, _K_CLOUD, _K_CIRRUS, _K_SCENE, _K_SNOW,
- _K_QUANTILES) = range(1, 17)
+# Hash-key namespaces, so that no two fields share a stream (`landscape` uses 1001 on).
+_K_TEXTURE, _K_RADIOMETRY, _K_CLOUD, _K_CIRRUS, _K_SNOW = range(1, 6)
+_WEATHER_SEED = (32631, 14)
+"""Hash key of the per-day cloud cover: the key zone 31N had when each zone had its own covers,
+so that the scenes over Antwerp keep their published ``eo:cloud_cover``."""
 
 
 @dataclass(frozen=True)
@@ -175,96 +176,6 @@ class Scene:
 
     date: date
     cloud_cover: float
-
-
-# ----- hashing and value noise ---------------------------------------------------------------------
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """splitmix64's finaliser. Arrays only: numpy warns on overflow of uint64 scalars, not arrays."""
-    h = (h ^ (h >> np.uint64(30))) * _M1
-    h = (h ^ (h >> np.uint64(27))) * _M2
-    return h ^ (h >> np.uint64(31))
-
-
-def _hash(*parts: int | npt.ArrayLike) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of integer parts, broadcast together; put scalars first, then 1-D axes, so
-    that only the last combination runs over the full grid."""
-    h = np.zeros(1, dtype=np.uint64)
-    for part in parts:
-        word = np.atleast_1d(np.asarray(part, dtype=np.int64)).view(np.uint64)
-        h = _mix(h ^ _mix(word + _GOLDEN))
-    return h
-
-
-def _uniform(h: npt.NDArray[np.uint64]) -> Floats:
-    """Hash -> float64 uniform in [0, 1)."""
-    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 2.0**53)
-
-
-def _u(*parts: int) -> float:
-    """A uniform in [0, 1) for scalar parts (per-scene values)."""
-    return float(_uniform(_hash(*parts))[0])
-
-
-def _value_noise(key: tuple[int, ...], xs: Floats, ys: Floats, cell: float) -> Floats:
-    """Smooth noise in [0, 1] on the grid ``ys x xs`` (metres): hashed values on a lattice of
-    ``cell`` metres, interpolated with smoothstep weights, separably (x first, then y)."""
-    gx, gy = xs / cell, ys / cell
-    fx, fy = np.floor(gx), np.floor(gy)
-    wx, wy = gx - fx, gy - fy
-    wx, wy = wx * wx * (3.0 - 2.0 * wx), wy * wy * (3.0 - 2.0 * wy)
-    ix, iy = fx.astype(np.int64), fy.astype(np.int64)
-    x0, y0 = int(ix.min()), int(iy.min())
-    lattice = _uniform(_hash(*key, np.arange(y0, int(iy.max()) + 2)[:, None],
-                             np.arange(x0, int(ix.max()) + 2)[None, :]))
-    jx, jy = ix - x0, iy - y0
-    rows = lattice[:, jx] * (1.0 - wx) + lattice[:, jx + 1] * wx
-    return rows[jy] * (1.0 - wy)[:, None] + rows[jy + 1] * wy[:, None]
-
-
-def _fbm(key: tuple[int, ...], xs: Floats, ys: Floats, octaves: tuple[tuple[float, float], ...]) -> Floats:
-    """A weighted sum of value-noise octaves, normalised to [0, 1]."""
-    total = sum(w for _, w in octaves)
-    out = np.zeros((ys.size, xs.size))
-    for n, (cell, weight) in enumerate(octaves):
-        out += (weight / total) * _value_noise((*key, n), xs, ys, cell)
-    return out
-
-
-@cache
-def _sorted_sample(octaves: tuple[tuple[float, float], ...]) -> Floats:
-    """2**16 values of an fBm field at scattered points, sorted: its empirical distribution.
-
-    Every key gives the same distribution, and at one point the four lattice values of each
-    octave are i.i.d. uniforms, so each sample draws them afresh instead of building lattices
-    (which the finest octave would make large); the points spread over 1000 km so the
-    fractional positions in the octaves have their joint distribution."""
-    index = np.arange(1 << 16)
-    xs = _uniform(_hash(_K_QUANTILES, 0, index)) * 1e6
-    ys = _uniform(_hash(_K_QUANTILES, 1, index)) * 1e6
-    total = sum(w for _, w in octaves)
-    out = np.zeros(index.size)
-    for n, (cell, weight) in enumerate(octaves):
-        fx, fy = xs / cell - np.floor(xs / cell), ys / cell - np.floor(ys / cell)
-        wx, wy = fx * fx * (3.0 - 2.0 * fx), fy * fy * (3.0 - 2.0 * fy)
-        a, b, c, d = (_uniform(_hash(_K_QUANTILES, 2 + n, corner, index)) for corner in range(4))
-        out += (weight / total) * ((a * (1.0 - wx) + b * wx) * (1.0 - wy) + (c * (1.0 - wx) + d * wx) * wy)
-    return np.sort(out)
-
-
-def _threshold(octaves: tuple[tuple[float, float], ...], exceed: float) -> float:
-    """The level that a share `exceed` of the field lies above (+inf for 0, -inf for 1)."""
-    if exceed <= 0.0:
-        return math.inf
-    if exceed >= 1.0:
-        return -math.inf
-    sample = _sorted_sample(octaves)
-    return float(sample[min(sample.size - 1, int((1.0 - exceed) * sample.size))])
 
 
 # ----- scenes --------------------------------------------------------------------------------------
@@ -307,9 +218,11 @@ def is_acquisition(day: date) -> bool:
 
 def cloud_cover(epsg: int, day: date) -> float:
     """The scene's ``eo:cloud_cover`` in percent, rounded to 0.01: a quarter of the scenes are
-    nearly clear (< 5 %), 30 % partly cloudy (5-50 %), 45 % mostly cloudy (50-100 %)."""
+    nearly clear (< 5 %), 30 % partly cloudy (5-50 %), 45 % mostly cloudy (50-100 %). It
+    depends on the day only (`epsg` is validated), so that the cloud field, and with it the
+    scene, continues across zone edges."""
     _zone(epsg)
-    kind, share = _u(epsg, _K_SCENE, day.toordinal(), 0), _u(epsg, _K_SCENE, day.toordinal(), 1)
+    kind, share = (_u(*_WEATHER_SEED, day.toordinal(), n) for n in (0, 1))
     if kind < 0.25:
         cover = 5.0 * share
     elif kind < 0.55:
@@ -336,94 +249,13 @@ def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) 
     return scenes
 
 
-# ----- the classification grid ---------------------------------------------------------------------
+# ----- one scene on the classification grid -------------------------------------------------------
 
 
 def _local_doy(day: date, south: bool) -> float:
     """Day of the year as seen by the seasons: shifted half a year south of the equator."""
     doy = day.timetuple().tm_yday
     return (doy + 182.6) % 365.25 if south else float(doy)
-
-
-def _season(doy: float) -> float:
-    """0 in mid January, 1 in mid July."""
-    return 0.5 - 0.5 * math.cos(2.0 * math.pi * (doy - 17.0) / 365.25)
-
-
-@dataclass(frozen=True)
-class _Land:
-    """Static land cover on classification pixels ``cy x cx`` (ascending absolute indices; rows
-    ascending in northing)."""
-
-    kind: Ints
-    param_a: Floats  # per-parcel uniforms: vigour, sowing day
-    param_b: Floats  # crop season length
-    background: Ints  # the spectrum mixed with vegetation: 0 soil, 1 urban, 2 water
-    brightness: Floats  # soil, urban or water factor for the background spectrum
-
-
-def _kinds(epsg: int, cx: Ints, cy: Ints) -> tuple[Ints, Ints, Ints]:
-    """(kind, parcel row, parcel column) on classification pixels ``cy x cx``."""
-    xs, ys = _centres(cx, _CLASS_RES), _centres(cy, _CLASS_RES)
-    water = _fbm((epsg, _K_WATER), xs, ys, _WATER_NOISE) < _threshold(_WATER_NOISE, 0.94)
-    urban = _fbm((epsg, _K_URBAN), xs, ys, _URBAN_NOISE) > _threshold(_URBAN_NOISE, 0.10)
-    # Parcels: rows 240 m tall, each row's columns (300 m wide) shifted, like bricks.
-    prow = (cy * _CLASS_RES + _CLASS_RES // 2) // 240
-    shift = np.floor(_uniform(_hash(epsg, _K_ROWSHIFT, prow)) * 300).astype(np.int64)
-    pcol = (cx[None, :] * _CLASS_RES + _CLASS_RES // 2 + shift[:, None]) // 300
-    parcel = _uniform(_hash(epsg, _K_PARCEL, prow[:, None], pcol))
-    kind = np.select([parcel < 0.40, parcel < 0.70, parcel < 0.85], [_CROP_K, _GRASS_K, _FOREST_K], _BARE_K)
-    kind[urban] = _URBAN_K
-    kind[water] = _WATER_K
-    return kind.astype(np.int64), prow, pcol
-
-
-def land_cover(epsg: int, cx: Ints, cy: Ints) -> Ints:
-    """The `LandCover` kind of the classification pixels ``cy x cx`` of zone `epsg`: absolute
-    indices on the `LAND_RES` grid (``floor(x / LAND_RES)`` of a centre in UTM metres), rows as
-    `cy` gives them. The static layer under every band: SCL 6 exactly where it is WATER and the
-    sky is clear."""
-    _zone(epsg)
-    return _kinds(epsg, np.asarray(cx, dtype=np.int64), np.asarray(cy, dtype=np.int64))[0]
-
-
-def land_pixel(native: Ints, res: int) -> Ints:
-    """The classification pixel containing the centre of pixel `native` of a grid of `res` metres
-    anchored at 0 (`res` an integer, so that the index is exact)."""
-    return _class_index(native, res)
-
-
-def _land(epsg: int, cx: Ints, cy: Ints) -> _Land:
-    xs, ys = _centres(cx, _CLASS_RES), _centres(cy, _CLASS_RES)
-    kind, prow, pcol = _kinds(epsg, cx, cy)
-    soil = 0.75 + 0.5 * _fbm((epsg, _K_SOIL), xs, ys, _SOIL_NOISE)
-    block = 0.75 + 0.6 * _uniform(_hash(epsg, _K_BLOCK, (cy // 3)[:, None], (cx // 3)[None, :]))
-    turbidity = 0.85 + 0.5 * _fbm((epsg, _K_TURBIDITY), xs, ys, _TURBIDITY_NOISE)
-    brightness = np.where(kind == _WATER_K, turbidity, np.where(kind == _URBAN_K, block, soil))
-    return _Land(
-        kind=kind,
-        param_a=_uniform(_hash(epsg, _K_PARCEL_A, prow[:, None], pcol)),
-        param_b=_uniform(_hash(epsg, _K_PARCEL_B, prow[:, None], pcol)),
-        background=np.where(kind == _WATER_K, 2, np.where(kind == _URBAN_K, 1, 0)).astype(np.int64),
-        brightness=brightness,
-    )
-
-
-def _vegetation_fraction(land: _Land, doy: float) -> Floats:
-    """Fraction of green vegetation per pixel on `doy` (local season)."""
-    season = _season(doy)
-    a, b = land.param_a, land.param_b
-    sow = 60.0 + 90.0 * a
-    harvest = sow + 100.0 + 50.0 * b
-    green = np.clip((doy - sow) / 45.0, 0.0, 1.0) * np.clip((harvest - doy) / 30.0, 0.0, 1.0)
-    crop = 0.06 + 0.9 * green * green * (3.0 - 2.0 * green)
-    return np.select(
-        [land.kind == _CROP_K, land.kind == _GRASS_K, land.kind == _FOREST_K, land.kind == _BARE_K,
-         land.kind == _URBAN_K],
-        [crop, 0.62 + 0.08 * a + 0.25 * season, 0.70 + 0.05 * a + 0.22 * season, 0.04 + 0.1 * a,
-         0.05 + 0.25 * a],
-        0.0,
-    )
 
 
 @dataclass(frozen=True)
@@ -437,49 +269,53 @@ class _Sky:
     cloud: Floats  # cloud opacity
 
 
-def _sky(epsg: int, day: date, land: _Land, cx: Ints, cy: Ints) -> _Sky:
+def _sky(epsg: int, day: date, land: Land) -> _Sky:
     south = _zone(epsg)
     doy = _local_doy(day, south)
     ordinal = day.toordinal()
-    fv = _vegetation_fraction(land, doy)
-    is_land = land.kind != _WATER_K
-    scl = np.where(is_land & (land.kind != _URBAN_K) & (fv >= _VEGETATION_FV), 4, 5).astype(np.uint8)
+    fv = landscape.vegetation_fraction(land, doy)
+    gx, gy = land.x, land.y
+    is_land = land.cover != Cover.WATER
+    vegetated = is_land & (land.cover != Cover.BUILT) & (land.cover != Cover.ROAD) & (fv >= _VEGETATION_FV)
+    scl = np.where(vegetated, 4, 5).astype(np.uint8)
     scl[~is_land] = 6
 
     winter = max(0.0, math.cos(2.0 * math.pi * (doy - 17.0) / 365.25))
-    snowy = _u(epsg, _K_SNOW, ordinal, 0) < 0.25 * winter
-    snow_share = 0.05 + 0.35 * _u(epsg, _K_SNOW, ordinal, 1) if snowy else 0.0
-    xs, ys = _centres(cx, _CLASS_RES), _centres(cy, _CLASS_RES)
+    snowy = _u(_K_SNOW, ordinal, 0, int(south)) < 0.25 * winter
+    snow_share = 0.05 + 0.35 * _u(_K_SNOW, ordinal, 1, int(south)) if snowy else 0.0
     if snow_share > 0.0:
-        snow = is_land & (_fbm((epsg, _K_SNOW, ordinal), xs, ys, _SNOW_NOISE)
-                          > _threshold(_SNOW_NOISE, snow_share))
+        snow = is_land & (fbm((_K_SNOW, ordinal), gx, gy, _SNOW_NOISE) > threshold(_SNOW_NOISE, snow_share))
     else:
         snow = np.zeros(scl.shape, dtype=bool)
     scl[snow] = 11
 
-    # Clouds also where the shadows come from, so that shadows of clouds beyond the block show;
-    # everything here is a function of the absolute classification pixel.
+    # Clouds: a field of global position and date, so that scenes are seamless across zones.
     cover = cloud_cover(epsg, day) / 100.0
-    reach = (500.0 + 700.0 * (1.0 - _season(doy))) / _CLASS_RES
-    ox, oy = round(0.5 * reach), round(0.866 * reach) * (1 if south else -1)
-    ex, ey = np.union1d(cx, cx + ox), np.union1d(cy, cy + oy)
-    exs, eys = _centres(ex, _CLASS_RES), _centres(ey, _CLASS_RES)
-    field = _fbm((epsg, _K_CLOUD, ordinal), exs, eys, _CLOUD_NOISE)
-    low, high = _threshold(_CLOUD_NOISE, cover), _threshold(_CLOUD_NOISE, _HIGH_SHARE * cover)
-    cirrus_level = _threshold(_CIRRUS_NOISE, 0.5 * _u(epsg, _K_CIRRUS, ordinal, 0))
-    cirrus_ext = (field > low) & (field <= high) & (
-        _fbm((epsg, _K_CIRRUS, ordinal), exs, eys, _CIRRUS_NOISE) > cirrus_level)
-    thick = (field > low) & ~cirrus_ext  # clouds that cast shadows: SCL 8 and 9
-    core = np.ix_(np.searchsorted(ey, cy), np.searchsorted(ex, cx))
-    c, cirrus = field[core], cirrus_ext[core]
-    cloudy, dense = c > low, c > high
-    shadow = thick[np.ix_(np.searchsorted(ey, cy + oy), np.searchsorted(ex, cx + ox))] & ~cloudy
+    low, high = threshold(_CLOUD_NOISE, cover), threshold(_CLOUD_NOISE, _HIGH_SHARE * cover)
+    if not math.isfinite(low):  # a clear (low = +inf) or overcast (-inf) sky needs no field
+        field = np.full(scl.shape, -low)
+        overhead = np.zeros(scl.shape, dtype=bool)
+    else:
+        field = fbm((_K_CLOUD, ordinal), gx, gy, _CLOUD_NOISE)
+        # Shadows fall away from the sun (north-north-west in the north, longer in winter): a
+        # pixel is shadowed by the cloud that far towards the sun.
+        reach = 500.0 + 700.0 * (1.0 - landscape.season(doy))
+        sun_x, sun_y = 0.5 * reach, 0.866 * reach * (1.0 if south else -1.0)
+        overhead = fbm((_K_CLOUD, ordinal), gx + sun_x, gy + sun_y, _CLOUD_NOISE) > low
+    cloudy, dense = field > low, field > high
+    level = threshold(_CIRRUS_NOISE, 0.5 * _u(_K_CIRRUS, ordinal, 0))
+    if math.isfinite(level) and cloudy.any():
+        cirrus = cloudy & ~dense & (fbm((_K_CIRRUS, ordinal), gx, gy, _CIRRUS_NOISE) > level)
+    else:
+        cirrus = cloudy & ~dense & (level < 0)
+    shadow = overhead & ~cloudy
     scl[shadow] = 3
     scl[cloudy] = 8
     scl[cirrus] = 10
     scl[dense] = 9
 
     span = max(high - low, 1e-6) if math.isfinite(high) and math.isfinite(low) else 1.0
+    c = np.where(np.isfinite(field), field, 0.0)
     opacity = np.where(dense, 0.85 + 0.15 * np.clip((c - high) / 0.05, 0.0, 1.0),
                        np.where(cirrus, 0.3 + 0.1 * np.clip((c - low) / span, 0.0, 1.0),
                                 np.where(cloudy, 0.55 + 0.3 * np.clip((c - low) / span, 0.0, 1.0), 0.0)))
@@ -487,11 +323,12 @@ def _sky(epsg: int, day: date, land: _Land, cx: Ints, cy: Ints) -> _Sky:
     return _Sky(scl=scl, fv=fv, snow=snow, keep=keep, cloud=opacity)
 
 
-def _band_on_class_grid(band: str, land: _Land, sky: _Sky) -> tuple[Floats, Floats]:
+def _band_on_class_grid(band: str, land: Land, sky: _Sky) -> tuple[Floats, Floats]:
     """(P, Q) with reflectance = P * texture + Q: the textured surface signal and the cloud's."""
     i = REFLECTANCE_BANDS.index(band)
-    background = np.array([_SOIL[i], _URBAN[i], _WATER[i]], dtype=np.float64)
-    surface = sky.fv * _VEGETATION[i] + (1.0 - sky.fv) * background[land.background] * land.brightness
+    green = np.where(land.cover == Cover.TREE, float(_FOREST[i]), float(_VEGETATION[i]))
+    background = _BACKGROUNDS[:, i][_BACKGROUND_OF[land.cover]] * land.brightness
+    surface = sky.fv * green + (1.0 - sky.fv) * background
     surface = np.where(sky.snow, float(_SNOW[i]), surface)
     return surface * sky.keep, sky.cloud * _CLOUD[i]
 
@@ -505,11 +342,6 @@ def pixel_axis(low: float, high: float, res: float, descending: bool) -> Floats:
     first, stop = math.floor(low / res), math.ceil(high / res)
     centres = _centres(np.arange(first, max(stop, first + 1)), res)
     return centres[::-1].copy() if descending else centres
-
-
-def _class_index(native: Ints, res: int) -> Ints:
-    """The classification pixel that contains the centre of native pixel `native` at `res` m."""
-    return (2 * native * res + res) // (2 * _CLASS_RES)
 
 
 def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
@@ -546,8 +378,8 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     natives = {BANDS[b] for b in bands}
     native_x = {r: np.floor(xs / r).astype(np.int64) for r in natives}
     native_y = {r: np.floor(ys / r).astype(np.int64) for r in natives}
-    class_x = {r: _class_index(native_x[r], r) for r in natives}
-    class_y = {r: _class_index(native_y[r], r) for r in natives}
+    class_x = {r: landscape.pixel(native_x[r], r) for r in natives}
+    class_y = {r: landscape.pixel(native_y[r], r) for r in natives}
     # The classification pixels needed: all of them at native resolution, a sparse lattice of
     # them when the output is coarser (every field is evaluated pointwise).
     cx = np.unique(np.concatenate(list(class_x.values())))
@@ -556,10 +388,10 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     texture = {BANDS[b]: _texture(epsg, BANDS[b], native_x[BANDS[b]], native_y[BANDS[b]])
                for b in bands if b != "SCL"}
 
-    land = _land(epsg, cx, cy)
+    land = landscape.land(epsg, cx, cy)
     out = np.empty((len(days), len(bands), ys.size, xs.size), dtype=np.float32)
     for t, day in enumerate(days):
-        sky = _sky(epsg, day, land, cx, cy)
+        sky = _sky(epsg, day, land)
         for k, band in enumerate(bands):
             r = BANDS[band]
             if band == "SCL":
@@ -567,7 +399,7 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
                 continue
             p, q = _band_on_class_grid(band, land, sky)
             band_id = REFLECTANCE_BANDS.index(band)
-            factor = 1.0 + 0.02 * (_u(epsg, _K_RADIOMETRY, day.toordinal(), band_id) - 0.5)
+            factor = 1.0 + 0.02 * (_u(_K_RADIOMETRY, day.toordinal(), band_id) - 0.5)
             value = (p[gather[r]] * texture[r] + q[gather[r]]) * factor
             out[t, k] = np.clip(np.rint(value), 1.0, 10000.0)
 
@@ -596,5 +428,5 @@ def _texture(epsg: int, res: int, native_x: Ints, native_y: Ints) -> Floats:
     x0, y0 = int(native_x.min()), int(native_y.min())
     ux = np.arange(x0, int(native_x.max()) + 1)
     uy = np.arange(y0, int(native_y.max()) + 1)
-    values = 0.96 + 0.08 * _uniform(_hash(epsg, _K_TEXTURE, res, uy[:, None], ux[None, :]))
+    values = 0.96 + 0.08 * uniform(hash_(epsg, _K_TEXTURE, res, uy[:, None], ux[None, :]))
     return values[np.ix_(native_y - y0, native_x - x0)]

@@ -1,16 +1,20 @@
 """Synthetic ESA WorldCover 10 m 2021 (v200): the land cover under the synthetic Sentinel-2.
 
-The map is `sentinel2.land_cover`, the static layer the synthetic `SENTINEL2_L2A` computes its
-reflectances and SCL from, written as WorldCover class codes, so that the two collections agree:
-where this map says 80 (water) a clear Sentinel-2 pixel has SCL 6, and nowhere else. The land
-model lives on a 20 m grid; a 10 m WorldCover pixel takes the class of the 20 m pixel that
-contains its centre, and loading at another resolution takes, for each output pixel, the 10 m
-pixel that contains its centre (the nearest rule of `sentinel2.load`). So values are a pure
-function of (UTM zone, absolute pixel index): tiles mosaic seamlessly, reruns are bit-identical.
+The map is `landscape`, the one land-cover map of the Earth that the synthetic `SENTINEL2_L2A`
+computes its reflectances and SCL from, written as WorldCover class codes, so that the two
+collections agree: where this map says 80 (water) a clear Sentinel-2 pixel has SCL 6, and nowhere
+else. The map is sampled on the 20 m classification grid of the UTM zone; a 10 m WorldCover pixel
+takes the class of the 20 m pixel that contains its centre, and loading at another resolution
+takes, for each output pixel, the 10 m pixel that contains its centre (the nearest rule of
+`sentinel2.load`). Values are a pure function of (UTM zone, absolute pixel index), so tiles mosaic
+seamlessly and reruns are bit-identical; and since the map is a function of geographic place, the
+same place has the same class in the grids of two neighbouring zones.
 
 There is one layer, dated 2021-01-01, and one band, ``MAP``, delivered as float32 holding the
-uint8 class codes; 0 is nodata and never produced. The land model has no shrubland (20),
-herbaceous wetland (90), mangroves (95), moss and lichen (100) or snow and ice (70).
+uint8 class codes; 0 is nodata and never produced. The map produces `PRODUCED`: tree cover (10),
+grassland (30), cropland (40), built-up (50, towns and roads), bare / sparse vegetation (60),
+permanent water (80) and herbaceous wetland (90); never shrubland (20), snow and ice (70),
+mangroves (95) or moss and lichen (100).
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ from types import MappingProxyType
 import numpy as np
 import xarray as xr
 
-from openeo_upscale.backend.data import sentinel2
-from openeo_upscale.backend.data.sentinel2 import LandCover
+from openeo_upscale.backend.data import landscape, sentinel2
 
-__all__ = ["BANDS", "CLASSES", "CODES", "DATE", "NODATA", "RESOLUTION", "Scene", "acquisitions", "load"]
+__all__ = ["BANDS", "CLASSES", "DATE", "NODATA", "PRODUCED", "RESOLUTION", "Scene", "acquisitions", "load"]
 
 Bounds = tuple[float, float, float, float]
 
@@ -46,14 +49,8 @@ CLASSES: Mapping[int, str] = MappingProxyType({
     90: "Herbaceous wetland", 95: "Mangroves", 100: "Moss and lichen",
 })
 """ESA WorldCover class code -> name, all classes of the product."""
-CODES: Mapping[LandCover, int] = MappingProxyType({
-    LandCover.FOREST: 10, LandCover.GRASS: 30, LandCover.CROP: 40, LandCover.URBAN: 50,
-    LandCover.BARE: 60, LandCover.WATER: 80,
-})
-"""Land-cover kind of the synthetic model -> the WorldCover code it is served as."""
-
-_LOOKUP = np.array([CODES[kind] for kind in LandCover], dtype=np.float32)
-_LOOKUP.flags.writeable = False
+PRODUCED: frozenset[int] = frozenset(landscape.WORLDCOVER.values())
+"""The class codes the synthetic map produces (no shrubland, snow and ice, mangroves, moss)."""
 
 
 @dataclass(frozen=True)
@@ -112,12 +109,11 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     xs = sentinel2.pixel_axis(west, east, res, False)
     ys = sentinel2.pixel_axis(south, north, res, True)
     # Output pixel -> 10 m pixel containing its centre -> 20 m land pixel containing that centre.
-    cx = sentinel2.land_pixel(np.floor(xs / RESOLUTION).astype(np.int64), RESOLUTION)
-    cy = sentinel2.land_pixel(np.floor(ys / RESOLUTION).astype(np.int64), RESOLUTION)
+    cx = landscape.pixel(np.floor(xs / RESOLUTION).astype(np.int64), RESOLUTION)
+    cy = landscape.pixel(np.floor(ys / RESOLUTION).astype(np.int64), RESOLUTION)
     ux, ix = np.unique(cx, return_inverse=True)
     uy, iy = np.unique(cy, return_inverse=True)
-    kind = sentinel2.land_cover(epsg, ux, uy)
-    codes = _LOOKUP[kind[np.ix_(iy, ix)]]
+    codes = landscape.classes(epsg, ux, uy).astype(np.float32)[np.ix_(iy, ix)]
     out = np.broadcast_to(codes, (len(days), len(bands), ys.size, xs.size)).copy()
     return sentinel2.cube(out, days, bands, ys, xs, epsg=epsg, res=res, name="ESA_WORLDCOVER_10M_2021_V2",
                           nodata=NODATA)
