@@ -45,7 +45,9 @@ BOX = {"west": 4.40, "south": 51.15, "east": 4.43, "north": 51.168}
 """About 2.1 x 2 km near Antwerp."""
 POLYGON = {"type": "Polygon", "coordinates": [[[4.40, 51.15], [4.43, 51.15], [4.43, 51.168], [4.40, 51.168],
                                                [4.40, 51.15]]]}
-PERIOD = ["2023-06-01", "2023-08-01"]
+PERIOD = ["2023-06-10", "2023-08-10"]
+"""Two summer months whose first scene under 30 % cloud cover (2023-06-11, 2 %) is clear: the UDPs
+that take the first such scene without masking clouds see the land."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ RAMP = (0.0, 1.0)
 EXPECTED: dict[str, Expect] = {
     "enhanced_vegetation_index": Expect(3, 10, *RAMP),
     "kernel_ndvi": Expect(3, 10, *RAMP),
-    "atmospheric_resistant_vegetation_index": Expect(3, 10, *RAMP),
+    "atmospheric_resistant_vegetation_index": Expect(3, 10, -1.0, 1.0),  # negative over water
     "plant-senescence-reflectance-index": Expect(3, 10, *RAMP),
     "wildfire_visualization": Expect(3, 10, *RAMP),
     "cohen_braaten_yang_cloud_detection": Expect(3, 10, *RAMP),
