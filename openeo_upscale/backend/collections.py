@@ -29,10 +29,12 @@ S2_BANDS: list[dict[str, Any]] = [
             {"value": 2, "name": "dark_area_pixels",
              "description": "Dark area pixels (not produced by the synthetic generator)"},
             {"value": 3, "name": "cloud_shadows",
-             "description": "Cloud shadows: the 8/9 cloud mask displaced 0.5-1.2 km away from the sun"},
+             "description": "Cloud shadows: where the cloud mask (8, 9, 10) lies 0.5-1.2 km towards the sun"},
             {"value": 4, "name": "vegetation", "description": "Vegetation: land with NDVI above ~0.5"},
-            {"value": 5, "name": "not_vegetated", "description": "Bare soil, fallow crop parcels, towns"},
-            {"value": 6, "name": "water", "description": "Water: lakes and rivers, dark in NIR"},
+            {"value": 5, "name": "not_vegetated",
+             "description": "Not vegetated: bare soil, bare and harvested crop parcels, towns and roads"},
+            {"value": 6, "name": "water",
+             "description": "Water: lakes and rivers (WorldCover 80), dark in NIR"},
             {"value": 7, "name": "unclassified",
              "description": "Unclassified (not produced by the synthetic generator)"},
             {"value": 8, "name": "cloud_medium_probability",
@@ -70,25 +72,35 @@ _SENTINEL2_L2A: dict[str, Any] = {
     "title": "Sentinel-2 L2A (synthetic)",
     "description": (
         "Synthetic Sentinel-2 Level-2A surface reflectance, generated on the fly by "
-        "`openeo_upscale.backend.data.sentinel2` (no files, no network). Values are a pure function "
-        "of (UTM zone, absolute pixel index at the band's native resolution, date, band), so "
-        "adjacent tiles agree pixel for pixel and reruns are bit-identical. Data load in the UTM "
-        "zone of the area.\n\n"
+        "`openeo_upscale.backend.data.sentinel2` (no files, no network) from the synthetic land "
+        "cover of `openeo_upscale.backend.data.landscape` (served as ESA_WORLDCOVER_10M_2021_V2). "
+        "The land cover, clouds and snow are functions of geographic place and date, so a scene is "
+        "seamless across tiles and across UTM zone edges; within a zone values are a pure function "
+        "of (absolute pixel index at the band's native resolution, date, band), so adjacent tiles "
+        "agree pixel for pixel and reruns are bit-identical. Data load in the UTM zone of the "
+        "area.\n\n"
         "- **Bands**: B01-B12 without B10, B8A and SCL at their native 10/20/60 m; reflectances "
         "are integer DN in 1-10000 (float32), 0 is nodata. Loading at another resolution takes, "
         "for each output pixel, the native pixel containing its centre (nearest neighbour).\n"
         "- **Revisit**: a scene every 5 days, on the days k * 5 after 2015-06-23, from "
         "2017-03-29 on; the same days in every zone.\n"
-        "- **Land**: smooth patterns of water (~6 %), towns (~10 %) and 300 x 240 m parcels of "
-        "crops, grassland, forest and bare soil. Grassland and forest are greenest in July "
-        "(January south of the equator); crops are bare until a per-parcel sowing day in March-May, "
-        "green up over 45 days and are harvested 100-150 days later.\n"
+        "- **Land**: a Belgian-looking landscape: irregular field parcels (Voronoi cells of a few "
+        "hundred metres, oriented per farm block) of cropland and grassland, smooth-edged forests "
+        "and woodlots, towns and villages denser at their centre with roads between them, "
+        "meandering rivers and lakes; over 20 km around Antwerp about 38 % cropland, 31 % "
+        "grassland, 14 % tree cover, 13 % built-up, 2.5 % water. Each crop has its calendar "
+        "(winter wheat and barley sown in autumn, harvested in July; maize May-October; sugar beet "
+        "April-October; potato April-August; +/-10 days per parcel); grassland, forest and wetland "
+        "are greenest in July (January south of the equator). Water is dark in NIR, towns bright "
+        "grey, roads dark grey.\n"
         "- **Clouds**: each scene has an `eo:cloud_cover` (a quarter of the scenes under 5 %, 45 % "
-        "over 50 %). A cloud field with features of 0.1-2 km is thresholded at its own "
-        "quantile, so the expected share of cloudy pixels (SCL 8, 9, 10) equals the scene's cloud "
-        "cover; over a 20 km square it is within a few percent, a 5 km tile strays more. Clouds "
-        "are bright in all bands; their shadows (SCL 3) are dark and offset away from the sun.\n"
-        "- **SCL**: 3 cloud shadows, 4 vegetation, 5 not vegetated, 6 water, 8/9 cloud medium/high "
+        "over 50 %), the same in every zone on a day. A cumulus field of position (features of "
+        "0.2-1.5 km, new every scene) is thresholded at its own quantile, so the expected share of "
+        "cloudy pixels (SCL 8, 9, 10) equals the scene's cloud cover; over a 20 km square it is "
+        "within a few percent, a 5 km tile strays more. Clouds are bright in all bands; their "
+        "shadows (SCL 3) are dark and offset 0.5-1.2 km away from the sun.\n"
+        "- **SCL**: 3 cloud shadows, 4 vegetation, 5 not vegetated, 6 water (exactly where the "
+        "WorldCover map is 80), 8/9 cloud medium/high "
         "probability, 10 thin cirrus, 11 snow (cold season only); 0, 1, 2 and 7 never occur."
     ),
     "license": "proprietary",
@@ -116,13 +128,15 @@ _SENTINEL2_L2A: dict[str, Any] = {
 WORLDCOVER_CLASSES: list[dict[str, Any]] = [
     {"value": 0, "name": "no_data", "nodata": True, "description": "No data (never produced)"},
     {"value": 10, "name": "tree_cover", "color_hint": "006400",
-     "description": "Tree cover: the forest parcels"},
+     "description": "Tree cover: forests and woodlot parcels"},
     {"value": 20, "name": "shrubland", "color_hint": "FFBB22",
      "description": "Shrubland (not produced by the synthetic land cover)"},
     {"value": 30, "name": "grassland", "color_hint": "FFFF4C", "description": "Grassland parcels"},
     {"value": 40, "name": "cropland", "color_hint": "F096FF",
-     "description": "Cropland: parcels with their own sowing and harvest days in Sentinel-2"},
-    {"value": 50, "name": "built_up", "color_hint": "FA0000", "description": "Built-up: the towns"},
+     "description": "Cropland: parcels of winter wheat, winter barley, maize, sugar beet and potato, "
+                    "each with its own sowing and harvest days in Sentinel-2"},
+    {"value": 50, "name": "built_up", "color_hint": "FA0000",
+     "description": "Built-up: towns, villages and the roads between them"},
     {"value": 60, "name": "bare_sparse_vegetation", "color_hint": "B4B4B4",
      "description": "Bare / sparse vegetation: the bare-soil parcels"},
     {"value": 70, "name": "snow_and_ice", "color_hint": "F0F0F0",
@@ -130,13 +144,13 @@ WORLDCOVER_CLASSES: list[dict[str, Any]] = [
     {"value": 80, "name": "permanent_water_bodies", "color_hint": "0064C8",
      "description": "Permanent water bodies: lakes and rivers, SCL 6 in clear Sentinel-2 pixels"},
     {"value": 90, "name": "herbaceous_wetland", "color_hint": "0096A0",
-     "description": "Herbaceous wetland (not produced by the synthetic land cover)"},
+     "description": "Herbaceous wetland: field parcels along rivers"},
     {"value": 95, "name": "mangroves", "color_hint": "00CF75",
      "description": "Mangroves (not produced by the synthetic land cover)"},
     {"value": 100, "name": "moss_and_lichen", "color_hint": "FAE6A0",
      "description": "Moss and lichen (not produced by the synthetic land cover)"},
 ]
-"""The ESA WorldCover classes; the synthetic map produces 10, 30, 40, 50, 60 and 80."""
+"""The ESA WorldCover classes; the synthetic map produces 10, 30, 40, 50, 60, 80 and 90."""
 
 _WORLDCOVER_BANDS: list[dict[str, Any]] = [
     {"name": "MAP", "description": "ESA WorldCover class code (uint8 values, as float32)", "gsd": 10,
@@ -150,18 +164,24 @@ _ESA_WORLDCOVER: dict[str, Any] = {
     "title": "ESA WorldCover 10 m 2021 v200 (synthetic)",
     "description": (
         "Synthetic land cover with the ESA WorldCover class codes, generated on the fly by "
-        "`openeo_upscale.backend.data.worldcover` (no files, no network). It is the land cover the "
-        "synthetic `SENTINEL2_L2A` is computed from, so the two agree: where the map says 80 "
-        "(water), a Sentinel-2 pixel without cloud, shadow or snow has SCL 6. Values are a pure "
-        "function of (UTM zone, absolute pixel index), so adjacent tiles agree pixel for pixel and "
+        "`openeo_upscale.backend.data.worldcover` from `openeo_upscale.backend.data.landscape` (no "
+        "files, no network). It is the land cover the synthetic `SENTINEL2_L2A` and `SENTINEL1_GRD` "
+        "are computed from, so they agree: where the map says 80 (water), a Sentinel-2 pixel without "
+        "cloud, shadow or snow has SCL 6. The map is a function of geographic place, so the same "
+        "place has the same class in the grids of neighbouring UTM zones; within a zone values are a "
+        "pure function of the absolute pixel index, so adjacent tiles agree pixel for pixel and "
         "reruns are bit-identical. Data load in the UTM zone of the area.\n\n"
         "- **Band** `MAP`: the class code at 10 m (float32 holding uint8 values, 0 is nodata and "
         "never produced). The land model has 20 m pixels: each 10 m pixel takes the class of the "
         "one containing its centre; loading at another resolution takes the nearest 10 m pixel.\n"
         "- **Time**: one layer, 2021-01-01.\n"
-        "- **Classes**: 10 tree cover, 30 grassland, 40 cropland (300 x 240 m parcels), 50 built-up "
-        "(~10 %), 60 bare / sparse vegetation, 80 permanent water bodies (~6 %); the other "
-        "WorldCover classes never occur."
+        "- **Classes**: 10 tree cover (forests, woodlots), 30 grassland, 40 cropland (irregular "
+        "parcels of a few hundred metres, five crop types), 50 built-up (towns, villages and the "
+        "roads between them), 60 bare / sparse vegetation (a few bare parcels), 80 permanent water "
+        "bodies (rivers, lakes), 90 herbaceous wetland (parcels along rivers); over 20 km around "
+        "Antwerp about 38 / 31 / 14 / 13 / 2.5 / 0.6 / 0.5 % (cropland, grassland, tree cover, "
+        "built-up, water, bare, wetland). Shrubland (20), snow and ice (70), mangroves (95) and "
+        "moss and lichen (100) never occur."
     ),
     "license": "CC-BY-4.0",
     "keywords": ["esa", "worldcover", "land cover", "synthetic"],

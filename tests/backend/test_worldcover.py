@@ -15,6 +15,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from openeo_upscale.backend import BackendConfig, LocalBackend
+from openeo_upscale.backend.collections import WORLDCOVER_CLASSES
 from openeo_upscale.backend.config import Mode
 from openeo_upscale.backend.data import sentinel2, worldcover
 from openeo_upscale.backend.data.sentinel2 import SCL
@@ -113,3 +114,12 @@ def test_the_client_reads_the_collection_and_validation_accepts_it(connection: o
     assert [d.name for d in cube.metadata.spatial_dimensions] == ["x", "y"]
     assert cube.metadata.temporal_dimension.extent[0].startswith("2021-01-01")
     assert connection.validate_process_graph(cube.save_result(format="GTiff")) == []
+
+
+def test_the_collection_says_which_classes_the_map_produces() -> None:
+    """The class list served at /collections marks as "not produced" exactly the classes the
+    synthetic map never gives."""
+    for entry in WORLDCOVER_CLASSES:
+        if entry["value"] == 0:
+            continue
+        assert ("not produced" in entry["description"]) == (entry["value"] not in worldcover.PRODUCED), entry
