@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from openeo_upscale.backend.api import API_PREFIX, create_app
-from openeo_upscale.backend.config import BackendConfig
+from openeo_upscale.backend.config import BackendConfig, Mode
 from openeo_upscale.errors import UpscaleError
 
 _log = logging.getLogger(__name__)
@@ -34,6 +34,12 @@ class LocalBackend:
     def __init__(self, config: BackendConfig | None = None, *, port: int = 0, **changes: Any) -> None:
         """`port=0` (the default) takes a free port; `changes` override fields of `config`."""
         config = config or BackendConfig()
+        if "mode" in changes:  # LocalBackend(mode="real") as a user types it
+            try:
+                changes["mode"] = Mode(changes["mode"])
+            except ValueError:
+                modes = ", ".join(m.value for m in Mode)
+                raise ValueError(f"mode must be one of {modes}, not {changes['mode']!r}") from None
         self.config = dataclasses.replace(config, port=port, **changes)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
