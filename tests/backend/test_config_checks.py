@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from openeo_upscale.backend import load_config
+from openeo_upscale.backend import LocalBackend, load_config
+from openeo_upscale.backend.config import Mode
 from openeo_upscale.cli import EXIT_ERROR, main
 from openeo_upscale.errors import ConfigError
 
@@ -80,3 +81,9 @@ def test_good_settings_still_load(tmp_path: Path) -> None:
     config = load_config(path)
     assert (config.run_slots, config.token_ttl, config.allow_remote_namespaces) == (1, 0.5, True)
     assert config.faults.http_error_rate == {"*": 1.0} and config.simulation.time_scale == 0.001
+
+
+def test_local_backend_takes_the_mode_as_a_string_and_names_the_choices() -> None:
+    assert LocalBackend(mode="real").config.mode is Mode.REAL
+    with pytest.raises(ValueError, match="mode must be one of simulated, real, not 'fast'"):
+        LocalBackend(mode="fast")
