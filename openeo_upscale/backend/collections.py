@@ -47,6 +47,14 @@ S2_BANDS: list[dict[str, Any]] = [
              "description": "Snow: some cold-season scenes, bright, dark in SWIR"},
         ],
     },
+    {"name": "sunAzimuthAngles",
+     "description": "Sun azimuth in degrees (synthetic: about 150, 30 south of the equator)", "gsd": 20},
+    {"name": "sunZenithAngles", "description": "Sun zenith in degrees (synthetic: |latitude - solar "
+     "declination| + 8)", "gsd": 20},
+    {"name": "viewAzimuthMean", "description": "Mean view azimuth in degrees (synthetic: 103 east of the "
+     "track, 283 west of it)", "gsd": 20},
+    {"name": "viewZenithMean", "description": "Mean view zenith in degrees (synthetic: 0.5-12 across the "
+     "290 km swath)", "gsd": 20},
 ]
 
 PROVIDERS = [{"name": "openeo-upscale", "roles": ["producer", "host"]}]

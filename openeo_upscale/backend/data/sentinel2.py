@@ -67,6 +67,7 @@ from openeo_upscale.backend.data._noise import u as _u
 from openeo_upscale.backend.data.landscape import Cover, Land
 
 __all__ = [
+    "ANGLE_BANDS",
     "BANDS",
     "CLOUD_CLASSES",
     "EPOCH",
@@ -101,12 +102,17 @@ FIRST_DATE = date(2017, 3, 28)
 NODATA = 0
 """Nodata value of every band; never produced by the generator."""
 
+ANGLE_BANDS: Mapping[str, int] = MappingProxyType({
+    "sunAzimuthAngles": 20, "sunZenithAngles": 20, "viewAzimuthMean": 20, "viewZenithMean": 20,
+})
+"""The sun and view angles in degrees, as Copernicus Data Space names them: smooth functions of
+place and date, computed at each output pixel's centre (the resolution is nominal)."""
 BANDS: Mapping[str, int] = MappingProxyType({
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
-    "B8A": 20, "B09": 60, "B11": 20, "B12": 20, "SCL": 20,
+    "B8A": 20, "B09": 60, "B11": 20, "B12": 20, "SCL": 20, **ANGLE_BANDS,
 })
 """Band name -> native resolution in metres, in collection order (L2A has no B10)."""
-REFLECTANCE_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b != "SCL")
+REFLECTANCE_BANDS: tuple[str, ...] = tuple(b for b in BANDS if b != "SCL" and b not in ANGLE_BANDS)
 """The bands holding surface reflectance in DN (0-10000)."""
 
 
@@ -164,7 +170,7 @@ _HIGH_SHARE = 0.6  # share of a scene's cloud that is SCL 9
 _SHADOW_FACTOR = 0.35
 
 # Hash-key namespaces, so that no two fields share a stream (`landscape` uses 1001 on).
-_K_TEXTURE, _K_RADIOMETRY, _K_CLOUD, _K_CIRRUS, _K_SNOW = range(1, 6)
+_K_TEXTURE, _K_RADIOMETRY, _K_CLOUD, _K_CIRRUS, _K_SNOW, _K_TRACK = range(1, 7)
 _WEATHER_SEED = (32631, 14)
 """Hash key of the per-day cloud cover: the key zone 31N had when each zone had its own covers,
 so that the scenes over Antwerp keep their published ``eo:cloud_cover``."""
@@ -374,8 +380,17 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     west, south_m, east, north = bounds
     xs, ys = pixel_axis(west, east, res, False), pixel_axis(south_m, north, res, True)
 
+    out = np.empty((len(days), len(bands), ys.size, xs.size), dtype=np.float32)
+    for k, band in enumerate(bands):
+        if band in ANGLE_BANDS:
+            for t, day in enumerate(days):
+                out[t, k] = _angle(band, epsg, day, xs, ys)
+    surface = [b for b in bands if b not in ANGLE_BANDS]
+    if not surface:
+        return cube(out, days, bands, ys, xs, epsg=epsg, res=res, name="SENTINEL2_L2A")
+
     # Per native resolution: native pixel and classification pixel of each output column/row.
-    natives = {BANDS[b] for b in bands}
+    natives = {BANDS[b] for b in surface}
     native_x = {r: np.floor(xs / r).astype(np.int64) for r in natives}
     native_y = {r: np.floor(ys / r).astype(np.int64) for r in natives}
     class_x = {r: landscape.pixel(native_x[r], r) for r in natives}
@@ -386,13 +401,14 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     cy = np.unique(np.concatenate(list(class_y.values())))
     gather = {r: np.ix_(np.searchsorted(cy, class_y[r]), np.searchsorted(cx, class_x[r])) for r in natives}
     texture = {BANDS[b]: _texture(epsg, BANDS[b], native_x[BANDS[b]], native_y[BANDS[b]])
-               for b in bands if b != "SCL"}
+               for b in surface if b != "SCL"}
 
     land = landscape.land(epsg, cx, cy)
-    out = np.empty((len(days), len(bands), ys.size, xs.size), dtype=np.float32)
     for t, day in enumerate(days):
         sky = _sky(epsg, day, land)
         for k, band in enumerate(bands):
+            if band in ANGLE_BANDS:
+                continue
             r = BANDS[band]
             if band == "SCL":
                 out[t, k] = sky.scl[gather[r]]
@@ -404,6 +420,37 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
             out[t, k] = np.clip(np.rint(value), 1.0, 10000.0)
 
     return cube(out, days, bands, ys, xs, epsg=epsg, res=res, name="SENTINEL2_L2A")
+
+
+_SWATH = 290_000.0  # metres across the Sentinel-2 swath
+_LATITUDE_METRES = 110_946.0  # metres of northing per degree of latitude, near enough for angles
+
+
+def _angle(band: str, epsg: int, day: date, xs: Floats, ys: Floats) -> Floats:
+    """One angle band on the grid ``ys x xs`` (degrees), for the FAPAR/LAI networks of the
+    catalogue: per-scene constants from trigonometry, per-pixel values by exact arithmetic only.
+
+    The sun at about 10:30 local time: zenith ~ |latitude - declination| + 8 deg (latitude from
+    the northing), azimuth ~ 150 deg (30 deg south of the equator). The view: zenith 0.5-12 deg
+    across a 290 km swath whose tracks shift from scene to scene, azimuth 103 deg east of the
+    track and 283 deg west of it."""
+    south = _zone(epsg)
+    doy = day.timetuple().tm_yday
+    declination = 23.44 * math.sin(2.0 * math.pi * (doy - 81) / 365.25)
+    if band == "sunZenithAngles":
+        latitude = (ys - (10_000_000.0 if south else 0.0)) / _LATITUDE_METRES
+        row = np.abs(latitude - declination) + 8.0
+        return np.broadcast_to(row[:, None], (ys.size, xs.size))
+    if band == "sunAzimuthAngles":
+        azimuth = 30.0 if south else 150.0
+        return np.full((ys.size, xs.size), azimuth + 2.0 * math.sin(2.0 * math.pi * doy / 365.25))
+    shift = _u(_K_TRACK, day.toordinal()) * _SWATH
+    across = np.mod(xs + shift, _SWATH) - _SWATH / 2
+    if band == "viewZenithMean":
+        column = 0.5 + 11.5 * np.abs(across) / (_SWATH / 2)
+    else:
+        column = np.where(across >= 0.0, 103.0, 283.0)
+    return np.broadcast_to(column[None, :], (ys.size, xs.size))
 
 
 def cube(values: npt.NDArray[np.float32], days: Sequence[date], bands: Sequence[str], ys: Floats, xs: Floats,

@@ -15,6 +15,7 @@ from openeo_upscale.backend.collections import COLLECTIONS
 from openeo_upscale.backend.data import landscape
 from openeo_upscale.backend.data.landscape import Cover, Crop
 from openeo_upscale.backend.data.sentinel2 import (
+    ANGLE_BANDS,
     BANDS,
     CLOUD_CLASSES,
     EPOCH,
@@ -85,8 +86,27 @@ def test_reflectances_are_integer_dn_within_range_and_never_nodata(year: xr.Data
     assert reflectance.min() >= 1 and reflectance.max() <= 10000
     assert np.array_equal(reflectance, np.rint(reflectance))
     [day] = dates("2022-01-10", "2022-01-15")
-    every = load(EPSG, (614000.0, 5695000.0, 615000.0, 5696000.0), [day], list(BANDS)).values
+    every = load(EPSG, (614000.0, 5695000.0, 615000.0, 5696000.0), [day],
+                 [b for b in BANDS if b not in ANGLE_BANDS]).values
     assert every.min() >= 1 and every.max() <= 10000
+
+
+def test_angle_bands_are_smooth_functions_of_place_and_date() -> None:
+    """The sun and view angles the catalogue's FAPAR and LAI networks read: plausible degrees,
+    the sun higher in June than in December, tiles agreeing where they overlap."""
+    june, december = dates("2022-06-20", "2022-06-25")[0], dates("2022-12-20", "2022-12-25")[0]
+    bounds = (614000.0, 5695000.0, 616000.0, 5697000.0)
+    cube = load(EPSG, bounds, [june, december], list(ANGLE_BANDS), resolution=20)
+    sun_zenith, sun_azimuth = (cube.sel(bands=b).values for b in ("sunZenithAngles", "sunAzimuthAngles"))
+    view_zenith, view_azimuth = (cube.sel(bands=b).values for b in ("viewZenithMean", "viewAzimuthMean"))
+    assert 25 < sun_zenith[0].mean() < 40 and 70 < sun_zenith[1].mean() < 85  # 51 N: June and December
+    assert np.all((sun_azimuth > 140) & (sun_azimuth < 160))
+    assert np.all((view_zenith >= 0) & (view_zenith <= 12)) and set(np.unique(view_azimuth)) <= {103.0, 283.0}
+    shifted = load(EPSG, (615000.0, 5696000.0, 617000.0, 5698000.0), [june], list(ANGLE_BANDS), resolution=20)
+    overlap = cube.isel(t=[0]).sel(x=shifted.x[shifted.x < 616000], y=shifted.y[shifted.y < 5697000])
+    np.testing.assert_array_equal(overlap.values, shifted.sel(x=overlap.x, y=overlap.y).values)
+    with_surface = load(EPSG, bounds, [june], ["B04", "viewZenithMean"], resolution=20)
+    np.testing.assert_array_equal(with_surface.sel(bands="viewZenithMean").values, view_zenith[:1])
 
 
 # ----- seamless tiles and resampling -------------------------------------------------------------
@@ -273,7 +293,8 @@ def test_collection_metadata_documents_the_generator() -> None:
     eo_bands = collection["summaries"]["eo:bands"]
     assert {b["name"]: b["gsd"] for b in eo_bands} == dict(BANDS)
     assert collection["cube:dimensions"]["bands"]["values"] == list(BANDS)
-    assert [b["name"] for b in eo_bands if b["name"] != "SCL"] == list(REFLECTANCE_BANDS)
+    assert [b["name"] for b in eo_bands if b["name"] != "SCL" and b["name"] not in ANGLE_BANDS] == list(
+        REFLECTANCE_BANDS)
     [scl] = [b for b in eo_bands if b["name"] == "SCL"]
     classes = {c["value"]: c for c in scl["classification:classes"]}
     assert {v: c["name"] for v, c in classes.items()} == dict(SCL_CLASSES)
