@@ -78,6 +78,16 @@ def _no_snow_in_summer(colour: tuple[int, int, int]) -> Callable[[np.ndarray, ra
     return check
 
 
+def _vegetation_above_water(values: np.ndarray, src: rasterio.DatasetReader) -> None:
+    """fapar and leaf_area_index (neural networks on reflectances and sun and view angles): higher
+    over grassland and forest than over water."""
+    codes = _land_cover(src)
+    green, water = np.isin(codes, (10, 30)), codes == 80
+    assert green.sum() > 100
+    if water.sum() >= 20:
+        assert np.nanmedian(values[0][green]) > np.nanmedian(values[0][water]) + 0.1
+
+
 def _land_cover(src: rasterio.DatasetReader) -> np.ndarray:
     """The synthetic WorldCover class of each pixel of the file, at its resolution."""
     epsg = src.crs.to_epsg()
@@ -91,15 +101,16 @@ RAMP = (0.0, 1.0)
 EXPECTED: dict[str, Expect] = {
     "enhanced_vegetation_index": Expect(3, 10, *RAMP),
     "kernel_ndvi": Expect(3, 10, *RAMP),
-    "atmospheric_resistant_vegetation_index": Expect(3, 10, -1.0, 1.0),  # negative over water
-    "plant-senescence-reflectance-index": Expect(3, 10, *RAMP),
+    # One index per pixel (apply_dimension over bands returning one value: one band).
+    "atmospheric_resistant_vegetation_index": Expect(1, 10, -1.0, 1.0),  # negative over water
+    "plant-senescence-reflectance-index": Expect(1, 10, *RAMP),
     "wildfire_visualization": Expect(3, 10, *RAMP),
     "cohen_braaten_yang_cloud_detection": Expect(3, 10, *RAMP),
     "hollstein_cloud_detection": Expect(3, 10, 0.0, 1.5),
     "barren_soil": Expect(3, 10, -1.0, 1.0),
     "cloudless_mosaic": Expect(3, 10, 0.0, 1.0),
     "monthly_composite": Expect(3, 10, 0.0, 1.0),
-    "fire_boundary": Expect(2, 20, 0.0, 255.0),
+    "fire_boundary": Expect(1, 20, 0.0, 255.0),
     "mago_water_quality": Expect(3, 10, 0.0, 255.0),
     "swbm": Expect(3, 20, 0.0, 255.0, _water_is_blue),
     "snow_classifier": Expect(3, 20, 0.0, 255.0, _no_snow_in_summer((255, 204, 102))),
@@ -107,6 +118,8 @@ EXPECTED: dict[str, Expect] = {
     "apa_aquatic_plants_algae": Expect(3, 100, 0.0, 255.0),
     "ndci_cyanobacteria": Expect(3, 10, 0.0, 255.0),
     "bais2": Expect(3, 10, 0.0, 255.0),
+    "fapar": Expect(1, 10, -1.0, 1.0, _vegetation_above_water),
+    "leaf_area_index": Expect(1, 10, 0.0, 8.0, _vegetation_above_water),
 }
 """The catalogue UDPs that run as real batch jobs, and what their results must look like."""
 

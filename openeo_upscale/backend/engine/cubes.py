@@ -200,7 +200,10 @@ def reduce_dimension(args: Args, ctx: EvalContext) -> xr.DataArray:
 def _applied(result: Any, cube: xr.DataArray, dim: str) -> xr.DataArray:
     """A callback's result along ARRAY_DIM as the cube's dimension `dim` again."""
     if not isinstance(result, xr.DataArray) or ARRAY_DIM not in result.dims:
-        return broadcast_result(result, cube).transpose(*cube.dims)
+        # One value per pixel: the dimension keeps one label (0), as the spec has it when the
+        # number of values changes (the catalogue's FAPAR and LAI networks return one value).
+        one = broadcast_result(result, _strip(cube, dim)).expand_dims({dim: [0]})
+        return one.transpose(*cube.dims) if cube.sizes[dim] != 1 else _one_label(one, cube, dim)
     result = result.rename({ARRAY_DIM: dim})
     n = result.sizes[dim]
     labels = cube[dim].values if n == cube.sizes[dim] else np.arange(n)
@@ -210,6 +213,11 @@ def _applied(result: Any, cube: xr.DataArray, dim: str) -> xr.DataArray:
     if missing:
         result = result.broadcast_like(template)
     return result.transpose(*cube.dims)
+
+
+def _one_label(one: xr.DataArray, cube: xr.DataArray, dim: str) -> xr.DataArray:
+    """A one-value result of a one-label dimension keeps that label."""
+    return one.assign_coords({dim: cube[dim].values}).transpose(*cube.dims)
 
 
 @PROCESSES.register("apply_dimension")

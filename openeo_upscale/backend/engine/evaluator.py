@@ -23,7 +23,8 @@ vectorised: call the callback once with whole arrays, not once per pixel.
   ``reducer(data=cube.rename({dim: ARRAY_DIM}), context=context)``. Array processes
   (``array_element``, ``max``, ``first``, ``array_apply``...) work along ``ARRAY_DIM``: a
   reducer's result no longer has it; for ``apply_dimension`` it still has it (rename it back;
-  when it lacks it, the process returned one value per pixel: broadcast it). ``array_apply``
+  when it lacks it, the process returned one value per pixel: the dimension keeps one label,
+  0, as the spec has it when the number of values changes). ``array_apply``
   gives its own callback ``x`` (the whole array), ``index`` and ``label`` (1-D DataArrays
   along ``ARRAY_DIM``). Use :func:`.context.to_array_dim` / :func:`.context.from_array_dim`.
 - A callback may return a scalar (for example ``0``); broadcast it against the input.

@@ -645,3 +645,15 @@ def test_load_collection_null_extent_uses_job_extent_or_the_graph() -> None:
     out = run(graph, {"collections": {"S2": FakeProvider()}}, geometry=geometry)
     assert out.attrs["crs"] == 32631
     assert np.isnan(out.values).any() and not np.isnan(out.values).all()
+
+
+def test_apply_dimension_returning_one_value_leaves_one_label() -> None:
+    """As the openEO spec has it when the number of values changes (an index computed from the
+    bands): one band, labelled 0, not the value repeated for every input band."""
+    cube = make_cube(nt=2, bands=("B04", "B08"))
+    process = cb(d=node("subtract", x=n("b"), y=n("a"), result=True),
+                 a=node("array_element", data=p("data"), index=0),
+                 b=node("array_element", data=p("data"), index=1))
+    out = one("apply_dimension", data=p("cube"), dimension="bands", process=process, params={"cube": cube})
+    assert out.dims == cube.dims and list(out["bands"].values) == [0]
+    np.testing.assert_array_equal(out.values[:, 0], cube.values[:, 1] - cube.values[:, 0])
