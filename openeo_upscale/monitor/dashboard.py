@@ -3,7 +3,9 @@
 `create_app` builds a read-only FastAPI app over a store (SQLite file or ``postgresql://`` URL)
 that a campaign in another process may be writing; `serve` runs it with uvicorn. Everything the
 page loads comes from the app itself (plotly.js from the installed ``plotly`` package), so it works
-offline; a basemap is drawn only when a tile URL is configured.
+offline: beneath the tiles it draws the coastlines, borders, rivers and lakes of the package's
+Natural Earth extract (`geography`), served by the app. With a tile URL configured, the map is
+drawn over that XYZ basemap instead (the browser then loads the basemap's tiles from its server).
 
 Endpoints (JSON unless said otherwise):
 
@@ -12,6 +14,10 @@ Endpoints (JSON unless said otherwise):
   colour}, "states": [...]}``.
 - ``GET /api/tiles[?centres=true]``: the tiles as GeoJSON (`data.tiles_geojson`), polygons or
   centre points, fetched once by the page (centres above ``polygon_limit`` tiles).
+- ``GET /api/geography?bbox=W,S,E,N[&aspect=R]``: for the tiles' bounds, the box the map shows
+  (``view``: W, S, E, N; of width / height ``R`` on screen), each layer's lines near it
+  (``layers``: {name: {"x": [...], "y": [...]}}, lines separated by null) and their line styles
+  (``styles``); fetched once by the page when there is no basemap.
 - ``GET /api/states[?since=CURSOR]``: the tasks' states in columns (`data.states`), polled.
 - ``GET /api/overview``: counts, backends, credits, throughput, ETA, timeline, failures
   (`data.overview`), polled.
@@ -21,7 +27,8 @@ Endpoints (JSON unless said otherwise):
 DOM contract for browser tests (kept stable): the page has ``#map``, ``#counts``, ``#timeline``,
 ``#backends``, ``#credits``, ``#eta`` and ``#failures``; a row of ``#failures`` (``data-task``) with
 more than one job has a ``button.jobs`` that lists its attempts in the row below it
-(``tr.attempts``, one ``tr.attempt`` per job). After each successful update
+(``tr.attempts``, one ``tr.attempt`` per job). The map's geography traces carry
+``meta.geography`` (the layer's name). After each successful update
 ``document.body`` carries ``data-updates`` (number of updates so far, from 1), ``data-tasks``
 (number of tasks), ``data-done`` (tasks in state ``done``), ``data-finished`` (tasks in
 ``finished``, ``downloading`` or ``done``: the backend job finished) and ``data-states`` (JSON
@@ -39,14 +46,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import StoreError
-from openeo_upscale.monitor import data
+from openeo_upscale.monitor import data, geography
 from openeo_upscale.monitor.colors import STATE_COLORS
 
 log = logging.getLogger(__name__)
@@ -116,9 +123,11 @@ class _Campaign:
         return Response(cached[1], media_type="application/geo+json", headers={"Cache-Control": "no-store"})
 
     def warm(self) -> None:
-        """Build the tiles the page will ask for first, so that its first load does not wait for it."""
+        """Build the tiles the page will ask for first, and read the geography, so that its first
+        load does not wait for them."""
         try:
             self.tiles(centres=self.count()[0] > POLYGON_LIMIT)
+            geography.extract()
         except HTTPException:
             pass  # no campaign yet: the first request builds it
         except Exception:  # a warm-up must never take the dashboard down
@@ -130,8 +139,9 @@ def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str 
     """The dashboard app over a store (path, URL or an open `Store`), read-only.
 
     ``campaign_name`` picks the campaign when the store holds several. ``tiles_url`` is an XYZ
-    raster tile URL template (``.../{z}/{x}/{y}.png``) for a basemap; none by default, so that
-    the page loads nothing from outside.
+    raster tile URL template (``.../{z}/{x}/{y}.png``) for a basemap, which the browser fetches
+    itself; none by default, so that the page loads nothing from outside and draws the package's
+    geography (`geography`) beneath the tiles instead.
     """
     store = store_target if isinstance(store_target, Store) else _open_existing(store_target)
     owns = not isinstance(store_target, Store)
@@ -165,6 +175,10 @@ def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str 
     def tiles(centres: bool = False) -> Response:
         return shown.tiles(centres)
 
+    @app.get("/api/geography")
+    def geography_near(bbox: str, aspect: float | None = Query(default=None, gt=0.05, lt=20)) -> Response:
+        return _json(geography_payload(_parse_bbox(bbox), aspect=aspect))
+
     @app.get("/api/states")
     def states(since: float | None = None) -> Response:
         return _json(data.states(store, shown.id(), since=since))
@@ -183,6 +197,25 @@ def create_app(store_target: str | os.PathLike[str] | Store, campaign_name: str 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _parse_bbox(text: str) -> geography.Box:
+    """``W,S,E,N`` in degrees, or a 422 saying what is wrong."""
+    try:
+        west, south, east, north = (float(part) for part in text.split(","))
+        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+            raise ValueError("not within -180..180, -90..90 with west <= east and south <= north")
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=f"bbox must be W,S,E,N in degrees: {exc}") from exc
+    return west, south, east, north
+
+
+def geography_payload(bounds: geography.Box, *, aspect: float | None = None) -> dict[str, Any]:
+    """What ``/api/geography`` answers for the tiles' ``bounds``: the view, the lines near it and
+    their styles."""
+    view = geography.view_box(bounds, aspect=aspect)
+    return {"view": list(view), "styles": geography.STYLES,
+            "layers": {name: lines.to_dict() for name, lines in geography.near(view).items()}}
 
 
 def serve(store: str | os.PathLike[str] | Store | FastAPI, campaign_name: str | None = None, *,

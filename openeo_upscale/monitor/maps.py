@@ -1,7 +1,9 @@
 """The map of a campaign's tiles coloured by state: a static plotly figure and a live notebook widget.
 
-Tiles are drawn in longitude/latitude with `go.Scatter` (no basemap, no map tiles, no topojson), so
-a figure works offline and inside a self-contained report. Each state is one trace, named after
+Tiles are drawn in longitude/latitude with `go.Scatter` (no basemap, no map tiles), so a figure
+works offline and inside a self-contained report. Beneath them, the coastlines, country borders,
+rivers and lakes near the tiles come from the package's Natural Earth extract (`geography`): four
+traces named after their layer, without hover or legend entry. Each state is one trace, named after
 the state, so the legend reads as states and a click on it hides or shows one state.
 
 A trace carries every tile of its state: the exterior rings of the polygons separated by gaps, and
@@ -30,6 +32,7 @@ from openeo_upscale.campaign.models import Task
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
+from openeo_upscale.monitor import geography
 from openeo_upscale.monitor.colors import STATE_COLORS
 from openeo_upscale.monitor.formatting import NONE, format_duration
 
@@ -41,6 +44,9 @@ LIVE_INTERVAL = 5.0
 
 MAP_HEIGHT = 600
 """Height of the map figure in pixels."""
+
+MAP_ASPECT = 1.6
+"""Width over height of the area the map shows at first (what fits a notebook or the report)."""
 
 SPLIT_ZORDER = -1
 """Drawing order of the split tiles' trace: below the others (at 0), under their quadrants."""
@@ -177,8 +183,16 @@ def _fill(figure: go.Figure, tasks: list[Task], *, all_states: bool) -> None:
     layers, missing = _layers(tasks, polygons=polygons)
     states = list(TaskState) if all_states else [s for s in TaskState if s in layers]
     figure.data = []
-    figure.add_traces([_trace(s, layers.get(s, _Layer()), polygons=polygons) for s in states])
+    xs = [v for layer in layers.values() for v in layer.x if v is not None]
     ys = [v for layer in layers.values() for v in layer.y if v is not None]
+    if xs:
+        view = geography.view_box((min(xs), min(ys), max(xs), max(ys)), aspect=MAP_ASPECT)
+        geography.add_traces(figure, view)
+        # Fixed ranges: the geography reaches beyond the view and would widen an autorange. To keep
+        # the tiles square both axes give up domain, never range (``constrain="domain"``).
+        figure.update_xaxes(range=[view[0], view[2]])
+        figure.update_yaxes(range=[view[1], view[3]])
+    figure.add_traces([_trace(s, layers.get(s, _Layer()), polygons=polygons) for s in states])
     mid_lat = (min(ys) + max(ys)) / 2 if ys else 0.0
     # One degree of longitude is cos(latitude) as long as one of latitude: keep the tiles square.
     figure.update_yaxes(scaleanchor="x", scaleratio=1 / max(math.cos(math.radians(mid_lat)), 0.05))
@@ -199,7 +213,8 @@ def plot_map(source: Store | LiveCampaign, campaign_id: int | None = None, *,
     """A static map of a campaign's tiles coloured by state, one trace per state present:
     ``plot_map(campaign)``, or ``plot_map(store, campaign_id)`` for a campaign in a store.
 
-    Hover shows tile id, state, backend, job id, attempts, duration and credits. Works offline.
+    Hover shows tile id, state, backend, job id, attempts, duration and credits; coastlines,
+    borders, rivers and lakes are drawn beneath the tiles. Works offline.
     """
     if isinstance(source, Store):
         if campaign_id is None:
@@ -231,7 +246,7 @@ def _empty_map(title: str) -> go.Figure:
         margin={"l": 50, "r": 20, "t": 50, "b": 50},
     )
     figure.update_xaxes(title="longitude", showgrid=False, zeroline=False, constrain="domain")
-    figure.update_yaxes(title="latitude", showgrid=False, zeroline=False)
+    figure.update_yaxes(title="latitude", showgrid=False, zeroline=False, constrain="domain")
     return figure
 
 
@@ -269,17 +284,21 @@ def live_map(campaign: LiveCampaign, interval: float = LIVE_INTERVAL, *,
 
 
 def refresh(figure: go.Figure, store: Store, campaign_id: int) -> None:
-    """Redraw the figure's tiles from the store in place (traces for every state, empty ones hidden)."""
+    """Redraw the figure's tiles from the store in place (traces for every state, empty ones hidden;
+    the geography beneath them stays)."""
     tasks = list(store.all_tasks(campaign_id))
     polygons = len(tasks) <= MAX_POLYGONS
-    if len(figure.data) != len(TaskState) or (figure.data[0].mode == "lines") != polygons:
+    tiles = [trace for trace in figure.data if not geography.is_geography(trace)]
+    if len(tiles) != len(TaskState) or (tiles[0].mode == "lines") != polygons:
+        # The geography is drawn anew only here: tiles never move, tasks added later (a split
+        # tile's quadrants) lie within the tiles already drawn.
         with figure.batch_update():
             _fill(figure, tasks, all_states=True)
             figure.layout.title.text = _default_title(store, campaign_id, len(tasks))
         return
     layers, _ = _layers(tasks, polygons=polygons)
     with figure.batch_update():
-        for state, trace in zip(TaskState, figure.data, strict=True):
+        for state, trace in zip(TaskState, tiles, strict=True):
             fresh = _trace(state, layers.get(state, _Layer()), polygons=polygons)
             trace.update(x=fresh.x, y=fresh.y, text=fresh.text, showlegend=fresh.showlegend, meta=fresh.meta)
         figure.layout.title.text = _default_title(store, campaign_id, len(tasks))

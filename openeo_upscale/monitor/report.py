@@ -7,7 +7,9 @@ the retried tasks with each of their attempts. The timeline, the histograms and 
 from the job ledger: every backend job, retries included, each coloured by how it ended (the
 task's state for its current job; ``failed`` or ``canceled`` for an attempt that another
 followed). plotly.js is inlined once in the head; nothing is loaded from anywhere else (no CDN, no
-web fonts, no map tiles), so the report opens offline. Every value from the store is HTML-escaped.
+web fonts, no map tiles), so the report opens offline. The map's coastlines, borders, rivers and
+lakes are the package's Natural Earth lines near the tiles (`geography`), inlined with the figure.
+Every value from the store is HTML-escaped.
 
 Element ids, for tools that check the report renders: ``summary``, ``forecast``, ``failures``, ``retries``
 (sections) and the plotly graph divs ``map``, ``timeline``, ``durations``, ``credits`` (each also

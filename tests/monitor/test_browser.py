@@ -2,18 +2,29 @@
 
 A campaign runs in another process (`openeo-upscale run`) against the local backend while the
 dashboard, also in a process of its own, serves the same store; the page must show a tile turn
-`done` without reloading, and load nothing from outside 127.0.0.1.
+`done` without reloading, and load nothing from outside 127.0.0.1. The dashboard's and the
+report's maps draw the package's geography beneath the tiles; with ``tiles_url`` the dashboard
+draws an XYZ basemap, here from a tile server on loopback.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import socket
+import struct
 import subprocess
 import sys
+import threading
+import warnings
+import zlib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
@@ -189,3 +200,189 @@ def test_tasks_added_while_the_dashboard_is_open_appear_on_its_map(chromium: obj
         store.add_tasks(campaign_id, added)
         wait_until(lambda: script("return view.ids.length") == 14, "the added tiles on the map", timeout=30)
         assert script("return view.tileIds.slice(-2)") == ["added0", "added1"]
+
+
+# geography and basemap -------------------------------------------------------------------------------
+
+GEOGRAPHY_TRACES = """const div = document.getElementById('map');
+    if (!div || !div.data) return null;
+    return div.data.map((t, k) => [k, t.name, (t.meta || {}).geography || null,
+                                   (t.x || []).filter(v => v !== null).length]);"""
+"""The map's traces as [index, name, geography layer or null, points] (from the graph div's data)."""
+
+
+def _geography_of(script: Any) -> list[list[Any]]:
+    traces = script(GEOGRAPHY_TRACES) or []
+    return [trace for trace in traces if trace[2]]
+
+
+def _assert_geography_drawn(script: Any) -> None:
+    """The four geography traces come first (drawn beneath the tiles) and the border and coast near
+    the tiles (4.0-4.2 E, 51.0-51.15 N: Flanders) are lines in the map's SVG."""
+    from openeo_upscale.monitor.geography import LAYERS
+
+    found = _geography_of(script)
+    assert [(index, name) for index, name, _, _ in found] == list(enumerate(LAYERS)), found
+    points = {name: n for _, name, _, n in found}
+    assert points["borders"] > 10 and points["coastline"] > 10, points
+    drawn = script("""return [...document.querySelectorAll('#map .scatterlayer .trace')].slice(0, 2)
+        .map(trace => trace.querySelector('path.js-line'))
+        .map(line => line ? line.getAttribute('d').length : 0)""")
+    assert all(length > 20 for length in drawn), drawn
+
+
+def test_dashboard_map_draws_the_geography_from_its_own_server(chromium: object, tmp_path: Path) -> None:
+    """Without a basemap the map has the coastline, borders, rivers and lakes beneath the tiles,
+    fetched from the app's /api/geography; the view is fixed around the tiles; nothing came from
+    outside 127.0.0.1."""
+    from openeo_upscale.monitor.dashboard import create_app
+    from tests.monitor.builders import build_campaign, serving
+
+    store, _ = build_campaign(tmp_path)
+    script = chromium.execute_script  # type: ignore[attr-defined]
+    updates = "return Number(document.body.dataset.updates || 0)"
+    with store, serving(create_app(store)) as url:
+        chromium.get(url + "/")  # type: ignore[attr-defined]
+        wait_until(lambda: script(updates) and _geography_of(script), "the map with its geography",
+                   timeout=30)
+        _assert_geography_drawn(script)
+        fetched = script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert any(name.startswith(url + "/api/geography?bbox=") for name in fetched), fetched
+        west, east = script("return document.getElementById('map').layout.xaxis.range")
+        south, north = script("return document.getElementById('map').layout.yaxis.range")
+        assert west < 4.0 and east > 4.2 and south < 51.0 and north > 51.15
+        screenshot(chromium, "dashboard-geography")
+        assert requested_hosts(chromium) == {"127.0.0.1"}
+
+
+def test_report_map_draws_the_geography_offline(chromium: object, tmp_path: Path) -> None:
+    """The report opened from disk: its map has the geography traces, inlined, and the page asks for
+    nothing over the network."""
+    from openeo_upscale.monitor.report import write_report
+    from tests.monitor.builders import build_campaign
+
+    store, campaign_id = build_campaign(tmp_path)
+    with store:
+        path = write_report(store, campaign_id, tmp_path / "report.html")
+    chromium.get(path.as_uri())  # type: ignore[attr-defined]
+    script = chromium.execute_script  # type: ignore[attr-defined]
+    drawn = "return !!document.querySelector('#map svg.main-svg')"
+    wait_until(lambda: script(drawn) and _geography_of(script), "the report's map with its geography",
+               timeout=30)
+    _assert_geography_drawn(script)
+    screenshot(chromium, "report-geography")
+    assert requested_hosts(chromium) == set()
+
+
+BASEMAP_RGB = (255, 0, 255)
+"""The colour of every basemap tile the test's tile server sends: magenta, nowhere else on the page."""
+
+
+def _png(rgb: tuple[int, int, int], size: int = 256) -> bytes:
+    """A PNG of one colour, written by hand (8-bit RGB, one unfiltered scanline after another)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = (b"\x00" + bytes(rgb) * size) * size
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+TileServer = tuple[str, list[tuple[int, int, int]]]
+"""A tile server's URL template, and the tiles (z, x, y) it was asked for."""
+
+
+@pytest.fixture
+def tile_server() -> Iterator[TileServer]:
+    """An XYZ tile server on loopback sending the same PNG for any /{z}/{x}/{y}.png; yields its URL
+    template and the list of tiles asked for, (z, x, y)."""
+    tile = _png(BASEMAP_RGB)
+    asked: list[tuple[int, int, int]] = []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = re.fullmatch(r"/(\d+)/(\d+)/(\d+)\.png", self.path)
+            if found is None:
+                self.send_error(404)
+                return
+            z, x, y = (int(part) for part in found.groups())
+            asked.append((z, x, y))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(tile)))
+            self.send_header("Access-Control-Allow-Origin", "*")  # the map reads tiles as WebGL textures
+            self.end_headers()
+            self.wfile.write(tile)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    thread = threading.Thread(target=server.serve_forever, name="tile-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.png", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _tile_of(lon: float, lat: float, zoom: int) -> tuple[int, int]:
+    """The web-mercator XYZ tile holding a point."""
+    n = 2 ** zoom
+    y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    return int((lon + 180) / 360 * n), int(y)
+
+
+def _basemap_share(session: Any) -> float:
+    """The share of the map's pixels on the screen that have the basemap's colour."""
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+
+    box = session.execute_script("const r = document.getElementById('map').getBoundingClientRect();"
+                                 "return [r.left, r.top, r.right, r.bottom, window.devicePixelRatio];")
+    left, top, right, bottom, ratio = box
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(session.get_screenshot_as_png()) as memory, memory.open() as image:
+            pixels = image.read()[:3]
+    window = pixels[:, int(top * ratio):int(bottom * ratio), int(left * ratio):int(right * ratio)]
+    if not window.size:
+        return 0.0
+    match = np.all(window == np.asarray(BASEMAP_RGB, dtype=window.dtype)[:, None, None], axis=0)
+    return float(match.mean())
+
+
+def test_dashboard_draws_the_basemap_of_its_tiles_url(chromium: object, tmp_path: Path,
+                                                      tile_server: TileServer) -> None:
+    """``tiles_url`` set: the page asks the tile server for the tiles around the campaign and draws
+    them (the basemap's colour fills much of the map), beneath the tiles' polygons; it fetches no
+    geography of its own then, and loads nothing from outside 127.0.0.1."""
+    from openeo_upscale.monitor.dashboard import create_app
+    from tests.monitor.builders import build_campaign, serving
+
+    template, asked = tile_server
+    store, _ = build_campaign(tmp_path)  # tiles over 4.0-4.2 E, 51.0-51.15 N
+    script = chromium.execute_script  # type: ignore[attr-defined]
+    with store, serving(create_app(store, tiles_url=template)) as url:
+        chromium.get(url + "/")  # type: ignore[attr-defined]
+        wait_until(lambda: script("return Number(document.body.dataset.updates || 0)"), "the first update",
+                   timeout=30)
+        wait_until(lambda: asked, "a request for a basemap tile", timeout=30)
+        share = wait_until(lambda: (found := _basemap_share(chromium)) > 0.2 and found, "the basemap drawn",
+                           timeout=30)
+        assert share < 0.99  # the campaign's tiles are drawn over it
+        zoom = max(z for z, _, _ in asked)
+        assert 6 <= zoom <= 14, asked  # fitted to the campaign, not the whole world
+        assert (zoom, *_tile_of(4.1, 51.075, zoom)) in asked
+        traces = script(GEOGRAPHY_TRACES)
+        assert traces and not [trace for trace in traces if trace[2]]
+        assert {"done (3)", "failed (3)", "running (2)"} <= {name for _, name, _, _ in traces}
+        types = script("return document.getElementById('map').data.map(t => t.type + ':' + (t.fill || ''))")
+        assert "scattermap:toself" in types
+        fetched = script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not any("/api/geography" in name for name in fetched)
+        screenshot(chromium, "dashboard-basemap")
+        assert requested_hosts(chromium) == {"127.0.0.1"}

@@ -168,3 +168,26 @@ def test_a_running_campaign_records_its_backends_slots_for_the_dashboard(tmp_pat
                 {"name": "local", "parallel_jobs": 3, "queue_limit": None, "weight": 1.0}]
             overview = data.overview(campaign.store, campaign.id)
             assert overview["backends"]["local"]["parallel_jobs"] == 3
+
+
+def test_the_geography_near_the_tiles_comes_from_the_app(url: str) -> None:
+    """``/api/geography`` answers the view around the tiles' bounds (fitted to the asked aspect) and
+    every layer's lines near it, from the package's extract."""
+    from openeo_upscale.monitor import geography
+
+    found = _json(url + "/api/geography?bbox=4.35,51.10,4.42,51.15&aspect=2")
+    assert list(found["layers"]) == list(geography.LAYERS)
+    assert found["styles"] == geography.STYLES
+    west, south, east, north = found["view"]
+    assert west < 4.35 and east > 4.42 and south < 51.10 and north > 51.15
+    assert north - south == pytest.approx(1.0)  # at least a degree around a small campaign
+    borders = found["layers"]["borders"]
+    assert len(borders["x"]) == len(borders["y"]) and any(x is not None for x in borders["x"])
+    assert [found["view"], found["layers"]] == [
+        list(geography.view_box((4.35, 51.10, 4.42, 51.15), aspect=2.0)),
+        {name: lines.to_dict() for name, lines in geography.near(geography.view_box(
+            (4.35, 51.10, 4.42, 51.15), aspect=2.0)).items()}]
+    for bad in ("bbox=4,51,3,52", "bbox=4,51,5", "bbox=a,b,c,d", "bbox=0,0,200,1", "bbox=4,51,5,52&aspect=0",
+                ""):
+        code, body = _error(url + "/api/geography?" + bad)
+        assert code == 422, (bad, body)

@@ -13,11 +13,16 @@ import pytest
 
 from openeo_upscale.campaign import TaskState
 from openeo_upscale.campaign.store import Store
-from openeo_upscale.monitor import maps
+from openeo_upscale.monitor import geography, maps
 from openeo_upscale.monitor.colors import STATE_COLORS
 from tests.monitor.builders import EVIL, build_campaign, square
 
 S = TaskState
+
+
+def _tiles(figure: Any) -> list[Any]:
+    """The figure's traces of tiles, one per state (the geography's traces left out)."""
+    return [trace for trace in figure.data if not geography.is_geography(trace)]
 
 
 @pytest.fixture
@@ -33,8 +38,8 @@ def test_one_trace_per_present_state_in_its_colour(campaign: tuple[Store, int]) 
     store, campaign_id = campaign
     figure = maps.plot_map(store, campaign_id)
     present = {task.state for task in store.all_tasks(campaign_id)}
-    assert [trace.name for trace in figure.data] == [s.value for s in S if s in present]
-    for trace in figure.data:
+    assert [trace.name for trace in _tiles(figure)] == [s.value for s in S if s in present]
+    for trace in _tiles(figure):
         assert trace.fillcolor == STATE_COLORS[S(trace.name)]
         assert trace.fill == "toself"
         assert trace.showlegend
@@ -42,10 +47,34 @@ def test_one_trace_per_present_state_in_its_colour(campaign: tuple[Store, int]) 
     assert figure.layout.yaxis.scaleanchor == "x"
 
 
+def test_the_geography_near_the_tiles_is_drawn_beneath_them(campaign: tuple[Store, int]) -> None:
+    """Coastline, borders, rivers and lakes come first, as thin lines without hover or legend entry,
+    beneath the tiles; the view is fixed around the tiles (the geography reaches further)."""
+    store, campaign_id = campaign
+    figure = maps.plot_map(store, campaign_id)
+    lines = [trace for trace in figure.data if geography.is_geography(trace)]
+    assert [trace.name for trace in lines] == list(geography.LAYERS)
+    assert figure.data[:len(lines)] == tuple(lines)
+    for trace in lines:
+        assert trace.mode == "lines" and trace.hoverinfo == "skip" and trace.showlegend is False
+        assert trace.zorder < min(tile.zorder or 0 for tile in _tiles(figure))
+    # the tiles span 4.0-4.2 E, 51.0-51.15 N: the Belgian-Dutch border and the coast are near
+    by_name = {trace.name: trace for trace in lines}
+    assert any(x is not None for x in by_name["borders"].x)
+    assert any(x is not None for x in by_name["coastline"].x)
+    west, east = figure.layout.xaxis.range
+    south, north = figure.layout.yaxis.range
+    assert west < 4.0 and east > 4.2 and south < 51.0 and north > 51.15
+    assert east - west >= 1.0  # a small campaign is shown with the land around it
+    xs = [x for trace in lines for x in trace.x if x is not None]
+    margin = max(geography.MARGIN, geography.MARGIN_FRACTION * max(east - west, north - south))
+    assert west - margin <= min(xs) < west and east < max(xs) <= east + margin  # clipped near the view
+
+
 def test_hover_names_tile_state_backend_job_attempts_duration_credits(campaign: tuple[Store, int]) -> None:
     store, campaign_id = campaign
     figure = maps.plot_map(store, campaign_id, title="mine")
-    done = next(trace for trace in figure.data if trace.name == "done")
+    done = next(trace for trace in _tiles(figure) if trace.name == "done")
     texts = {text for text in done.text if text}
     hover = next(text for text in texts if "t005" in text)
     for part in ("<b>t005</b>", "state: done", "backend: alpha", "job: j-t005", "attempts: 1",
@@ -54,7 +83,7 @@ def test_hover_names_tile_state_backend_job_attempts_duration_credits(campaign: 
     # every coordinate of a tile carries its text; gaps carry none
     assert all((x is None) == (t is None) for x, t in zip(done.x, done.text, strict=True))
     assert figure.layout.title.text == "mine"
-    pending = next(trace for trace in figure.data if trace.name == "pending")
+    pending = next(trace for trace in _tiles(figure) if trace.name == "pending")
     unstarted = next(t for t in pending.text if t)
     assert "job: -" in unstarted and "duration: -" in unstarted
 
@@ -64,8 +93,8 @@ def test_hover_escapes_tile_ids(tmp_path: Path) -> None:
         campaign_id = store.create_campaign("x", config={"uid": "u"},
                                             tasks=[{"tile_id": EVIL, "geometry": square(0, 0)}])
         figure = maps.plot_map(store, campaign_id)
-    assert EVIL not in figure.data[0].text[0]
-    assert "&lt;script&gt;" in figure.data[0].text[0]
+    assert EVIL not in _tiles(figure)[0].text[0]
+    assert "&lt;script&gt;" in _tiles(figure)[0].text[0]
 
 
 def test_many_tiles_become_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,9 +102,10 @@ def test_many_tiles_become_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     store, campaign_id = build_campaign(tmp_path)
     with store:
         figure = maps.plot_map(store, campaign_id)
-    assert {trace.mode for trace in figure.data} == {"markers"}
-    assert sum(len(trace.x) for trace in figure.data) == 12
-    assert all(trace.marker.color == STATE_COLORS[S(trace.name)] for trace in figure.data)
+    assert {trace.mode for trace in _tiles(figure)} == {"markers"}
+    assert sum(len(trace.x) for trace in _tiles(figure)) == 12
+    assert all(trace.marker.color == STATE_COLORS[S(trace.name)] for trace in _tiles(figure))
+    assert [trace.name for trace in figure.data if geography.is_geography(trace)] == list(geography.LAYERS)
 
 
 def test_empty_campaign_and_tasks_without_geometry(tmp_path: Path) -> None:
@@ -122,7 +152,7 @@ def test_the_maps_take_a_campaign(campaign: tuple[Store, int], monkeypatch: pyte
     store, campaign_id = campaign
     opened = Campaign(store, campaign_id)
     figure = plot_map(opened, title="t")
-    assert figure.layout.title.text == "t" and len(figure.data) == 5
+    assert figure.layout.title.text == "t" and len(_tiles(figure)) == 5
     _without_anywidget(monkeypatch)
     with pytest.raises(maps.WidgetUnavailableError, match="pip install anywidget"):
         live_map(opened, interval=1.0)
@@ -142,16 +172,16 @@ def test_follow_updates_in_place_until_the_campaign_stops(campaign: tuple[Store,
     figure = go.Figure()
     fake = _FakeCampaign(store, campaign_id)
     maps.refresh(figure, store, campaign_id)
-    assert [trace.name for trace in figure.data] == [s.value for s in S]
+    assert [trace.name for trace in figure.data] == [*geography.LAYERS, *(s.value for s in S)]
     traces = list(figure.data)
     queued = next(t for t in store.all_tasks(campaign_id) if t.state is S.QUEUED)
     store.transition(queued.id, S.QUEUED, S.RUNNING, actor="test")
     fake.running = False
     assert maps.follow(figure, fake, 0.0, threading.Event()) == 1
     assert list(figure.data) == traces  # the same trace objects, updated in place
-    running = figure.data[list(S).index(S.RUNNING)]
+    running = _tiles(figure)[list(S).index(S.RUNNING)]
     assert any(text and queued.tile_id in text for text in running.text)
-    canceled = figure.data[list(S).index(S.CANCELED)]
+    canceled = _tiles(figure)[list(S).index(S.CANCELED)]
     assert not canceled.showlegend and not canceled.x
 
 
@@ -168,7 +198,7 @@ def test_follow_stops_on_the_stop_event(campaign: tuple[Store, int]) -> None:
 
 
 def _states_shown(widget: Any) -> dict[str, int]:
-    return {trace.meta["state"]: trace.meta["tiles"] for trace in widget.data if trace.meta["tiles"]}
+    return {trace.meta["state"]: trace.meta["tiles"] for trace in _tiles(widget) if trace.meta["tiles"]}
 
 
 def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -195,7 +225,7 @@ def test_live_map_is_a_widget_updated_in_place_until_the_campaign_stops(campaign
         widget = maps.live_map(fake, 0.01, stop=stop)
         thread = _new_live_thread(before)
         assert isinstance(widget, go.FigureWidget)
-        assert [trace.name for trace in widget.data] == [s.value for s in S]
+        assert [trace.name for trace in widget.data] == [*geography.LAYERS, *(s.value for s in S)]
         traces = list(widget.data)
         assert _states_shown(widget) == {"pending": 2, "queued": 2, "running": 2, "done": 3, "failed": 3}
 
@@ -207,8 +237,8 @@ def test_live_map_is_a_widget_updated_in_place_until_the_campaign_stops(campaign
         assert list(widget.data) == traces  # the same traces, updated in place
 
         # the same colours and hover as the static figure
-        static = {trace.name: trace for trace in maps.plot_map(store, campaign_id).data}
-        for trace in widget.data:
+        static = {trace.name: trace for trace in _tiles(maps.plot_map(store, campaign_id))}
+        for trace in _tiles(widget):
             assert trace.fillcolor == STATE_COLORS[S(trace.name)]
             if trace.name in static:
                 assert trace.text == static[trace.name].text

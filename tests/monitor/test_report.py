@@ -183,3 +183,19 @@ def test_a_long_error_of_an_attempt_is_cut(tmp_path: Path) -> None:
     # the second job is in flight: not started, it has no bar, no status and no credits yet
     assert "<td>2</td><td>b</td><td>-</td><td>-</td><td>-</td><td>-</td>" in retries
     assert [trace["name"] for trace in _traces(page, "timeline")] == ["failed"]
+
+
+def test_the_map_draws_the_geography_beneath_the_tiles(tmp_path: Path) -> None:
+    """The report's map carries the coastline, borders, rivers and lakes near the tiles, inlined
+    in the page (no topojson fetched): lines without hover, first, beneath the tiles' traces."""
+    store, campaign_id = build_campaign(tmp_path)
+    with store:
+        page = write_report(store, campaign_id, tmp_path / "r.html", clock=_clock).read_text()
+    traces = _traces(page, "map")
+    names = [trace["name"] for trace in traces]
+    assert names[:4] == ["coastline", "borders", "rivers", "lakes"]
+    assert set(names[4:]) == {"pending", "queued", "running", "done", "failed"}
+    for trace in traces[:4]:
+        assert trace["mode"] == "lines" and trace["hoverinfo"] == "skip" and trace["showlegend"] is False
+    assert any(x is not None for x in traces[1]["x"])  # the Belgian-Dutch border, near the tiles
+    assert "topojson" not in _outside_bundle(page)

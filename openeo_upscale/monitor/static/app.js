@@ -1,5 +1,6 @@
-/* openeo-upscale dashboard: fetches the tiles, then polls states and the overview (and the tiles
- * again when a state arrives for a task it has not seen: tasks added by a split).
+/* openeo-upscale dashboard: fetches the tiles and the geography around them (coastlines, borders,
+ * rivers, lakes: from this app, never from outside), then polls states and the overview (and the
+ * tiles again when a state arrives for a task it has not seen: tasks added by a split).
  * DOM contract (see openeo_upscale/monitor/dashboard.py): after each update document.body carries
  * data-updates, data-tasks, data-done, data-finished and data-states. */
 "use strict";
@@ -11,6 +12,8 @@ const view = {
   ids: [], lon: [], lat: [], tileIds: [], rings: [], index: new Map(),
   state: [], backend: [], job: [], attempts: [], duration: [], costs: [],
   stateNames: [], cursor: null, updates: 0, dirty: true, centres: false,
+  // The tiles' bounds [west, south, east, north] and, once fetched, /api/geography's answer.
+  bounds: null, geography: null,
   // Failure rows whose attempts are shown (task id -> jobs, null while loading, or an error text):
   // kept across the redraws of every poll.
   overview: null, expanded: new Map(),
@@ -44,6 +47,12 @@ function loadTiles(collection) {
     view.lon.push(sx / n);
     view.lat.push(sy / n);
     view.rings.push(rings);
+    for (const ring of rings) {
+      for (const [x, y] of ring) {
+        const b = view.bounds || (view.bounds = [x, y, x, y]);
+        b[0] = Math.min(b[0], x); b[1] = Math.min(b[1], y); b[2] = Math.max(b[2], x); b[3] = Math.max(b[3], y);
+      }
+    }
     view.state.push(0); view.backend.push(null); view.job.push(null);
     view.attempts.push(0); view.duration.push(null); view.costs.push(null);
   }
@@ -77,6 +86,30 @@ function fmtNumber(x, digits) {
   return x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
+// The geography is fetched once, for the first tiles' bounds (tasks added later lie within them).
+// Without it the map still draws: the tiles matter, the lines beneath them only help.
+async function loadGeography() {
+  if (view.config.tiles_url || !view.bounds || view.geography) return;
+  const el = document.getElementById("map"), m = MAP_MARGIN;
+  // The plot area's width over its height (the legend below takes about 40 px): the view fills it.
+  const aspect = Math.max(el.clientWidth - m.l - m.r, 100) / Math.max(el.clientHeight - m.t - m.b - 40, 100);
+  try {
+    view.geography = await getJSON("/api/geography?bbox=" + view.bounds.map((v) => v.toFixed(6)).join(",") +
+      "&aspect=" + aspect.toFixed(3));
+    view.dirty = true;
+  } catch (err) {
+    console.warn("no geography beneath the map:", err);
+  }
+}
+
+function geographyTraces() {
+  const g = view.geography;
+  if (!g || view.config.tiles_url) return [];
+  return Object.entries(g.layers).map(([name, lines]) => ({
+    type: "scatter", mode: "lines", x: lines.x, y: lines.y, name, line: g.styles[name],
+    hoverinfo: "skip", showlegend: false, meta: { geography: name } }));
+}
+
 // Raw numbers formatted by plotly at hover time: formatting 100,000 tiles up front (toLocaleString
 // and friends) cost most of a second on every redraw.
 const HOVER = "<b>%{customdata[0]}</b><br>state: %{customdata[1]}<br>backend: %{customdata[2]}" +
@@ -86,7 +119,7 @@ const HOVER = "<b>%{customdata[0]}</b><br>state: %{customdata[1]}<br>backend: %{
 function mapTraces() {
   const names = view.stateNames, colors = view.config.colors, basemap = !!view.config.tiles_url;
   const groups = names.map(() => ({ x: [], y: [], data: [], px: [], py: [] }));
-  const polygons = !basemap && !view.centres;
+  const polygons = !view.centres;
   for (let i = 0; i < view.ids.length; i++) {
     const g = groups[view.state[i]];
     g.x.push(view.lon[i]); g.y.push(view.lat[i]);
@@ -99,18 +132,21 @@ function mapTraces() {
       }
     }
   }
-  const traces = [];
+  const traces = geographyTraces();  // first: drawn beneath the tiles
   names.forEach((name, s) => {
     const g = groups[s];
     if (polygons) {
-      traces.push({ type: "scatter", mode: "lines", x: g.px, y: g.py, fill: "toself", fillcolor: colors[name],
-        line: { color: "#555", width: 0.5 }, hoverinfo: "skip", name: `${name} (${g.x.length})`, legendgroup: name });
+      const outline = { mode: "lines", fill: "toself", fillcolor: colors[name], line: { color: "#555", width: 0.5 },
+        hoverinfo: "skip", name: `${name} (${g.x.length})`, legendgroup: name };
+      traces.push(basemap ? { type: "scattermap", lon: g.px, lat: g.py, ...outline }
+        : { type: "scatter", x: g.px, y: g.py, ...outline });
     }
     const marker = { color: colors[name], size: polygons ? 4 : (view.ids.length > 20000 ? 3 : 5),
       opacity: polygons ? 0 : 1 };
     if (basemap) {
       traces.push({ type: "scattermap", mode: "markers", lon: g.x, lat: g.y, customdata: g.data,
-        marker: marker, name: `${name} (${g.x.length})`, hovertemplate: HOVER, legendgroup: name });
+        marker: marker, name: `${name} (${g.x.length})`, hovertemplate: HOVER, legendgroup: name,
+        showlegend: !polygons });
     } else {
       traces.push({ type: polygons ? "scatter" : "scattergl", mode: "markers", x: g.x, y: g.y,
         customdata: g.data, marker: marker, name: `${name} (${g.x.length})`, hovertemplate: HOVER,
@@ -120,23 +156,43 @@ function mapTraces() {
   return traces;
 }
 
+// The web-mercator zoom at which the tiles' bounds fill about 80 % of the map.
+function fitZoom(bounds) {
+  if (!bounds) return 1;
+  const el = document.getElementById("map");
+  const width = Math.max(el.clientWidth, 300), height = Math.max(el.clientHeight, 300);
+  const mercator = (lat) => Math.log(Math.tan(Math.PI / 4 + Math.max(-85, Math.min(85, lat)) * Math.PI / 360));
+  const dx = Math.max(bounds[2] - bounds[0], 1e-4) / 360;  // of the world's width
+  const dy = Math.max(mercator(bounds[3]) - mercator(bounds[1]), 1e-6) / (2 * Math.PI);
+  const zoom = Math.log2(0.8 * Math.min(width / dx, height / dy) / 512);  // tiles of 512 css px at zoom z
+  return Math.max(0, Math.min(16, zoom));
+}
+
+const MAP_MARGIN = { l: 40, r: 10, t: 10, b: 30 };
+
 function mapLayout() {
-  const margin = { l: 40, r: 10, t: 10, b: 30 };
+  const margin = MAP_MARGIN;
   const legend = { orientation: "h", y: -0.08 };
   if (view.config.tiles_url) {
-    const n = Math.max(view.lon.length, 1);
-    const center = { lon: view.lon.reduce((a, b) => a + b, 0) / n, lat: view.lat.reduce((a, b) => a + b, 0) / n };
-    return { margin, legend, uirevision: "map", map: { center, zoom: 6, style: {
+    const [w, s, e, n] = view.bounds || [0, 0, 0, 0];
+    const center = { lon: (w + e) / 2, lat: (s + n) / 2 };
+    return { margin, legend, uirevision: "map", map: { center, zoom: fitZoom(view.bounds), style: {
       version: 8, sources: { base: { type: "raster", tiles: [view.config.tiles_url], tileSize: 256 } },
       layers: [{ id: "base", type: "raster", source: "base" }] } } };
   }
-  let lat = 0;
-  if (view.lat.length) lat = (Math.min(...view.lat.slice(0, 50000)) + Math.max(...view.lat.slice(0, 50000))) / 2;
-  return { margin, legend, uirevision: "map", hovermode: "closest",
+  const lat = view.bounds ? (view.bounds[1] + view.bounds[3]) / 2 : 0;
+  const layout = { margin, legend, uirevision: "map", hovermode: "closest",
     xaxis: { title: { text: "longitude" }, zeroline: false },
     yaxis: { title: { text: "latitude" }, zeroline: false, scaleanchor: "x",
       scaleratio: 1 / Math.max(Math.cos(lat * Math.PI / 180), 0.05) },
     plot_bgcolor: "#fff" };
+  if (view.geography) {
+    // Fixed: the geography reaches beyond the view and would widen an autorange.
+    const [w, s, e, n] = view.geography.view;
+    layout.xaxis.range = [w, e];
+    layout.yaxis.range = [s, n];
+  }
+  return layout;
 }
 
 function drawMap() {
@@ -435,6 +491,7 @@ async function start() {
         getJSON("/api/tiles" + (view.centres ? "?centres=true" : "")),
         getJSON("/api/states"), getJSON("/api/overview")]);
       loadTiles(tiles);
+      await loadGeography();
       view.cursor = null;
       render(states, ov);
       break;
