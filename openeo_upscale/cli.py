@@ -514,17 +514,43 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from openeo_upscale.campaign import Campaign
     from openeo_upscale.campaign.config import UdpConfig
-    from openeo_upscale.campaign.exchange import import_tasks, tile_records_of
+    from openeo_upscale.campaign.exchange import read_job_rows, task_rows_of, tile_records_of
+    from openeo_upscale.campaign.store import Adoption
+    from openeo_upscale.campaign.takeover import read_takeover
 
     defaults = _json_object(args.defaults, "--defaults") if args.defaults else {}
     udp = UdpConfig(file=Path(args.udp) if args.udp else None, namespace=args.namespace).load()
-    records = tile_records_of(import_tasks(args.file, pin_from=args.pin_from))
+    adopt: list[Adoption] = []
+    backends: list[str] = []
+    if args.take_over:
+        table = read_takeover(args.file, pin_from=args.pin_from)
+        records, adopt, backends = table.tiles, table.adoptions, table.backends
+    else:
+        rows = read_job_rows(args.file)
+        records = tile_records_of(task_rows_of(rows, args.pin_from, source=args.file))
+        jobs = sum(1 for row in rows if row.get("id") is not None and "upscale_state" not in row
+                   and row.get("status") in ("created", "queued_for_start", "queued", "running", "finished"))
+        if jobs:
+            print(f"note: the table holds {jobs:,} job(s) of a MultiBackendJobManager that are running or "
+                  "finished; they are run again as new jobs. Use --take-over to adopt them instead")
     campaign = Campaign.create(args.store, records, udp, name=args.name, defaults=defaults,
-                               output_dir=args.output_dir, on_exists="error")
+                               output_dir=args.output_dir, on_exists="error", adopt=adopt)
     with campaign:
-        total = campaign.summary()["tasks"]
-    print(f"created campaign {args.name!r} with {total:,} task(s) in {shown_url(args.store)}; "
-          "run it with a campaign TOML naming this store and campaign")
+        summary = campaign.summary()
+    total = summary["tasks"]
+    if not args.take_over:
+        print(f"created campaign {args.name!r} with {total:,} task(s) in {shown_url(args.store)}; "
+              "run it with a campaign TOML naming this store and campaign")
+        return 0
+    states = ", ".join(f"{count:,} {state}" for state, count in summary["counts"].items() if count)
+    print(f"took over campaign {args.name!r} with {total:,} task(s) in {shown_url(args.store)}: {states}; "
+          f"{len([a for a in adopt if a.job_id])} job(s) adopted")
+    if backends:
+        print(f"run it with a campaign TOML naming this store and campaign, whose [[backends]] include "
+              f"{', '.join(backends)} (the job table's backend_name): their jobs are followed there, "
+              "none is created again")
+    else:
+        print("run it with a campaign TOML naming this store and campaign")
     return 0
 
 
@@ -714,7 +740,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="the campaign (when the store holds several)")
     export.set_defaults(func=_export)
 
-    imp = sub.add_parser("import", help="create a campaign from an exported or openeo client job table")
+    imp = sub.add_parser(
+        "import", help="create a campaign from an exported or openeo client job table",
+        description="Create a campaign from a job table: one exported by `openeo-upscale export`, or one "
+        "written by the openeo client's MultiBackendJobManager (job_tracker.csv). By default every row "
+        "becomes a pending task. With --take-over, a MultiBackendJobManager campaign is taken over where "
+        "it stands: finished jobs are downloaded, created/queued/running ones adopted by job id (never "
+        "created twice), error rows fail (ready for `retry`), canceled/skipped rows keep that state, "
+        "not_started rows are pending. Stop the manager first. Nothing is asked of a backend here: "
+        "the next `openeo-upscale run` follows the adopted jobs on the backends of its TOML, whose "
+        "names must be the table's backend_name values.")
     imp.add_argument("file", help="job table: CSV or (Geo)Parquet")
     imp.add_argument("--store", required=True, help="SQLite file or postgresql:// URL")
     imp.add_argument("--udp", help="the UDP's process document (JSON file)")
@@ -724,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--defaults", help="UDP parameter values for every task, as a JSON object")
     imp.add_argument("--output-dir", help="where results go (default <name>-results)")
     imp.add_argument("--pin-from", help="pin each task to the backend in this column (e.g. backend_name)")
+    imp.add_argument("--take-over", action="store_true",
+                     help="take over the job ids and statuses of a MultiBackendJobManager job table instead "
+                     "of running every row again (see the description above and docs/campaign.md)")
     imp.set_defaults(func=_import)
 
     store_cmd = sub.add_parser("store", help="look after a store: upgrade its schema, repair duplicates")

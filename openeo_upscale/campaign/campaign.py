@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -53,7 +53,7 @@ from openeo_upscale.campaign.states import (
     JobStatus,
     TaskState,
 )
-from openeo_upscale.campaign.store import Store
+from openeo_upscale.campaign.store import Adoption, Store
 from openeo_upscale.campaign.validation import validate_campaign
 from openeo_upscale.errors import (
     BackendError,
@@ -135,6 +135,7 @@ class Campaign:
         polling: Polling | None = None,
         leasing: Leasing | None = None,
         job_options: Mapping[str, Any] | None = None,
+        adopt: Sequence[Adoption] = (),
     ) -> Campaign:
         """A new campaign of one task per tile, every task validated first; or the existing one.
 
@@ -149,6 +150,10 @@ class Campaign:
 
         ``job_options`` go with every job (``POST /jobs``); a backend's own (`add_backend`) and a
         tile's ``job_options`` column (a JSON object, or its text) override them option by option.
+
+        ``adopt`` starts some tiles where another job manager left their jobs (`takeover.read_takeover`
+        builds them from its job table): their tasks are written in their adopted state, in the
+        transaction that creates the campaign. A campaign that exists already is resumed as it is.
         """
         opened, owns = _store(store)
         try:
@@ -173,7 +178,8 @@ class Campaign:
             ).to_dict()
             rows = task_rows(the_udp, records, defaults=defaults, column_map=column_map)
             try:
-                campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows)
+                campaign_id = opened.create_campaign(name, config=config, udp=the_udp.definition, tasks=rows,
+                                                     adoptions=adopt)
             except CampaignExistsError:
                 # Another process created it between our look and our insert: the name is a
                 # unique key, so exactly one of us did.

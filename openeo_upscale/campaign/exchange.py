@@ -11,7 +11,9 @@ WKT; Parquet is GeoParquet (WKB, EPSG:4326) that ``geopandas.read_parquet`` and 
 tiles does not have to fit in memory. A parameter whose values are not all of one scalar type
 (lists, objects, mixed types) is written as JSON text.
 
-`import_tasks` reads such a file, or one the client wrote itself, into rows for `Store.add_tasks`.
+`import_tasks` reads such a file, or one the client wrote itself, into rows for `Store.add_tasks`;
+`read_job_rows` reads it safely while the client may be rewriting it (retrying a read cut short),
+and `takeover` turns the client's job ids and statuses into adopted tasks.
 Every column that is not a bookkeeping column (`BOOKKEEPING_COLUMNS`) is a UDP parameter; an empty
 cell leaves the parameter out (so the campaign default applies). Text cells that hold a list or an
 object, as JSON or as a Python literal (the client's CSV stores list and dict cells with ``str()``),
@@ -23,10 +25,12 @@ from __future__ import annotations
 import ast
 import csv
 import enum
+import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -47,11 +51,18 @@ from openeo_upscale.campaign.states import JobStatus, TaskState
 from openeo_upscale.campaign.store import Store
 from openeo_upscale.errors import UpscaleError
 
-__all__ = ["BOOKKEEPING_COLUMNS", "CLIENT_STATUS", "EXPORT_CHUNK", "ClientStatus", "export_tasks",
-           "import_tasks", "tile_records_of"]
+__all__ = ["BOOKKEEPING_COLUMNS", "CLIENT_STATUS", "EXPORT_CHUNK", "READ_ATTEMPTS", "READ_BACKOFF",
+           "ClientStatus", "export_tasks", "import_tasks", "read_job_rows", "task_rows_of",
+           "tile_records_of"]
 
 EXPORT_CHUNK = 10_000
 """Tasks read from the store and written to the file at a time."""
+
+READ_ATTEMPTS = 6
+"""Reads of a job table another process may be rewriting, before giving up (`read_job_rows`)."""
+
+READ_BACKOFF = 0.05
+"""Seconds before the second read of a job table; doubled before each further one."""
 
 
 class ClientStatus(enum.StrEnum):
@@ -132,25 +143,105 @@ def export_tasks(store: Store, campaign_id: int, path: str | os.PathLike[str], *
 
 
 def import_tasks(path: str | os.PathLike[str], *, format: str | None = None,
-                 pin_from: str | None = None) -> list[dict[str, Any]]:
+                 pin_from: str | None = None,
+                 wait: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
     """Rows for `Store.add_tasks` from a job table in CSV or (Geo)Parquet (see the module docstring).
 
     The tile id is the ``tile_id`` column, else the row's position. A task is pinned to the backend
     in ``upscale_pinned_backend`` (written by `export_tasks`), else to the one in the column
     ``pin_from`` names (e.g. ``"backend_name"``: where the client ran the job), else to none.
-    Raises `UpscaleError` when the file cannot be read.
+    The file is read as `read_job_rows` reads it (``wait`` sleeps between two reads). Raises
+    `UpscaleError` when the file cannot be read.
+    """
+    return task_rows_of(read_job_rows(path, format=format, wait=wait), pin_from, source=path)
+
+
+def task_rows_of(records: Iterable[Mapping[str, Any]], pin_from: str | None = None, *,
+                 source: str | os.PathLike[str] = "the job table") -> list[dict[str, Any]]:
+    """Rows for `Store.add_tasks` from the rows of a job table (`read_job_rows`), as `import_tasks`
+    makes them. Raises `UpscaleError` for a cell that cannot be read (``source`` names the file)."""
+    try:
+        return [_task_row(record, position, pin_from) for position, record in enumerate(records)]
+    except (ValueError, shapely.errors.ShapelyError) as exc:
+        raise UpscaleError(f"cannot read the job table {source}: {exc}") from exc
+
+
+def read_job_rows(path: str | os.PathLike[str], *, format: str | None = None,
+                   wait: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+    """Every row of a job table (column name -> cell, geometries as lon/lat WKT), read safely while
+    another process may be rewriting it.
+
+    The client's job manager rewrites its CSV in place on every loop, so a read may catch a file
+    cut short: empty, a header alone, a last line cut mid-row (or a Parquet file without its
+    footer). Such a read is never taken as "no rows": the file is read again after a short backoff
+    (`READ_BACKOFF`, doubled each time, up to `READ_ATTEMPTS` reads), and it is taken only once two
+    complete reads in a row give the same number of rows (a rewrite cut exactly at a line break
+    shows fewer rows than the read after it). Raises `UpscaleError` when no such pair of reads comes.
     """
     source = Path(path)
     kind = _format_of(source, format)
-    rows: list[dict[str, Any]] = []
+    data = _settled_bytes(source, kind, wait)
     try:
-        batches = _read_csv(source) if kind == "csv" else _read_parquet(source)
-        for batch in batches:
-            for record in batch:
-                rows.append(_task_row(record, len(rows), pin_from))
+        batches = _read_csv(data) if kind == "csv" else _read_parquet(data)
+        return [record for batch in batches for record in batch]
     except (OSError, ValueError, pa.ArrowException, shapely.errors.ShapelyError) as exc:
         raise UpscaleError(f"cannot read the job table {source}: {exc}") from exc
-    return rows
+
+
+def _settled_bytes(source: Path, kind: str, wait: Callable[[float], None]) -> bytes:
+    """The file's bytes once two complete reads in a row agree on its row count (see `read_job_rows`)."""
+    previous: int | None = None
+    problem = "it was not read"
+    for attempt in range(READ_ATTEMPTS):
+        if attempt:
+            wait(READ_BACKOFF * 2 ** (attempt - 1))
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise UpscaleError(f"cannot read the job table {source}: {exc}") from exc
+        rows, trouble = _csv_rows(data) if kind == "csv" else _parquet_rows(data)
+        if trouble is not None:
+            problem, previous = trouble, None
+            continue
+        if rows == previous:
+            return data
+        if previous is not None:
+            problem = f"its row count changed from {previous} to {rows} between two reads"
+        previous = rows
+    raise UpscaleError(f"cannot read the job table {source}: {problem} (read {READ_ATTEMPTS} times; "
+                       "is another process still writing it?)")
+
+
+def _csv_rows(data: bytes) -> tuple[int, str | None]:
+    """The number of data rows of a CSV file, or why the file is not complete."""
+    if not data.strip():
+        return 0, "the file is empty"
+    if not data.endswith(b"\n"):
+        return 0, "its last line is cut short"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return 0, f"it is not UTF-8 text ({exc})"
+    try:
+        lines = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as exc:
+        return 0, f"it is not valid CSV ({exc})"
+    if len(lines) < 2:
+        return 0, "it has a header but no rows"
+    width = len(lines[0])
+    for number, row in enumerate(lines[1:], start=2):
+        if len(row) != width:
+            return 0, f"line {number} has {len(row)} field(s), the header {width}"
+    return len(lines) - 1, None
+
+
+def _parquet_rows(data: bytes) -> tuple[int, str | None]:
+    """The number of rows of a Parquet file, or why it cannot be read."""
+    try:
+        rows = int(pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return 0, f"it is not a complete Parquet file ({exc})"
+    return rows, None if rows else "it has no rows"
 
 
 # -- export ------------------------------------------------------------------------------------------
@@ -295,14 +386,14 @@ def _write_parquet(target: Path, columns: list[str], kinds: Mapping[str, str],
 # -- import ------------------------------------------------------------------------------------------
 
 
-def _read_csv(source: Path) -> Iterator[list[dict[str, Any]]]:
-    with pd.read_csv(source, chunksize=EXPORT_CHUNK, dtype_backend="numpy_nullable") as reader:
+def _read_csv(data: bytes) -> Iterator[list[dict[str, Any]]]:
+    with pd.read_csv(io.BytesIO(data), chunksize=EXPORT_CHUNK, dtype_backend="numpy_nullable") as reader:
         for frame in reader:
             yield frame.to_dict("records")
 
 
-def _read_parquet(source: Path) -> Iterator[list[dict[str, Any]]]:
-    file = pq.ParquetFile(source)
+def _read_parquet(data: bytes) -> Iterator[list[dict[str, Any]]]:
+    file = pq.ParquetFile(pa.BufferReader(data))
     metadata = file.schema_arrow.metadata or {}
     geo = json.loads(metadata[b"geo"]) if b"geo" in metadata else {}
     geometry_columns: Mapping[str, Any] = geo.get("columns") or {}

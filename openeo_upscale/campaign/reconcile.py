@@ -9,6 +9,8 @@ its job's status:
   carries has its job created (again), unless another live runner recorded the token less than
   `CREATE_GRACE` ago;
 - a created job is started, a queued or running one followed (progress readings, `max_runtime`);
+  a job adopted from another job manager (`store.adoptions`: it carries no token) is followed by
+  its id like any other, and one the backend no longer lists puts its task back to pending;
 - a job's end is decided here: finished (costs and usage recorded), or failed, canceled, gone from
   the listing or over its runtime, after which the task is retried (a new job) or fails; one that
   ran out of memory may be retried with more memory, or replaced by its quadrants (`split`).
@@ -37,7 +39,7 @@ from openeo_upscale.campaign.settings import Limits, RetryPolicy, merged_job_opt
 from openeo_upscale.campaign.slots import BackendSlot
 from openeo_upscale.campaign.split import Splitter
 from openeo_upscale.campaign.states import JobStatus, TaskState
-from openeo_upscale.campaign.store import Store
+from openeo_upscale.campaign.store import Store, is_adopted_token
 from openeo_upscale.errors import (
     AuthError,
     BackendError,
@@ -247,7 +249,10 @@ class Reconciler:
             job = listing.by_id.get(task.job_id)
             if job is None:
                 book.forget_progress(task.id)
-                self.job_failed(slot, task, "the job is no longer listed by the backend", [])
+                if is_adopted_token(task.client_token):
+                    self._adopted_gone(slot, task)
+                else:
+                    self.job_failed(slot, task, "the job is no longer listed by the backend", [])
                 return
             status = job_status(job)
         if status is None:
@@ -290,6 +295,14 @@ class Reconciler:
             )
             return
         self.job_failed(slot, task, "the job was canceled on the backend", [], job)
+
+    def _adopted_gone(self, slot: BackendSlot, task: Task) -> None:
+        """A job taken over from another job manager that the backend no longer lists: the task is
+        pending again, to be run as a job of ours (the adopted job was not one of its attempts)."""
+        why = (f"adopted job {task.job_id} is no longer listed by backend {slot.name}; "
+               "the tile will run again as a new job")
+        if self._book.transition(task, task.state, S.PENDING, why, error=why):
+            log.warning("task %s (%s): %s", task.id, task.tile_id, why)
 
     def _may_create(self, task: Task) -> bool:
         """Whether ``POST /jobs`` may be sent (again) for a task in `creating` whose token no job carries.

@@ -207,3 +207,70 @@ def test_a_large_export_is_read_and_written_in_chunks(tmp_path: Path, monkeypatc
     rows = import_tasks(path)
     assert len(rows) == count and rows[-1]["tile_id"] == f"t{count - 1}"
     assert rows[-1]["parameters"] == {"n": count - 1}
+
+
+# -- reading a file the client is rewriting ----------------------------------------------------------------
+
+
+class Rewrites:
+    """The `wait` of `read_job_rows`: each wait, the file becomes the next of ``contents`` (what a
+    reader would see of a file another process rewrites), and the waits are counted, not slept."""
+
+    def __init__(self, path: Path, contents: list[bytes]) -> None:
+        self.path, self.contents = path, list(contents)
+        self.waits: list[float] = []
+        path.write_bytes(self.contents.pop(0))
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.contents:
+            self.path.write_bytes(self.contents.pop(0))
+
+
+def _table(tmp_path: Path, rows: int = 4) -> bytes:
+    with Store.open(tmp_path / "t.sqlite") as store:
+        export_tasks(store, _campaign(store, rows), tmp_path / "full.csv")
+    return (tmp_path / "full.csv").read_bytes()
+
+
+def test_a_file_cut_mid_row_is_read_again_until_complete(tmp_path: Path) -> None:
+    full = _table(tmp_path)
+    cut = full[: full.rindex(b"\n", 0, len(full) - 1) + 40]  # the last row cut after 40 bytes
+    assert not cut.endswith(b"\n")
+    wait = Rewrites(tmp_path / "jobs.csv", [cut, full])
+    records = exchange.read_job_rows(tmp_path / "jobs.csv", wait=wait)
+    assert [r["tile_id"] for r in records] == [r["tile_id"] for r in _rows(4)]
+    # the cut read, then two complete reads that agree
+    assert wait.waits == [exchange.READ_BACKOFF, 2 * exchange.READ_BACKOFF]
+
+
+@pytest.mark.parametrize("first", [b"", b"id,backend_name,status\n"], ids=["empty", "header only"])
+def test_an_empty_file_is_not_taken_as_no_rows(tmp_path: Path, first: bytes) -> None:
+    full = _table(tmp_path)
+    wait = Rewrites(tmp_path / "jobs.csv", [first, first, full])
+    assert len(import_tasks(tmp_path / "jobs.csv", wait=wait)) == 4
+    assert len(wait.waits) == 3
+
+
+def test_a_row_count_that_drops_between_two_reads_is_read_again(tmp_path: Path) -> None:
+    full = _table(tmp_path)
+    # A rewrite caught right after a line break looks complete, with fewer rows.
+    two_rows = full[: full.index(b"\n", full.index(b"\n", full.index(b"\n") + 1) + 1) + 1]
+    wait = Rewrites(tmp_path / "jobs.csv", [full, two_rows, full, full])
+    assert len(exchange.read_job_rows(tmp_path / "jobs.csv", wait=wait)) == 4
+    assert len(wait.waits) == 3
+
+
+def test_a_file_that_never_settles_is_an_error(tmp_path: Path) -> None:
+    wait = Rewrites(tmp_path / "jobs.csv", [b"id,status\nj-1,runn"])
+    with pytest.raises(UpscaleError, match=r"its last line is cut short \(read 6 times"):
+        exchange.read_job_rows(tmp_path / "jobs.csv", wait=wait)
+    assert wait.waits == [exchange.READ_BACKOFF * 2 ** i for i in range(exchange.READ_ATTEMPTS - 1)]
+
+
+def test_a_parquet_file_without_its_footer_is_read_again(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "t.sqlite") as store:
+        export_tasks(store, _campaign(store, 3), tmp_path / "full.parquet")
+    full = (tmp_path / "full.parquet").read_bytes()
+    wait = Rewrites(tmp_path / "jobs.parquet", [full[: len(full) // 2], full])
+    assert len(import_tasks(tmp_path / "jobs.parquet", wait=wait)) == 3

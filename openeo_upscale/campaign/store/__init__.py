@@ -17,6 +17,7 @@ import os
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from openeo_upscale.campaign.store.adoptions import ADOPTED_PREFIX, Adoption, adopted_token, is_adopted_token
 from openeo_upscale.campaign.store.base import Clock, utc_now
 from openeo_upscale.campaign.store.connect import engine_for, shown_url
 from openeo_upscale.campaign.store.forecasts import ForecastQueries, StoredForecast
@@ -29,9 +30,11 @@ from openeo_upscale.campaign.store.views import ViewQueries
 from openeo_upscale.errors import StoreError
 
 __all__ = [
+    "ADOPTED_PREFIX",
     "SCHEMA_VERSION",
     "TILE_FIELDS",
     "TRANSITION_FIELDS",
+    "Adoption",
     "Beat",
     "Claimed",
     "Clock",
@@ -42,6 +45,8 @@ __all__ = [
     "Spending",
     "Store",
     "StoredForecast",
+    "adopted_token",
+    "is_adopted_token",
     "shown_url",
     "utc_now",
 ]

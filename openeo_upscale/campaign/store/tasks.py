@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openeo_upscale.campaign.models import Event, Task
 from openeo_upscale.campaign.states import TASK_HOLDING, TASK_TRANSITIONS, JobStatus, TaskState
+from openeo_upscale.campaign.store.adoptions import Adoption, insert_adoptions
 from openeo_upscale.campaign.store.base import StoreBase, chunks
 from openeo_upscale.campaign.store.schema import campaign_table, events_table, jobs_table, tasks_table
 from openeo_upscale.errors import CampaignExistsError, StoreError
@@ -74,17 +75,23 @@ class TaskQueries(StoreBase):
         config: Mapping[str, Any] | None = None,
         udp: Mapping[str, Any] | None = None,
         tasks: Iterable[Mapping[str, Any]] | None = None,
+        adoptions: Sequence[Adoption] = (),
+        actor: str = "import",
     ) -> int:
         """Record a new campaign with its configuration, a snapshot of its UDP and its ``tasks``
         (rows as for `add_tasks`), all in one transaction; return its id.
+
+        ``adoptions`` start some of those tasks where another job manager left their jobs (see
+        `adoptions`), each with its first event by ``actor``, in the same transaction.
 
         A crash or an error leaves either the whole campaign or nothing, never a campaign without
         its tasks. Raises `CampaignExistsError` when the store already holds a campaign of that
         name, also when another process created it a moment before (the name is a unique key).
         """
+        now = self._clock()
         values = {
             "name": name,
-            "created": self._clock(),
+            "created": now,
             "config": dict(config or {}),
             "udp": dict(udp) if udp is not None else None,
         }
@@ -98,6 +105,8 @@ class TaskQueries(StoreBase):
             campaign_id = int(key[0])
             if tasks is not None:
                 self._insert_tasks(conn, campaign_id, tasks)
+            if adoptions:
+                insert_adoptions(conn, campaign_id, adoptions, now=now, actor=actor)
             return campaign_id
 
     def set_campaign_config(self, campaign_id: int, config: Mapping[str, Any]) -> None:
