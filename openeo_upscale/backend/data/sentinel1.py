@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from types import MappingProxyType
 
@@ -56,6 +56,7 @@ import xarray as xr
 from scipy import special
 
 from openeo_upscale.backend.data import sentinel2, worldcover
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
 
 __all__ = [
     "BANDS",
@@ -81,7 +82,6 @@ __all__ = [
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
-Bounds = tuple[float, float, float, float]
 
 RESOLUTION = 10
 """Native resolution in metres (GRD after backscatter processing)."""
@@ -268,29 +268,17 @@ def incidence_angle(epsg: int, xs: npt.ArrayLike, day: date) -> Floats:
     return FAR_DEG - (FAR_DEG - NEAR_DEG) * across
 
 
-def _as_datetime(value: str | date) -> datetime:
-    """A naive UTC datetime: dates at midnight, ISO strings with or without time and offset."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-    return datetime(value.year, value.month, value.day)
 
 
-def _check_bounds(bounds: Bounds) -> None:
-    west, south, east, north = bounds
-    if not all(math.isfinite(v) for v in bounds) or west >= east or south >= north:
-        raise ValueError(f"bounds must be finite (west, south, east, north) with west < east and "
-                         f"south < north, not {bounds}")
 
 
 def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) -> list[Scene]:
     """The scenes of `epsg` over `bounds` from `start` (inclusive) to `end` (exclusive), as in an
     openEO temporal extent; every place of a zone has the same days."""
     _zone(epsg)
-    _check_bounds(bounds)
-    first = max(_as_datetime(start), datetime(FIRST_DATE.year, FIRST_DATE.month, FIRST_DATE.day))
-    stop = _as_datetime(end)
+    check_bounds(bounds)
+    first = max(as_datetime(start), datetime(FIRST_DATE.year, FIRST_DATE.month, FIRST_DATE.day))
+    stop = as_datetime(end)
     day = first.date() if first.time() == datetime.min.time() else first.date() + timedelta(days=1)
     centre = (bounds[0] + bounds[2]) / 2.0
     scenes = []
@@ -409,7 +397,7 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     contains its centre. `dates` must be acquisition days (see `acquisitions`). `speckle=False`
     gives the noise-free backscatter (what the speckle multiplies)."""
     _zone(epsg)
-    _check_bounds(bounds)
+    check_bounds(bounds)
     if not bands:
         raise ValueError("no bands requested")
     unknown = [b for b in bands if b not in BANDS]

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import IntEnum
 from types import MappingProxyType
 
@@ -62,6 +62,7 @@ import numpy.typing as npt
 import xarray as xr
 
 from openeo_upscale.backend.data import landscape
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
 from openeo_upscale.backend.data._noise import fbm, hash_, threshold, uniform
 from openeo_upscale.backend.data._noise import u as _u
 from openeo_upscale.backend.data.landscape import Cover, Land
@@ -91,7 +92,6 @@ __all__ = [
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
-Bounds = tuple[float, float, float, float]
 
 EPOCH = date(2015, 6, 23)
 """Sentinel-2A launch: acquisitions fall on ``EPOCH + k * REVISIT_DAYS``."""
@@ -199,22 +199,8 @@ def _zone(epsg: int) -> bool:
     return epsg > 32700
 
 
-def _check_bounds(bounds: Bounds) -> None:
-    west, south, east, north = bounds
-    if not all(math.isfinite(v) for v in bounds) or west >= east or south >= north:
-        raise ValueError(f"bounds must be finite (west, south, east, north) with west < east and "
-                         f"south < north, not {bounds}")
 
 
-def _as_datetime(value: str | date) -> datetime:
-    """A naive UTC datetime: dates at midnight, ISO strings with or without time and offset."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-    return datetime(value.year, value.month, value.day)
 
 
 def is_acquisition(day: date) -> bool:
@@ -243,8 +229,8 @@ def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) 
     openEO temporal extent; a scene is at midnight UTC of its day. Every place in a zone has the
     same dates, a scene every `REVISIT_DAYS` days from `FIRST_DATE` on."""
     _zone(epsg)
-    _check_bounds(bounds)
-    first, stop = _as_datetime(start), _as_datetime(end)
+    check_bounds(bounds)
+    first, stop = as_datetime(start), as_datetime(end)
     lower = max(first, datetime(FIRST_DATE.year, FIRST_DATE.month, FIRST_DATE.day))
     offset = (lower - datetime(EPOCH.year, EPOCH.month, EPOCH.day)).total_seconds() / 86400
     day = EPOCH + timedelta(days=REVISIT_DAYS * math.ceil(offset / REVISIT_DAYS))
@@ -361,7 +347,7 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     be acquisition days (see `acquisitions`).
     """
     _zone(epsg)
-    _check_bounds(bounds)
+    check_bounds(bounds)
     if not bands:
         raise ValueError("no bands requested")
     unknown = [b for b in bands if b not in BANDS]

@@ -22,17 +22,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from types import MappingProxyType
 
 import numpy as np
 import xarray as xr
 
 from openeo_upscale.backend.data import landscape, sentinel2
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
 
 __all__ = ["BANDS", "CLASSES", "DATE", "NODATA", "PRODUCED", "RESOLUTION", "Scene", "acquisitions", "load"]
 
-Bounds = tuple[float, float, float, float]
 
 RESOLUTION = 10
 """Native resolution in metres."""
@@ -60,27 +60,15 @@ class Scene:
     date: date
 
 
-def _as_datetime(value: str | date) -> datetime:
-    """A naive UTC datetime: dates at midnight, ISO strings with or without time and offset."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-    return datetime(value.year, value.month, value.day)
 
 
-def _check_bounds(bounds: Bounds) -> None:
-    west, south, east, north = bounds
-    if not all(math.isfinite(v) for v in bounds) or west >= east or south >= north:
-        raise ValueError(f"bounds must be finite (west, south, east, north) with west < east and "
-                         f"south < north, not {bounds}")
 
 
 def acquisitions(epsg: int, bounds: Bounds, start: str | date, end: str | date) -> list[Scene]:
     """The layer if its date is in [`start`, `end`) (an openEO temporal extent), else nothing."""
-    _check_bounds(bounds)
+    check_bounds(bounds)
     moment = datetime(DATE.year, DATE.month, DATE.day)
-    return [Scene(DATE)] if _as_datetime(start) <= moment < _as_datetime(end) else []
+    return [Scene(DATE)] if as_datetime(start) <= moment < as_datetime(end) else []
 
 
 def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
@@ -91,7 +79,7 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     `bounds`; ``x``/``y`` are pixel centres, ``y`` descending. Values are float32 class codes;
     `dates` may only hold `DATE`.
     """
-    _check_bounds(bounds)
+    check_bounds(bounds)
     if not bands:
         raise ValueError("no bands requested")
     unknown = [b for b in bands if b not in BANDS]
