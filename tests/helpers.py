@@ -1,12 +1,15 @@
-"""Helpers shared by test modules: waiting on a condition, a campaign TOML for the CLI against a
-local backend, and a small campaign in a store for the monitor's tests. Test modules import
+"""Helpers shared by test modules: waiting on a condition, a free loopback port, parameters put into
+a notebook, a campaign TOML for the CLI against a local backend, and a small campaign in a store
+for the monitor's tests. Test modules import
 helpers from here (or from their package's helper module), never from another test module."""
 
 from __future__ import annotations
 
+import ast
 import json
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,3 +94,21 @@ def local_backend_jobs(backend: LocalBackend) -> list[dict[str, Any]]:
     return jobs
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def with_parameters(notebook: Any, values: Mapping[str, object], by: str) -> None:
+    """Append assignments to the notebook's cell tagged ``parameters`` (papermill's convention),
+    after checking that it declares each one; `by` names the test module in a comment."""
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    declared = {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    unknown = set(values) - declared
+    assert not unknown, f"the notebook has no parameters {sorted(unknown)}"
+    lines = [f"{name} = {value!r}" for name, value in values.items()]
+    cell.source += f"\n\n# injected by {by}\n" + "\n".join(lines)

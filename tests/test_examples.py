@@ -19,6 +19,7 @@ import nbformat
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import with_parameters
 
 EXAMPLES = ROOT / "examples"
 ANTWERP = EXAMPLES / "upscale_antwerp.ipynb"
@@ -42,21 +43,9 @@ print(sys.executable)
 """Prepended to the notebook under test: the kernel's network block, and which Python it runs."""
 
 
-def with_parameters(notebook: Any, values: Mapping[str, object]) -> None:
-    """Append assignments to the cell tagged ``parameters`` (papermill's convention), after checking
-    that the notebook declares each one."""
-    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    declared = {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
-                for target in node.targets if isinstance(target, ast.Name)}
-    unknown = set(values) - declared
-    assert not unknown, f"the notebook has no parameters {sorted(unknown)}"
-    lines = [f"{name} = {value!r}" for name, value in values.items()]
-    cell.source += "\n\n# injected by tests/test_examples.py\n" + "\n".join(lines)
-
-
 def execute(path: Path, cwd: Path, values: Mapping[str, object]) -> Any:
     notebook = nbformat.read(path, as_version=4)
-    with_parameters(notebook, values)
+    with_parameters(notebook, values, by="tests/test_examples.py")
     notebook.cells.insert(0, nbformat.v4.new_code_cell(GUARD))
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60,
                                      resources={"metadata": {"path": str(cwd)}})

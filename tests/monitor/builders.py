@@ -5,7 +5,6 @@ and `serving`, a dashboard app on a free loopback port."""
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 
 from openeo_upscale.campaign import Store, TaskState
 from openeo_upscale.campaign.store.ledger import Launch
+from tests.helpers import free_port
 
 S = TaskState
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -122,7 +122,7 @@ def build_campaign(tmp_path: Path, n: int = 12) -> tuple[Store, int]:
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -136,9 +136,3 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

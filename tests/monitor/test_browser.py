@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import socket
 import struct
 import subprocess
 import sys
@@ -31,18 +30,11 @@ import requests
 from openeo_upscale.backend import LocalBackend
 from openeo_upscale.campaign import Store
 from tests.conftest import ANTWERP_BBOX
-from tests.helpers import PASSWORD_ENV, USER_ENV, campaign_toml, wait_until
+from tests.helpers import PASSWORD_ENV, USER_ENV, campaign_toml, free_port, wait_until
 from tests.monitor.browser import requested_hosts, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 BBOX = [ANTWERP_BBOX[k] for k in ("west", "south", "east", "north")]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start(*args: str, log: Path) -> subprocess.Popen[bytes]:

@@ -13,12 +13,10 @@ trace ``done`` holds every tile: the widget, drawn while the campaign runs, must
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ import requests
 
 from openeo_upscale.campaign.states import TaskState
 from openeo_upscale.grid import tiles
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until, with_parameters
 from tests.monitor.browser import ARTIFACTS, requested_hosts, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,26 +94,6 @@ class Lab:
         return {"Authorization": f"token {self.token}"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def with_parameters(source: Path, target: Path, values: dict[str, object]) -> None:
-    """Copy the notebook, appending assignments to its parameters cell (papermill's convention: the
-    cell tagged ``parameters``) after checking that it declares each one."""
-    notebook: Any = nbformat.read(source, as_version=4)
-    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    declared = {name.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
-                for name in node.targets if isinstance(name, ast.Name)}
-    assert set(values) <= declared, f"the notebook has no parameters {sorted(set(values) - declared)}"
-    cell.source += "\n\n# injected by tests/monitor/test_jupyterlab.py\n" + "\n".join(
-        f"{name} = {value!r}" for name, value in values.items())
-    nbformat.write(notebook, target)
-
-
 def lab_command(port: int, token: str, root: Path, home: Path) -> list[str]:
     return [
         sys.executable, "-m", "jupyterlab", "--no-browser",
@@ -153,7 +131,9 @@ def jupyterlab(tmp_path: Path) -> Iterator[Lab]:
     root, home = tmp_path / "root", tmp_path / "home"
     root.mkdir()
     home.mkdir()
-    with_parameters(NOTEBOOK, root / NOTEBOOK.name, PARAMETERS)
+    notebook: Any = nbformat.read(NOTEBOOK, as_version=4)
+    with_parameters(notebook, PARAMETERS, by="tests/monitor/test_jupyterlab.py")
+    nbformat.write(notebook, root / NOTEBOOK.name)
     port, token = free_port(), secrets.token_hex(16)
     lab = Lab(f"http://127.0.0.1:{port}/", token, home / "outbound.log")
     log = tmp_path / "jupyterlab.log"
