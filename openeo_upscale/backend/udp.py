@@ -116,19 +116,9 @@ class UdpResolver:
 
     def _download(self, url: str, process_id: str) -> dict[str, Any]:
         """The document at `url`: the whole download within the timeout, at most `MAX_UDP_BYTES`."""
-        deadline = time.monotonic() + self._timeout
         try:
-            with requests.get(url, timeout=self._timeout, stream=True) as resp:
-                resp.raise_for_status()
-                chunks, size = [], 0
-                for chunk in resp.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_UDP_BYTES:
-                        raise ValueError(f"larger than {MAX_UDP_BYTES // 2**20} MiB")
-                    if time.monotonic() > deadline:
-                        raise ValueError(f"no complete answer within {self._timeout:g} s")
-                    chunks.append(chunk)
-            doc = parse_json(b"".join(chunks), "The namespace's document")
+            doc = parse_json(download(url, timeout=self._timeout, max_bytes=MAX_UDP_BYTES),
+                             "The namespace's document")
         except (requests.RequestException, ValueError, ApiError) as exc:
             reason = exc.message if isinstance(exc, ApiError) else str(exc)
             raise ProcessUnsupported(
@@ -203,3 +193,21 @@ def _same_server(url: str, other: str) -> bool:
         return a.scheme in ("http", "https") and (a.hostname, a.port) == (b.hostname, b.port)
     except ValueError:  # an unparsable port or address: not a URL of this server
         return False
+
+
+def download(url: str, *, timeout: float, max_bytes: int) -> bytes:
+    """The document at an http(s) `url`, the whole download within `timeout` seconds (a server
+    that drips bytes cannot hold a worker) and at most `max_bytes`; `ValueError` or a
+    `requests.RequestException` otherwise. Namespaces and ``load_stac``/``load_url`` use it."""
+    deadline = time.monotonic() + timeout
+    with requests.get(url, timeout=timeout, stream=True) as resp:
+        resp.raise_for_status()
+        chunks, size = [], 0
+        for chunk in resp.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise ValueError(f"larger than {max_bytes // 2**20} MiB")
+            if time.monotonic() > deadline:
+                raise ValueError(f"no complete answer within {timeout:g} s")
+            chunks.append(chunk)
+    return b"".join(chunks)

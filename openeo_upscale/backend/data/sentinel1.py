@@ -56,7 +56,7 @@ import xarray as xr
 from scipy import special
 
 from openeo_upscale.backend.data import sentinel2, worldcover
-from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bands, check_bounds, resolution_of
 
 __all__ = [
     "BANDS",
@@ -398,18 +398,11 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     gives the noise-free backscatter (what the speckle multiplies)."""
     _zone(epsg)
     check_bounds(bounds)
-    if not bands:
-        raise ValueError("no bands requested")
-    unknown = [b for b in bands if b not in BANDS]
-    if unknown:
-        raise ValueError(f"unknown bands {unknown}; SENTINEL1_GRD has {list(BANDS)} (dual-polarisation "
-                         f"IW; HH and HV are not produced)")
+    check_bands(bands, BANDS, "SENTINEL1_GRD", " (dual-polarisation IW; HH and HV are not produced)")
     days = [d.date() if isinstance(d, datetime) else d for d in dates]
     for day in days:
         _require_slot(epsg, day)
-    res = float(resolution) if resolution is not None else float(RESOLUTION)
-    if not (math.isfinite(res) and res > 0):
-        raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
+    res = resolution_of(resolution, RESOLUTION)
 
     land = worldcover.load(epsg, bounds, [worldcover.DATE], ["MAP"], res)
     xs = np.asarray(land["x"].values, dtype=np.float64)

@@ -62,7 +62,7 @@ import numpy.typing as npt
 import xarray as xr
 
 from openeo_upscale.backend.data import landscape
-from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bands, check_bounds, resolution_of
 from openeo_upscale.backend.data._noise import fbm, hash_, threshold, uniform
 from openeo_upscale.backend.data._noise import u as _u
 from openeo_upscale.backend.data.landscape import Cover, Land
@@ -348,20 +348,14 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     """
     _zone(epsg)
     check_bounds(bounds)
-    if not bands:
-        raise ValueError("no bands requested")
-    unknown = [b for b in bands if b not in BANDS]
-    if unknown:
-        raise ValueError(f"unknown bands {unknown}; SENTINEL2_L2A has {list(BANDS)}")
+    check_bands(bands, BANDS, "SENTINEL2_L2A")
     days = [d.date() if isinstance(d, datetime) else d for d in dates]
     missing = [d.isoformat() for d in days if not is_acquisition(d)]
     if missing:
         raise ValueError(f"no SENTINEL2_L2A acquisition on {missing}: scenes are every {REVISIT_DAYS} "
                          f"days from {FIRST_DATE.isoformat()} on the days k * {REVISIT_DAYS} after "
                          f"{EPOCH.isoformat()}")
-    res = float(resolution) if resolution is not None else float(min(BANDS[b] for b in bands))
-    if not (math.isfinite(res) and res > 0):
-        raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
+    res = resolution_of(resolution, min(BANDS[b] for b in bands))
 
     west, south_m, east, north = bounds
     xs, ys = pixel_axis(west, east, res, False), pixel_axis(south_m, north, res, True)

@@ -19,7 +19,6 @@ mangroves (95) or moss and lichen (100).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from openeo_upscale.backend.data import landscape, sentinel2
-from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bounds
+from openeo_upscale.backend.data._common import Bounds, as_datetime, check_bands, check_bounds, resolution_of
 
 __all__ = ["BANDS", "CLASSES", "DATE", "NODATA", "PRODUCED", "RESOLUTION", "Scene", "acquisitions", "load"]
 
@@ -80,18 +79,12 @@ def load(epsg: int, bounds: Bounds, dates: Sequence[date], bands: Sequence[str],
     `dates` may only hold `DATE`.
     """
     check_bounds(bounds)
-    if not bands:
-        raise ValueError("no bands requested")
-    unknown = [b for b in bands if b not in BANDS]
-    if unknown:
-        raise ValueError(f"unknown bands {unknown}; ESA_WORLDCOVER_10M_2021_V2 has {list(BANDS)}")
+    check_bands(bands, BANDS, "ESA_WORLDCOVER_10M_2021_V2")
     days = [d.date() if isinstance(d, datetime) else d for d in dates]
     other = [d.isoformat() for d in days if d != DATE]
     if other:
         raise ValueError(f"ESA_WORLDCOVER_10M_2021_V2 has one layer, on {DATE.isoformat()}, not {other}")
-    res = float(resolution) if resolution is not None else float(RESOLUTION)
-    if not (math.isfinite(res) and res > 0):
-        raise ValueError(f"resolution must be a positive number of metres, not {resolution}")
+    res = resolution_of(resolution, RESOLUTION)
 
     west, south, east, north = bounds
     xs = sentinel2.pixel_axis(west, east, res, False)

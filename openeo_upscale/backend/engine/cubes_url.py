@@ -57,6 +57,7 @@ from rasterio.windows import Window
 from openeo_upscale.backend.engine.context import Args, EvalContext, ProcessArgumentError
 from openeo_upscale.backend.engine.cubes_spatial import Grid, VectorCube
 from openeo_upscale.backend.engine.registry import PROCESSES
+from openeo_upscale.backend.udp import download
 
 __all__ = ["MAX_REMOTE_BYTES", "RASTER_FORMATS", "VECTOR_FORMATS", "UrlPolicy", "float_type", "read_band"]
 
@@ -150,17 +151,9 @@ class UrlPolicy:
     def fetch(self, url: str, process: str) -> bytes:
         """The whole document at an http(s) `url` (already located), within the timeout and size cap."""
         try:
-            with requests.get(url, timeout=self.timeout, stream=True) as resp:
-                resp.raise_for_status()
-                chunks, size = [], 0
-                for chunk in resp.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_REMOTE_BYTES:
-                        raise ValueError(f"larger than {MAX_REMOTE_BYTES // 2**20} MiB")
-                    chunks.append(chunk)
+            return download(url, timeout=self.timeout, max_bytes=MAX_REMOTE_BYTES)
         except (requests.RequestException, ValueError) as exc:
             raise ProcessArgumentError(f"{process}: cannot fetch '{url}': {exc}", parameter="url") from exc
-        return b"".join(chunks)
 
     def gdal_options(self) -> dict[str, Any]:
         """GDAL settings for opening rasters under this policy (timeouts of remote reads)."""

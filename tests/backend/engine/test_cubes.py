@@ -22,34 +22,7 @@ from openeo_upscale.backend.engine import Evaluator, ProcessGraphError
 from openeo_upscale.backend.engine.cubes import period_starts
 from openeo_upscale.backend.engine.cubes_spatial import VectorCube
 from openeo_upscale.backend.engine.output import ResultWriter
-from tests.backend.engine.helpers import node, p
-
-EPSG = 32631
-X0, Y0 = 600_000.0, 5_700_000.0  # upper-left corner of the test grids
-
-
-def make_cube(
-    nt: int = 6,
-    bands: tuple[str, ...] = ("B04", "B08"),
-    ny: int = 8,
-    nx: int = 10,
-    res: float = 10.0,
-    seed: int = 0,
-    start: str = "2023-04-20",
-) -> xr.DataArray:
-    rng = np.random.default_rng(seed)
-    values = rng.integers(1, 10_000, size=(nt, len(bands), ny, nx)).astype(np.float64)
-    return xr.DataArray(
-        values,
-        dims=("t", "bands", "y", "x"),
-        coords={
-            "t": pd.date_range(start, periods=nt, freq="5D").values,
-            "bands": list(bands),
-            "y": Y0 - (np.arange(ny) + 0.5) * res,
-            "x": X0 + (np.arange(nx) + 0.5) * res,
-        },
-        attrs={"crs": EPSG, "resolution": res, "nodata": 0},
-    )
+from tests.backend.engine.helpers import EPSG, X0, Y0, make_cube, node, p
 
 
 def n(name: str) -> dict[str, str]:

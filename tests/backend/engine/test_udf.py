@@ -7,12 +7,12 @@ import textwrap
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
 from openeo_upscale.backend.engine import Evaluator, ProcessGraphError
 from openeo_upscale.backend.engine.udf import PYTHON_VERSION, udf_problem
+from tests.backend.engine.helpers import make_cube as cube_of
 from tests.backend.engine.helpers import node, p
 
 EPSG = 32631
@@ -20,19 +20,7 @@ EPSG = 32631
 
 def make_cube(nt: int = 4, bands: tuple[str, ...] = ("B04", "B08"), ny: int = 9, nx: int = 11,
               seed: int = 1) -> xr.DataArray:
-    rng = np.random.default_rng(seed)
-    values = rng.integers(1, 10_000, size=(nt, len(bands), ny, nx)).astype(np.float64)
-    return xr.DataArray(
-        values,
-        dims=("t", "bands", "y", "x"),
-        coords={
-            "t": pd.date_range("2023-05-01", periods=nt, freq="5D").values,
-            "bands": list(bands),
-            "y": 5_700_000.0 - (np.arange(ny) + 0.5) * 10.0,
-            "x": 600_000.0 + (np.arange(nx) + 0.5) * 10.0,
-        },
-        attrs={"crs": EPSG, "resolution": 10.0, "nodata": 0},
-    )
+    return cube_of(nt, bands, ny, nx, seed=seed, start="2023-05-01")
 
 
 def udf_node(code: str, result: bool = False, data: Any = None, **arguments: Any) -> dict[str, Any]:
